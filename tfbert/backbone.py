@@ -1,0 +1,115 @@
+"""`BertBackbone`: the BERT encoder as a functional Keras model, dict in -> dict out."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import ops
+
+from tfbert.config import BertConfig
+from tfbert.layers import BertEmbeddings, BertEncoderBlock
+
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class BertBackbone(keras.Model):
+    """A BERT encoder (post-LayerNorm transformer with absolute positions).
+
+    Inputs are a dict of int tensors of shape [batch, seq] named as in transformers'
+    TF BERT signatures: `input_ids`, `token_type_ids`, `attention_mask` (1 = token,
+    0 = padding); `seq` may be anything up to `max_position_embeddings`. Outputs are
+    `{"sequence_output": [batch, seq, hidden], "pooled_output": [batch, hidden]}`,
+    float32 whatever the dtype policy.
+
+    Args:
+        config: a `BertConfig`, or its fields as keyword arguments.
+        dtype: a Keras dtype policy name, e.g. "mixed_bfloat16"; defaults to the global policy.
+
+    Example:
+        >>> import numpy as np
+        >>> backbone = BertBackbone(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+        ...                                    num_attention_heads=2, intermediate_size=64))
+        >>> out = backbone({"input_ids": np.array([[2, 5, 3]]), "token_type_ids": np.zeros((1, 3)),
+        ...                 "attention_mask": np.ones((1, 3))})
+        >>> tuple(out["sequence_output"].shape), tuple(out["pooled_output"].shape)
+        ((1, 3, 32), (1, 32))
+    """
+
+    def __init__(self, config: BertConfig | None = None, dtype=None, **kwargs):
+        config_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in BertConfig.__dataclass_fields__}
+        if config is None:
+            config = BertConfig(**config_fields)
+        elif isinstance(config, dict):
+            config = BertConfig.from_dict(config)
+        elif config_fields:
+            raise TypeError("pass either a BertConfig or its fields, not both")
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
+        embeddings = BertEmbeddings(
+            vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+            max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size,
+            layer_norm_eps=config.layer_norm_eps, dropout=config.hidden_dropout_prob,
+            initializer_range=config.initializer_range, dtype=dtype, name="embeddings")
+        x = embeddings(inputs["input_ids"], inputs["token_type_ids"])
+        for i in range(config.num_hidden_layers):
+            x = BertEncoderBlock(
+                hidden_size=config.hidden_size, num_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size, activation=config.hidden_act,
+                dropout=config.hidden_dropout_prob, attention_dropout=config.attention_probs_dropout_prob,
+                layer_norm_eps=config.layer_norm_eps, initializer_range=config.initializer_range,
+                dtype=dtype, name=f"encoder_layer_{i}")(x, inputs["attention_mask"])
+        pooler = keras.layers.Dense(
+            config.hidden_size, activation="tanh",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+            dtype=dtype, name="pooler")
+        pooled = pooler(x[:, 0, :])
+        # Heads and losses want float32, whatever precision the encoder ran in.
+        outputs = {
+            "sequence_output": keras.layers.Activation("linear", dtype="float32", name="sequence_output")(x),
+            "pooled_output": keras.layers.Activation("linear", dtype="float32", name="pooled_output")(pooled),
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.config = config
+        self.policy_name = dtype if isinstance(dtype, str) or dtype is None else keras.DTypePolicy(dtype).name
+
+    # ---- layer access used by checkpoint conversion and LoRA ----------------------------------
+    @property
+    def embeddings(self) -> BertEmbeddings:
+        return self.get_layer("embeddings")
+
+    @property
+    def encoder_layers(self) -> list[BertEncoderBlock]:
+        return [self.get_layer(f"encoder_layer_{i}") for i in range(self.config.num_hidden_layers)]
+
+    @property
+    def pooler(self) -> keras.layers.Dense:
+        return self.get_layer("pooler")
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.policy_name,
+                "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, **kwargs) -> "BertBackbone":
+        """Loads a Hugging Face BERT directory, an original Google BERT checkpoint, a named
+        preset (e.g. "minilm-l6") or a Hugging Face hub id. See `tfbert.checkpoints.load_backbone`."""
+        from tfbert.checkpoints import load_backbone
+        return load_backbone(path_or_preset, dtype=dtype, backbone_cls=cls, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, vocab_file: str | None = None) -> None:
+        """Writes `config.json` + `model.safetensors` (+ `vocab.txt`) that transformers'
+        `BertModel.from_pretrained` loads. See `tfbert.checkpoints.save_backbone`."""
+        from tfbert.checkpoints import save_backbone
+        save_backbone(self, directory, vocab_file=vocab_file)
+
+
+def dummy_inputs(batch: int = 1, seq: int = 8) -> dict:
+    """Small all-valid inputs, e.g. to build a model before loading weights."""
+    ids = ops.ones((batch, seq), dtype="int32")
+    return {"input_ids": ids, "token_type_ids": ops.zeros((batch, seq), dtype="int32"), "attention_mask": ids}

@@ -1,0 +1,72 @@
+"""Checkpoint import/export: Hugging Face directories, Google BERT checkpoints, named presets.
+
+Example:
+    >>> from tfbert import BertBackbone
+    >>> backbone = BertBackbone.from_pretrained("minilm-l6")   # doctest: +SKIP
+    >>> backbone.save_pretrained("/tmp/minilm-copy")           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+from tfbert.checkpoints import google, huggingface
+from tfbert.checkpoints.mapping import CheckpointError, LoadReport, assign_state, backbone_state
+from tfbert.checkpoints.presets import PRESETS, resolve
+from tfbert.config import BertConfig
+
+__all__ = ["CheckpointError", "LoadReport", "PRESETS", "resolve", "load_backbone", "save_backbone",
+           "read_checkpoint"]
+
+
+def read_checkpoint(path_or_preset: str | os.PathLike) -> tuple[BertConfig, dict, str]:
+    """Reads config and weights (HF names and layouts) from any supported source.
+
+    Returns:
+        (config, state dict of float32 numpy arrays, the file the weights came from)
+    """
+    directory = resolve(path_or_preset)
+    if huggingface.is_hf_directory(directory):
+        config = BertConfig.from_json_file(os.path.join(directory, "config.json"))
+        state, source = huggingface.read_state(directory)
+    elif google.is_google_directory(directory):
+        config = BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
+        state, source = google.read_state(directory)
+    else:
+        raise CheckpointError(
+            f"{directory}: not a BERT checkpoint directory; expected config.json with model.safetensors "
+            "(Hugging Face) or bert_config.json with bert_model.ckpt.index (Google)")
+    return config, state, source
+
+
+def load_backbone(path_or_preset, dtype=None, backbone_cls=None, return_report: bool = False, **overrides):
+    """Builds a `BertBackbone` from a checkpoint and loads its weights.
+
+    Args:
+        path_or_preset: a HF directory, a Google checkpoint directory, a preset name
+            (e.g. "minilm-l6") or a Hugging Face hub id (downloaded when online).
+        dtype: Keras dtype policy for the model, e.g. "mixed_bfloat16".
+        return_report: also return the `LoadReport` (loaded / missing / unexpected keys).
+        **overrides: config fields to change, e.g. `hidden_dropout_prob=0.2`.
+
+    Raises:
+        CheckpointError: unreadable files, a shape mismatch or a missing encoder weight, by name.
+    """
+    if backbone_cls is None:
+        from tfbert.backbone import BertBackbone as backbone_cls
+    config, state, source = read_checkpoint(path_or_preset)
+    for key, value in overrides.items():
+        if key not in BertConfig.__dataclass_fields__:
+            raise TypeError(f"unknown BertConfig field {key!r}")
+        setattr(config, key, value)
+    config.validate(source)
+    backbone = backbone_cls(config, dtype=dtype)
+    report = assign_state(backbone, state, source)
+    return (backbone, report) if return_report else backbone
+
+
+def save_backbone(backbone, directory: str | os.PathLike, vocab_file: str | None = None,
+                  tokenizer_dir: str | None = None) -> None:
+    """Writes the backbone as a HF `BertModel` directory (config.json, model.safetensors, vocab)."""
+    huggingface.write_directory(os.fspath(directory), backbone.config, backbone_state(backbone),
+                                tokenizer_dir=tokenizer_dir, vocab_file=vocab_file)

@@ -1,0 +1,176 @@
+"""Keras layers of a BERT encoder: embeddings, a post-LayerNorm transformer block.
+
+Weights are laid out the way Keras layers store them (`Dense` kernels are
+[in, out]); `tfbert.checkpoints` maps them to and from Hugging Face / Google names.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from tfbert.config import SUPPORTED_ACTIVATIONS
+
+
+def get_activation(name: str):
+    """The activation transformers' `ACT2FN[name]` computes, as a Keras callable."""
+    if name == "gelu":
+        return lambda x: keras.activations.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return lambda x: keras.activations.gelu(x, approximate=True)
+    if name in ("silu", "swish"):
+        return keras.activations.silu
+    if name in ("relu", "tanh"):
+        return keras.activations.get(name)
+    raise ValueError(f"hidden_act {name!r} is not supported; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class BertEmbeddings(keras.layers.Layer):
+    """Word + absolute position + token type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, max_position_embeddings: int, type_vocab_size: int,
+                 layer_norm_eps: float = 1e-12, dropout: float = 0.0, initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.layer_norm_eps = layer_norm_eps
+        self.dropout_rate = dropout
+        self.initializer_range = initializer_range
+        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.word_embeddings = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init,
+                                                      dtype=self.dtype_policy, name="word_embeddings")
+        self.position_embeddings = keras.layers.Embedding(max_position_embeddings, hidden_size,
+                                                          embeddings_initializer=init, dtype=self.dtype_policy,
+                                                          name="position_embeddings")
+        self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size,
+                                                            embeddings_initializer=init, dtype=self.dtype_policy,
+                                                            name="token_type_embeddings")
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, dtype=self.dtype_policy,
+                                                          name="layer_norm")
+        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, input_ids_shape, token_type_ids_shape=None):
+        self.word_embeddings.build(input_ids_shape)
+        self.position_embeddings.build(input_ids_shape)
+        self.token_type_embeddings.build(input_ids_shape)
+        self.layer_norm.build(tuple(input_ids_shape) + (self.hidden_size,))
+        self.built = True
+
+    def call(self, input_ids, token_type_ids, training=None):
+        seq_len = ops.shape(input_ids)[1]
+        positions = ops.expand_dims(ops.arange(seq_len, dtype="int32"), 0)
+        x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+             + self.position_embeddings(positions))
+        x = self.layer_norm(x)
+        return self.dropout(x, training=training)
+
+    def compute_output_shape(self, input_ids_shape, token_type_ids_shape=None):
+        return tuple(input_ids_shape) + (self.hidden_size,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "max_position_embeddings": self.max_position_embeddings, "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps, "dropout": self.dropout_rate,
+            "initializer_range": self.initializer_range,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class BertEncoderBlock(keras.layers.Layer):
+    """One post-LayerNorm transformer block, as in BERT.
+
+    `x = LN(x + Dropout(Attention(x)))`, then `x = LN(x + Dropout(Dense(act(Dense(x)))))`.
+    Attention logits and softmax run in float32 under mixed precision.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, activation: str = "gelu",
+                 dropout: float = 0.0, attention_dropout: float = 0.0, layer_norm_eps: float = 1e-12,
+                 initializer_range: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.activation = activation
+        self.dropout_rate = dropout
+        self.attention_dropout_rate = attention_dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.head_size = hidden_size // num_heads
+        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        dense = dict(kernel_initializer=init, dtype=self.dtype_policy)
+        self.query = keras.layers.Dense(hidden_size, name="query", **dense)
+        self.key = keras.layers.Dense(hidden_size, name="key", **dense)
+        self.value = keras.layers.Dense(hidden_size, name="value", **dense)
+        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output", **dense)
+        self.attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, dtype=self.dtype_policy, name="attention_layer_norm")
+        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate", **dense)
+        self.output_dense = keras.layers.Dense(hidden_size, name="output", **dense)
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, dtype=self.dtype_policy, name="output_layer_norm")
+        self.attention_dropout = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
+        self.attention_output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self._act = get_activation(activation)
+
+    def build(self, x_shape, attention_mask_shape=None):
+        hidden = tuple(x_shape[:-1]) + (self.hidden_size,)
+        for layer in (self.query, self.key, self.value, self.attention_output, self.intermediate):
+            layer.build(hidden)
+        self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
+        self.attention_layer_norm.build(hidden)
+        self.output_layer_norm.build(hidden)
+        self.built = True
+
+    def _split_heads(self, x):
+        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
+        return ops.transpose(x, (0, 2, 1, 3))  # [batch, heads, seq, head_size]
+
+    def call(self, x, attention_mask, training=None):
+        """Args:
+            x: [batch, seq, hidden].
+            attention_mask: int [batch, seq], 1 for tokens to attend to, 0 for padding.
+        """
+        attention_bias = attention_bias_from_mask(attention_mask)
+        q = self._split_heads(self.query(x))
+        k = self._split_heads(self.key(x))
+        v = self._split_heads(self.value(x))
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+        scores = ops.cast(scores, "float32") / math.sqrt(self.head_size) + attention_bias
+        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probs = self.attention_dropout(probs, training=training)
+        context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
+        batch, seq = ops.shape(context)[0], ops.shape(context)[1]
+        context = ops.reshape(context, (batch, seq, self.hidden_size))
+        attended = self.attention_output_dropout(self.attention_output(context), training=training)
+        x = self.attention_layer_norm(x + attended)
+        hidden = self.output_dense(self._act(self.intermediate(x)))
+        return self.output_layer_norm(x + self.output_dropout(hidden, training=training))
+
+    def compute_output_shape(self, x_shape, attention_mask_shape=None):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "hidden_size": self.hidden_size, "num_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size, "activation": self.activation,
+            "dropout": self.dropout_rate, "attention_dropout": self.attention_dropout_rate,
+            "layer_norm_eps": self.layer_norm_eps, "initializer_range": self.initializer_range,
+        })
+        return config
+
+
+def attention_bias_from_mask(attention_mask, dtype: str = "float32"):
+    """[batch, seq] 0/1 mask -> [batch, 1, 1, seq] additive bias (0 keep, -1e9-ish drop)."""
+    mask = ops.cast(attention_mask, dtype)
+    return ops.expand_dims(ops.expand_dims((1.0 - mask) * -1e9, 1), 1)
