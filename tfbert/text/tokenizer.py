@@ -178,6 +178,9 @@ class BertTokenizer(tf.Module):
         if texts.shape.rank != 1:
             texts = tf.reshape(texts, [-1])
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+        # RegexSplitWithOffsets stops at a NUL byte. HF drops U+0000 in clean_text; a private-use
+        # character (also dropped by clean_text) stands in for it until then.
+        texts = tf.strings.regex_replace(texts, "\x00", "\uE000")
         # 1. Special tokens written in the text are tokens of their own (HF's added-token split).
         segments, _, _ = tf_text.regex_split_with_offsets(
             texts, delim_regex_pattern=self._special_pattern, keep_delim_regex_pattern=self._special_pattern)

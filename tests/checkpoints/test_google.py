@@ -1,0 +1,79 @@
+"""Original Google BERT checkpoints (bert_config.json + bert_model.ckpt), built tiny by the test."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfbert.checkpoints import load_backbone
+from tfbert.checkpoints.google import google_to_hf_name
+from tfbert.checkpoints.mapping import backbone_state
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_to_google(key):
+    name = "bert/" + key.replace(".", "/")
+    name = name.replace("/layer/", "/layer_")
+    if "LayerNorm" in name:
+        name = name.replace("/weight", "/gamma").replace("/bias", "/beta")
+    elif name.endswith("_embeddings/weight"):
+        name = name[: -len("/weight")]
+    else:
+        name = name.replace("/weight", "/kernel")
+    return name
+
+
+def test_name_mapping():
+    assert google_to_hf_name("bert/encoder/layer_3/attention/self/query/kernel") == \
+        "encoder.layer.3.attention.self.query.weight"
+    assert google_to_hf_name("bert/embeddings/word_embeddings") == "embeddings.word_embeddings.weight"
+    assert google_to_hf_name("bert/embeddings/LayerNorm/gamma") == "embeddings.LayerNorm.weight"
+
+
+def test_google_checkpoint_matches_transformers(tmp_path):
+    config = dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
+                  max_position_embeddings=32, type_vocab_size=2, hidden_act="gelu")
+    torch.manual_seed(0)
+    model = transformers.BertModel(transformers.BertConfig(**config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    # Write the weights the way Google's BERT did: TF variables, [in, out] kernels, plus the
+    # MLM/NSP heads and Adam slots that pre-training checkpoints carry.
+    variables = {}
+    for key, value in model.state_dict().items():
+        if key == "embeddings.position_ids":
+            continue
+        value = value.numpy()
+        name = _hf_to_google(key)
+        variables[name] = value.T if name.endswith("/kernel") else value
+    variables["cls/predictions/output_bias"] = np.zeros(50, "float32")
+    variables["bert/embeddings/word_embeddings/adam_m"] = np.zeros((50, 24), "float32")
+    directory = tmp_path / "uncased_L-2_H-24_A-3"
+    directory.mkdir()
+    _save_tf1(variables, str(directory / "bert_model.ckpt"))
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    backbone, report = load_backbone(str(directory), return_report=True)
+    assert report.unexpected == ["cls.predictions.output_bias"]
+    state = backbone_state(backbone)
+    np.testing.assert_array_equal(state["encoder.layer.1.attention.self.query.weight"],
+                                  model.state_dict()["encoder.layer.1.attention.self.query.weight"].numpy())
+    rng = np.random.default_rng(0)
+    batch = {"input_ids": rng.integers(1, 50, (2, 9)).astype("int32"),
+             "token_type_ids": np.zeros((2, 9), "int32"), "attention_mask": np.ones((2, 9), "int32")}
+    with torch.no_grad():
+        ref = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}).last_hidden_state.numpy()
+    assert np.abs(backbone(batch)["sequence_output"].numpy() - ref).max() < 1e-4
+
+
+def _save_tf1(variables, prefix):
+    """Writes a name-based checkpoint like TF1's Saver (names are the variable names)."""
+    with tf.Graph().as_default():
+        tf_vars = [tf.compat.v1.Variable(value, name=name) for name, value in variables.items()]
+        saver = tf.compat.v1.train.Saver(var_list={name: var for name, var in zip(variables, tf_vars)})
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, prefix)

@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny config and a tiny vocabulary, so unit tests run in seconds."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+
+import pytest  # noqa: E402
+
+TINY_WORDS = ("the a an is was of and to in it this that good bad movie film great awful not very "
+              "hello world foo bar play ##s ##ing ##ed un ##able , . ! ? ' - 0 1 2 3 4 5 6 7 8 9").split()
+
+
+def tiny_config(**overrides):
+    from tfbert import BertConfig
+
+    fields = dict(vocab_size=len(TINY_WORDS) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=64)
+    fields.update(overrides)
+    return BertConfig(**fields)
+
+
+@pytest.fixture
+def tiny_vocab_file(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def tiny_backbone():
+    from tfbert import BertBackbone
+
+    return BertBackbone(tiny_config())
+
+
+def minilm_dir():
+    from tfbert.checkpoints import resolve
+
+    return resolve("minilm-l6")

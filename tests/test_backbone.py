@@ -1,0 +1,65 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from tfbert import BertBackbone
+
+
+def _inputs(batch=2, seq=7, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, seq), "int32")
+    mask[0, seq - 2:] = 0
+    return {"input_ids": rng.integers(5, 40, (batch, seq)).astype("int32"),
+            "token_type_ids": (np.arange(seq)[None, :] >= seq // 2).astype("int32").repeat(batch, 0),
+            "attention_mask": mask}
+
+
+def test_dict_in_dict_out_any_length(tiny_backbone):
+    assert [i.name for i in tiny_backbone.inputs] == ["attention_mask", "input_ids", "token_type_ids"] or \
+        sorted(tiny_backbone.input) == ["attention_mask", "input_ids", "token_type_ids"]
+    for seq in (1, 7, 64):
+        out = tiny_backbone(_inputs(seq=seq))
+        assert tuple(out["sequence_output"].shape) == (2, seq, 32)
+        assert tuple(out["pooled_output"].shape) == (2, 32)
+
+
+def test_padding_does_not_change_real_positions(tiny_backbone):
+    x = _inputs(batch=1, seq=5)
+    x["attention_mask"][:] = 1
+    padded = {k: np.concatenate([v, np.zeros((1, 4), "int32")], axis=1) for k, v in x.items()}
+    a = tiny_backbone(x)["sequence_output"].numpy()
+    b = tiny_backbone(padded)["sequence_output"].numpy()[:, :5]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_keras_save_and_config_round_trip(tiny_backbone, tmp_path):
+    x = _inputs()
+    path = tmp_path / "backbone.keras"
+    tiny_backbone.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, BertBackbone) and restored.config == tiny_backbone.config
+    np.testing.assert_array_equal(restored(x)["pooled_output"], tiny_backbone(x)["pooled_output"])
+    clone = BertBackbone.from_config(tiny_backbone.get_config())
+    assert clone.count_params() == tiny_backbone.count_params()
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_outputs_float32_and_stay_close(tiny_backbone, policy):
+    mixed = BertBackbone(tiny_backbone.config, dtype=policy)
+    mixed.set_weights(tiny_backbone.get_weights())
+    assert mixed.get_layer("encoder_layer_0").query.compute_dtype == policy.split("_")[1]
+    x = _inputs()
+    out = mixed(x)
+    assert all(v.dtype == "float32" for v in out.values())
+    ref = tiny_backbone(x)["sequence_output"].numpy()
+    got = out["sequence_output"].numpy()
+    assert np.isfinite(got).all()
+    assert np.abs(got - ref).max() < (0.15 if policy == "mixed_bfloat16" else 0.02)
+
+
+def test_dropout_only_in_training():
+    backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.5))
+    x = _inputs()
+    np.testing.assert_array_equal(backbone(x)["pooled_output"], backbone(x)["pooled_output"])
+    assert not np.allclose(backbone(x, training=True)["pooled_output"], backbone(x)["pooled_output"])
