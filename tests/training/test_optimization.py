@@ -1,0 +1,329 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from tfbert import BertBackbone
+from tfbert.training.optimization import (BertAdamW, WarmupLinearDecay, count_encoder_layers, create_optimizer,
+                                          layerwise_lr_factor, warmup_steps_for)
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _bert_classifier(num_labels=3):
+    """A tiny BertBackbone plus a `classifier` Dense head on the pooled output, as a task model builds it.
+
+    No dropout, so that two training steps from the same weights see the same gradients.
+    """
+    backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    logits = keras.layers.Dense(num_labels, name="classifier")(backbone.output["pooled_output"])
+    return keras.Model(backbone.input, logits, name="bert_classifier")
+
+
+def _bert_batch(batch=4, seq=8, seed=0):
+    rng = np.random.default_rng(seed)
+    features = {"input_ids": rng.integers(5, 40, (batch, seq)).astype("int32"),
+                "token_type_ids": np.zeros((batch, seq), "int32"),
+                "attention_mask": np.ones((batch, seq), "int32")}
+    return features, rng.integers(0, 3, (batch,)).astype("int32")
+
+
+def _dense_model(seed=0, dtype=None):
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, name="hidden", dtype=dtype,
+                                kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs)
+    outputs = keras.layers.Dense(1, name="head", dtype=dtype,
+                                 kernel_initializer=keras.initializers.GlorotUniform(seed + 1))(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def _values(variables):
+    return {v.path: np.array(v.numpy()) for v in variables}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# schedule
+
+
+@pytest.mark.parametrize("step, expected", [(0, 0.0), (5, 0.5e-3), (10, 1e-3), (55, 0.5e-3), (100, 0.0), (150, 0.0)])
+def test_warmup_linear_decay_values(step, expected):
+    schedule = WarmupLinearDecay(1e-3, total_steps=100, warmup_steps=10)
+    assert float(schedule(step)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_warmup_linear_decay_without_warmup_starts_at_peak():
+    schedule = WarmupLinearDecay(2.0, total_steps=4, warmup_steps=0)
+    assert [float(schedule(s)) for s in range(6)] == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_warmup_linear_decay_serialization_round_trip():
+    schedule = WarmupLinearDecay(3e-5, total_steps=1000, warmup_steps=100)
+    config = keras.optimizers.schedules.serialize(schedule)
+    assert config["registered_name"] == "tfbert>WarmupLinearDecay"
+    restored = keras.optimizers.schedules.deserialize(config)
+    assert isinstance(restored, WarmupLinearDecay)
+    assert restored.get_config() == schedule.get_config()
+    for step in (0, 50, 100, 700, 1200):
+        assert float(restored(step)) == pytest.approx(float(schedule(step)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(total_steps=0, warmup_steps=0), dict(total_steps=10, warmup_steps=11),
+                                    dict(total_steps=10, warmup_steps=-1)])
+def test_warmup_linear_decay_rejects_bad_steps(kwargs):
+    with pytest.raises(ValueError, match="WarmupLinearDecay"):
+        WarmupLinearDecay(1e-3, **kwargs)
+
+
+def test_warmup_steps_for():
+    assert warmup_steps_for(1000, 0.1) == 100
+    assert warmup_steps_for(15, 0.1) == 1  # rounded down, as BERT's run_classifier.py
+    assert warmup_steps_for(15, 0.0) == 0
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        warmup_steps_for(10, 1.5)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# layer-wise LR decay
+
+
+@pytest.fixture(scope="module")
+def bert_classifier():
+    return _bert_classifier()
+
+
+def test_layerwise_factor_per_variable_group(bert_classifier):
+    assert count_encoder_layers(bert_classifier.trainable_variables) == 2
+    optimizer = create_optimizer(bert_classifier, learning_rate=1e-3, total_steps=10, layerwise_lr_decay=0.5)
+    optimizer.build(bert_classifier.trainable_variables)
+    expected_by_prefix = {"embeddings/": 0.5 ** 3, "encoder_layer_0/": 0.5 ** 2, "encoder_layer_1/": 0.5,
+                          "pooler/": 1.0, "classifier/": 1.0}
+    seen = set()
+    for variable in bert_classifier.trainable_variables:
+        prefix = next(p for p in expected_by_prefix if variable.path.startswith(p))
+        seen.add(prefix)
+        assert optimizer.learning_rate_factor(variable) == pytest.approx(expected_by_prefix[prefix]), variable.path
+    assert seen == set(expected_by_prefix)
+    # Paths of a backbone nested inside another model still match on whole path components.
+    assert layerwise_lr_factor("bert/encoder_layer_1/query/kernel", num_layers=2, decay=0.5) == 0.5
+    assert layerwise_lr_factor("mlm_head/word_embeddings_bias", num_layers=2, decay=0.5) == 1.0
+    assert layerwise_lr_factor("encoder_layer_1/query/kernel", num_layers=2, decay=None) == 1.0
+
+
+def test_layerwise_decay_needs_encoder_layers():
+    with pytest.raises(ValueError, match="encoder_layer"):
+        create_optimizer(_dense_model(), learning_rate=1e-3, total_steps=10, layerwise_lr_decay=0.9)
+    with pytest.raises(ValueError, match="num_layers=2"):
+        layerwise_lr_factor("encoder_layer_2/query/kernel", num_layers=2, decay=0.9)
+
+
+def test_layerwise_decay_scales_each_variables_update_in_a_training_step(bert_classifier):
+    # The same step from the same weights, with and without LLRD: Adam's update is linear in the learning rate,
+    # so each variable's change must shrink by exactly its factor (embeddings move decay**3 as far as the head).
+    peak, decay = 1e-3, 0.5
+    model = bert_classifier
+    features, labels = _bert_batch()
+    start = _values(model.trainable_variables)
+    deltas = {}
+    for layerwise_lr_decay in (None, decay):
+        for variable in model.trainable_variables:
+            variable.assign(start[variable.path])
+        model.compile(optimizer=create_optimizer(model, learning_rate=peak, total_steps=10, warmup_ratio=0.0,
+                                                 weight_decay=0.0, clipnorm=None,
+                                                 layerwise_lr_decay=layerwise_lr_decay),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.train_on_batch(features, labels)
+        deltas[layerwise_lr_decay] = {p: v - start[p] for p, v in _values(model.trainable_variables).items()}
+    for path, plain in deltas[None].items():
+        assert np.abs(plain).max() > 0, path
+        factor = layerwise_lr_factor(path, num_layers=2, decay=decay)
+        np.testing.assert_allclose(deltas[decay][path], factor * plain, rtol=1e-3, atol=1e-5 * peak,
+                                   err_msg=path)  # atol: float32 spacing of weights ~0.02
+    # Largest move of any element: the head's is about lr (Adam's first step is ~lr * sign(g)), the embeddings'
+    # decay**3 of it.
+    ratio = np.abs(deltas[decay]["embeddings/word_embeddings/embeddings"]).max() / \
+        np.abs(deltas[decay]["classifier/kernel"]).max()
+    assert ratio == pytest.approx(decay ** 3, rel=1e-2)
+    for variable in model.trainable_variables:  # restore the shared fixture's weights
+        variable.assign(start[variable.path])
+
+
+def test_repeated_tokens_get_one_dense_adam_update():
+    # On the TF backend an embedding gradient is an IndexedSlices with a row per occurrence; Keras's Adam alone
+    # squares those rows separately and moves a token seen n times by up to sqrt(n) * lr. Summed first, Adam's
+    # first step moves every element by at most lr (lr * |g| / (|g| + eps)).
+    ids = keras.Input((6,), dtype="int32")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(5, 4, name="embeddings")(ids))
+    model = keras.Model(ids, keras.layers.Dense(1, name="head")(pooled))
+    peak = 1e-2
+    model.compile(optimizer=create_optimizer(model, learning_rate=peak, total_steps=10, warmup_ratio=0.0,
+                                             weight_decay=0.0, clipnorm=None), loss="mse")
+    table = model.get_layer("embeddings").embeddings
+    before = table.numpy()
+    model.train_on_batch(np.full((4, 6), 2, "int32"), np.full((4, 1), 100.0, "float32"))  # token 2, 24 times
+    moved = np.abs(table.numpy() - before)
+    assert moved[2].max() == pytest.approx(peak, rel=1e-3)
+    np.testing.assert_array_equal(moved[[0, 1, 3, 4]], 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# weight decay and clipping
+
+
+@pytest.mark.parametrize("layerwise_lr_decay", [None, 0.5])
+def test_weight_decay_skips_layer_norm_and_biases(bert_classifier, layerwise_lr_decay):
+    # With zero gradients Adam's moments stay 0 and its update is 0, so only decoupled weight decay moves a
+    # variable: w <- w * (1 - weight_decay * lr * layerwise factor).
+    peak, weight_decay = 0.1, 0.5
+    variables = bert_classifier.trainable_variables
+    optimizer = create_optimizer(bert_classifier, learning_rate=peak, total_steps=10, warmup_ratio=0.0,
+                                 weight_decay=weight_decay, layerwise_lr_decay=layerwise_lr_decay)
+    before = _values(variables)
+    optimizer.apply([np.zeros(v.shape, "float32") for v in variables], variables)
+    after = _values(variables)
+    decayed = set()
+    for variable in variables:
+        name = variable.path.rsplit("/", 1)[-1]
+        if name in ("gamma", "beta", "bias"):
+            np.testing.assert_array_equal(after[variable.path], before[variable.path], err_msg=variable.path)
+        else:
+            factor = layerwise_lr_factor(variable.path, num_layers=2, decay=layerwise_lr_decay)
+            np.testing.assert_allclose(after[variable.path], before[variable.path] * (1 - weight_decay * peak * factor),
+                                       rtol=1e-6, err_msg=variable.path)
+            decayed.add(name)
+    assert decayed == {"kernel", "embeddings"}
+    for variable, value in before.items():  # restore the shared fixture's weights
+        next(v for v in variables if v.path == variable).assign(value)
+
+
+def test_global_norm_clipping_bounds_a_huge_gradient():
+    model = _dense_model()
+    variables = model.trainable_variables
+    huge = [np.full(v.shape, 1e6, "float32") for v in variables]
+    optimizer = create_optimizer(model, learning_rate=1e-3, total_steps=10, warmup_ratio=0.0, weight_decay=0.0,
+                                 clipnorm=1.0)
+    optimizer.apply(huge, variables)
+    # After one step Adam's first moment is (1 - beta_1) * the clipped gradient, so its global norm shows the clip.
+    momentums = [v for v in optimizer.variables if v.path.endswith("_momentum")]
+    assert len(momentums) == len(variables)
+    global_norm = np.sqrt(sum(float(np.sum(np.square(m.numpy()))) for m in momentums))
+    assert global_norm == pytest.approx(0.1 * 1.0, rel=1e-5)
+    # Without clipping the same gradient leaves a first moment a million times larger.
+    model_b = _dense_model()
+    unclipped = create_optimizer(model_b, learning_rate=1e-3, total_steps=10, warmup_ratio=0.0, clipnorm=None)
+    unclipped.apply(huge, model_b.trainable_variables)
+    unclipped_norm = np.sqrt(sum(float(np.sum(np.square(v.numpy()))) for v in unclipped.variables
+                                 if v.path.endswith("_momentum")))
+    assert unclipped_norm > 1e5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# gradient accumulation with model.fit
+
+
+class _RecordPerBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        self.records.append({"weights": _values(self.model.trainable_variables),
+                             "updates": int(self.model.optimizer.iterations),
+                             "learning_rate": float(self.model.optimizer.learning_rate)})
+
+    def on_train_begin(self, logs=None):
+        self.records = [{"weights": _values(self.model.trainable_variables), "updates": 0}]
+
+
+def _regression_data(samples=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples, 4)).astype("float32")
+    return x, (x @ np.array([1.0, -2.0, 0.5, 3.0], "float32"))[:, None]
+
+
+def test_gradient_accumulation_with_fit_updates_every_kth_batch_and_counts_updates():
+    x, y = _regression_data()
+    k, peak = 3, 0.05
+    model = _dense_model()
+    optimizer = create_optimizer(model, learning_rate=peak, total_steps=2, warmup_ratio=0.0,
+                                 gradient_accumulation_steps=k)
+    model.compile(optimizer=optimizer, loss="mse")
+    recorder = _RecordPerBatch()
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])  # 6 micro-batches
+
+    changed = [any(not np.array_equal(after["weights"][p], before["weights"][p]) for p in before["weights"])
+               for before, after in zip(recorder.records, recorder.records[1:])]
+    assert changed == [False, False, True, False, False, True]
+    assert [r["updates"] for r in recorder.records[1:]] == [0, 0, 1, 1, 1, 2]
+    assert int(optimizer.iterations) == 2 and int(optimizer._iterations) == 6  # updates vs micro-batches
+    # The schedule is evaluated on updates: lr(0) = peak for the first update, lr(1) = peak / 2 for the second.
+    assert [r["learning_rate"] for r in recorder.records[1:]] == pytest.approx(
+        [peak, peak, peak / 2, peak / 2, peak / 2, 0.0])
+
+    # k micro-batches of 2 give the same weights as one batch of 2k (mean of equal-size batch means).
+    reference = _dense_model()
+    reference.compile(optimizer=create_optimizer(reference, learning_rate=peak, total_steps=2, warmup_ratio=0.0),
+                      loss="mse")
+    reference.fit(x, y, batch_size=2 * k, epochs=1, shuffle=False, verbose=0)
+    for accumulated, direct in zip(model.trainable_variables, reference.trainable_variables):
+        np.testing.assert_allclose(accumulated.numpy(), direct.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# loss scaling, serialization, checkpoints
+
+
+def test_loss_scale_wraps_and_trains_a_mixed_float16_model():
+    x, y = _regression_data(samples=16)
+    model = _dense_model(dtype="mixed_float16")
+    optimizer = create_optimizer(model, learning_rate=1e-2, total_steps=4, loss_scale=True,
+                                 gradient_accumulation_steps=2)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(optimizer.inner_optimizer, BertAdamW)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)  # 8 micro-batches
+    # A micro-batch whose float16 gradients overflow halves the loss scale and is dropped: it is neither
+    # accumulated nor counted. The wrapper reports the inner optimizer's update count.
+    skipped = int(round(np.log2(optimizer.initial_scale / float(optimizer.dynamic_scale))))
+    assert int(optimizer.inner_optimizer._iterations) == 8 - skipped
+    assert int(optimizer.iterations) == (8 - skipped) // 2 >= 1
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(restored.inner_optimizer, BertAdamW)
+    assert restored.inner_optimizer.get_config() == optimizer.inner_optimizer.get_config()
+
+
+def test_optimizer_config_round_trip_keeps_schedule_llrd_and_exclusions(bert_classifier):
+    optimizer = create_optimizer(bert_classifier, learning_rate=2e-5, total_steps=100, layerwise_lr_decay=0.8,
+                                 gradient_accumulation_steps=4)
+    config = keras.optimizers.serialize(optimizer)
+    restored = keras.optimizers.deserialize(config)
+    assert isinstance(restored, BertAdamW)
+    assert restored.get_config() == optimizer.get_config()
+    assert isinstance(restored._learning_rate, WarmupLinearDecay)
+    assert (restored.beta_1, restored.beta_2, restored.epsilon, restored.global_clipnorm) == (0.9, 0.999, 1e-6, 1.0)
+    assert (restored.layerwise_lr_decay, restored.num_layers, restored.gradient_accumulation_steps) == (0.8, 2, 4)
+    restored.build(bert_classifier.trainable_variables)
+    by_path = {v.path: v for v in bert_classifier.trainable_variables}
+    assert not restored._use_weight_decay(by_path["encoder_layer_0/attention_layer_norm/gamma"].value)
+    assert not restored._use_weight_decay(by_path["classifier/bias"].value)
+    assert restored._use_weight_decay(by_path["classifier/kernel"].value)
+
+
+def test_saved_weights_restore_optimizer_state(tmp_path):
+    # What BackupAndRestore relies on: model.save_weights / load_weights carry the optimizer's
+    # moments, gradient accumulators and step counter.
+    x, y = _regression_data()
+
+    def compiled_model():
+        model = _dense_model()
+        model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=10,
+                                                 gradient_accumulation_steps=2), loss="mse")
+        return model
+
+    model = compiled_model()
+    model.fit(x[:10], y[:10], batch_size=2, epochs=1, shuffle=False, verbose=0)  # 5 micro-batches: 1 left pending
+    path = str(tmp_path / "state.weights.h5")
+    model.save_weights(path)
+
+    restored = compiled_model()
+    restored.optimizer.build(restored.trainable_variables)
+    restored.load_weights(path)
+    assert int(restored.optimizer._iterations) == 5 and int(restored.optimizer.iterations) == 2
+    for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy(), err_msg=saved.path)

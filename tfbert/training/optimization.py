@@ -1,0 +1,336 @@
+"""BERT fine-tuning optimizer: AdamW, warmup + linear decay, layer-wise LR decay, accumulation.
+
+`create_optimizer` is the one entry point the pipelines need. It builds a `BertAdamW`
+(a thin `keras.optimizers.AdamW` subclass) and leans on Keras for everything Keras already
+does: decoupled weight decay and its exclusion list (`exclude_from_weight_decay`), global-norm
+clipping (`global_clipnorm`), gradient accumulation (`gradient_accumulation_steps`) and dynamic
+loss scaling (`keras.optimizers.LossScaleOptimizer`). The subclass adds only three things:
+
+1. Layer-wise learning-rate decay (LLRD): each variable's learning rate (and so its decoupled
+   weight decay, which Keras scales by the learning rate) is multiplied by a factor looked up
+   from its path. Scaling the *gradient* instead would do nothing under Adam, whose update is
+   invariant to the gradient's scale; scaling the learning rate is what param-group LLRD does.
+2. Step counting under gradient accumulation. Keras keeps two counters: `optimizer._iterations`
+   counts `apply()` calls, i.e. micro-batches, and `optimizer.iterations` (the public property)
+   is `_iterations // gradient_accumulation_steps`, i.e. optimizer updates applied so far. Keras
+   evaluates a `LearningRateSchedule` on the micro-batch counter; `BertAdamW` evaluates it on
+   `optimizer.iterations`, so `total_steps` and `warmup_steps` are always counted in optimizer
+   updates and a run with accumulation k sees the same learning-rate curve, update by update,
+   as a run with a k-times larger batch. (Adam's bias correction already uses the update count.)
+3. Dense embedding gradients. On the TF backend an embedding lookup's gradient is a
+   `tf.IndexedSlices` with one row per token occurrence, and Keras's Adam squares those rows
+   one by one (`ops.square` keeps the slices), so a token seen n times in a batch gets a second
+   moment of sum(g_i^2) instead of (sum g_i)^2 and an update up to sqrt(n) times the learning
+   rate; global-norm clipping sees the same wrong norm. `BertAdamW.apply` densifies such
+   gradients first (duplicates summed), which is the update of the original BERT optimizer and
+   of PyTorch AdamW, at the cost of a dense [vocab, hidden] gradient per step.
+
+Why not `keras.optimizers.MultiOptimizer` with one AdamW per layer group: it clips each group
+by its own norm rather than the global norm, hides `learning_rate`, and does not compose with
+`gradient_accumulation_steps` counting or `LossScaleOptimizer`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+# Variables excluded from weight decay, by their last path component: LayerNorm scale and
+# offset, and every bias (as in the original BERT `AdamWeightDecayOptimizer`).
+NO_WEIGHT_DECAY_NAMES = ("gamma", "beta", "bias")
+
+# Path patterns for layer-wise LR decay, matching `tfbert.layers` / `BertBackbone` naming. Each
+# may be preceded by outer scopes (a nested model), so they match whole path components.
+_ENCODER_LAYER_PATTERN = re.compile(r"(?:^|/)encoder_layer_(\d+)/")
+_EMBEDDINGS_PATTERN = re.compile(r"(?:^|/)embeddings/")
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to a peak, then linear decay to 0 at `total_steps`, 0 afterwards.
+
+    The schedule of the original BERT and of `transformers.get_linear_schedule_with_warmup`:
+    `lr(step) = peak * step / warmup_steps` while `step < warmup_steps`, then
+    `peak * (total_steps - step) / (total_steps - warmup_steps)`, clipped at 0. `step` is
+    0-based, so the very first update uses learning rate 0 when there is a warmup.
+
+    Args:
+        peak_learning_rate: learning rate reached at the end of warmup.
+        total_steps: optimizer updates over the whole run (not micro-batches; see the module
+            docstring for gradient accumulation).
+        warmup_steps: optimizer updates of linear warmup, `0 <= warmup_steps <= total_steps`.
+
+    Raises:
+        ValueError: if an argument is out of range.
+
+    Example:
+        >>> schedule = WarmupLinearDecay(1e-3, total_steps=100, warmup_steps=10)
+        >>> [round(float(schedule(s)), 6) for s in (0, 5, 10, 55, 100, 150)]
+        [0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0]
+    """
+
+    def __init__(self, peak_learning_rate: float, total_steps: int, warmup_steps: int):
+        if not peak_learning_rate >= 0:
+            raise ValueError(f"WarmupLinearDecay: peak_learning_rate must be >= 0, got {peak_learning_rate!r}")
+        if int(total_steps) != total_steps or total_steps < 1:
+            raise ValueError(f"WarmupLinearDecay: total_steps must be an integer >= 1, got {total_steps!r}")
+        if int(warmup_steps) != warmup_steps or not 0 <= warmup_steps <= total_steps:
+            raise ValueError(f"WarmupLinearDecay: warmup_steps must be an integer in [0, total_steps="
+                             f"{total_steps}], got {warmup_steps!r}")
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = float(self.warmup_steps)
+        decay_span = float(max(self.total_steps - self.warmup_steps, 1))
+        warmup_lr = self.peak_learning_rate * step / max(warmup, 1.0)
+        decay_lr = self.peak_learning_rate * ops.maximum(0.0, (float(self.total_steps) - step) / decay_span)
+        return ops.where(step < warmup, warmup_lr, decay_lr)
+
+    def get_config(self) -> dict:
+        return {"peak_learning_rate": self.peak_learning_rate, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def warmup_steps_for(total_steps: int, warmup_ratio: float) -> int:
+    """Number of warmup updates for a warmup fraction, rounded down as in the original BERT.
+
+    Args:
+        total_steps: optimizer updates over the whole run.
+        warmup_ratio: fraction of `total_steps` spent warming up, in [0, 1].
+
+    Returns:
+        `int(total_steps * warmup_ratio)`.
+
+    Raises:
+        ValueError: if `total_steps < 1` or `warmup_ratio` is outside [0, 1].
+
+    Example:
+        >>> warmup_steps_for(1000, 0.1)
+        100
+    """
+    if int(total_steps) != total_steps or total_steps < 1:
+        raise ValueError(f"warmup_steps_for: total_steps must be an integer >= 1, got {total_steps!r}")
+    if not 0.0 <= warmup_ratio <= 1.0:
+        raise ValueError(f"warmup_steps_for: warmup_ratio must be in [0, 1], got {warmup_ratio!r}")
+    return int(total_steps * warmup_ratio)
+
+
+def layerwise_lr_factor(variable_path: str, *, num_layers: int, decay: float | None) -> float:
+    """Learning-rate multiplier of one variable under layer-wise LR decay.
+
+    Encoder layer `i` (0-based) of `num_layers` gets `decay ** (num_layers - i)`, the embeddings
+    get `decay ** (num_layers + 1)`, everything else (pooler, task head) gets 1.
+
+    Args:
+        variable_path: a Keras variable path, e.g. `"encoder_layer_3/query/kernel"`.
+        num_layers: number of encoder layers in the model.
+        decay: per-layer decay in (0, 1]; `None` means no decay (factor 1).
+
+    Returns:
+        The multiplier, a Python float.
+
+    Raises:
+        ValueError: if the path names an encoder layer index >= `num_layers`.
+
+    Example:
+        >>> layerwise_lr_factor("encoder_layer_1/query/kernel", num_layers=2, decay=0.5)
+        0.5
+        >>> layerwise_lr_factor("embeddings/word_embeddings/embeddings", num_layers=2, decay=0.5)
+        0.125
+    """
+    if decay is None or decay == 1.0:
+        return 1.0
+    layer = _ENCODER_LAYER_PATTERN.search(variable_path)
+    if layer is not None:
+        index = int(layer.group(1))
+        if index >= num_layers:
+            raise ValueError(f"layerwise_lr_factor: variable {variable_path!r} is in encoder layer {index}, "
+                             f"but num_layers={num_layers}; expected an index in [0, {num_layers - 1}]")
+        return float(decay ** (num_layers - index))
+    if _EMBEDDINGS_PATTERN.search(variable_path):
+        return float(decay ** (num_layers + 1))
+    return 1.0
+
+
+def count_encoder_layers(variables) -> int:
+    """Number of encoder layers among `variables`: 1 + the largest `encoder_layer_<i>` index, or 0."""
+    indices = [int(m.group(1)) for v in variables if (m := _ENCODER_LAYER_PATTERN.search(_path_of(v)))]
+    return max(indices) + 1 if indices else 0
+
+
+def _path_of(variable) -> str:
+    # Keras variables have `path`; a raw tf.Variable only has `name`, e.g. "encoder_layer_0/query/kernel:0".
+    path = getattr(variable, "path", None) or variable.name
+    return re.sub(r":\d+$", "", path)
+
+
+@keras.saving.register_keras_serializable(package="tfbert")
+class BertAdamW(keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with layer-wise LR decay, update-counted LR schedules, dense embedding grads.
+
+    Everything else (clipping, accumulation, EMA, loss scaling) is Keras's own; see the module
+    docstring. The whole configuration, including the weight-decay exclusions, round-trips through
+    `get_config` / `from_config`, so `model.save` / `keras.models.load_model` restore it; optimizer
+    state (moments, accumulators, step counter) is saved with the model's weights, which is what
+    `keras.callbacks.BackupAndRestore` and `model.save_weights` rely on.
+
+    Args:
+        layerwise_lr_decay: per-layer decay in (0, 1], or `None` for none; see `layerwise_lr_factor`.
+        num_layers: encoder layers in the model; inferred from the variable paths when `None`.
+        no_weight_decay_names: last path components of variables excluded from weight decay.
+        **kwargs: any `keras.optimizers.AdamW` argument.
+
+    Raises:
+        ValueError: if `layerwise_lr_decay` is out of range, or at `build` time if LLRD is on
+            and no variable is in an encoder layer.
+    """
+
+    def __init__(self, *, layerwise_lr_decay: float | None = None, num_layers: int | None = None,
+                 no_weight_decay_names: Sequence[str] = NO_WEIGHT_DECAY_NAMES, **kwargs):
+        super().__init__(**kwargs)
+        if layerwise_lr_decay is not None and not 0.0 < layerwise_lr_decay <= 1.0:
+            raise ValueError(f"BertAdamW: layerwise_lr_decay must be in (0, 1] or None, got {layerwise_lr_decay!r}")
+        if num_layers is not None and (int(num_layers) != num_layers or num_layers < 1):
+            raise ValueError(f"BertAdamW: num_layers must be an integer >= 1 or None, got {num_layers!r}")
+        self.layerwise_lr_decay = layerwise_lr_decay
+        self.num_layers = num_layers
+        self.no_weight_decay_names = tuple(no_weight_decay_names)
+        if self.no_weight_decay_names:
+            # Keras matches these regexes with `re.search` against `variable.name`, which is the
+            # bare name ("gamma") for a Keras variable but the scoped TF name
+            # ("encoder_layer_0/attention_layer_norm/gamma:0") for the tf.Variable the TF backend
+            # passes; anchor on the last path component so both match and "beta_x" would not.
+            self.exclude_from_weight_decay(var_names=[
+                rf"(?:^|/){re.escape(name)}(?::\d+)?$" for name in self.no_weight_decay_names])
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        num_layers = self.num_layers
+        if self.layerwise_lr_decay not in (None, 1.0) and num_layers is None:
+            num_layers = count_encoder_layers(var_list)
+            if num_layers == 0:
+                raise ValueError("BertAdamW: layerwise_lr_decay is set but no trainable variable path contains "
+                                 "'encoder_layer_<i>/'; pass num_layers or use a tfbert BertBackbone")
+        # Indexed like Keras's own per-variable slots (`_get_variable_index`); a tuple of floats.
+        self._lr_factors = tuple(
+            layerwise_lr_factor(_path_of(v), num_layers=num_layers or 0, decay=self.layerwise_lr_decay)
+            for v in var_list)
+
+    def learning_rate_factor(self, variable) -> float:
+        """The layer-wise multiplier applied to `variable`'s learning rate (the optimizer must be built)."""
+        return self._lr_factors[self._get_variable_index(variable)]
+
+    def apply(self, grads, trainable_variables=None):
+        # Sum duplicate rows of sparse embedding gradients before Keras squares them (module docstring, 3).
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        return super().apply(grads, trainable_variables)
+
+    def _get_current_learning_rate(self):
+        # Keras calls a schedule with the micro-batch counter `_iterations`; count updates instead.
+        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            return self._learning_rate(self.iterations)
+        return super()._get_current_learning_rate()
+
+    def _apply_weight_decay(self, variables):
+        # Decoupled weight decay moves into `update_step`, where the per-variable learning rate is
+        # known. Keras decays every variable before any update; doing it per variable just before
+        # that variable's Adam update is the same, since the Adam update does not read the weights.
+        return
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self.learning_rate_factor(variable)
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        if factor != 1.0:
+            learning_rate = learning_rate * factor
+        if self.weight_decay and self._use_weight_decay(variable):
+            self.assign_sub(variable, variable * ops.cast(self.weight_decay, variable.dtype) * learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"layerwise_lr_decay": self.layerwise_lr_decay, "num_layers": self.num_layers,
+                       "no_weight_decay_names": list(self.no_weight_decay_names)})
+        return config
+
+
+def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
+                     weight_decay: float = 0.01, clipnorm: float | None = 1.0, layerwise_lr_decay: float | None = None,
+                     num_layers: int | None = None, gradient_accumulation_steps: int = 1,
+                     loss_scale: bool = False) -> keras.optimizers.Optimizer:
+    """The BERT fine-tuning optimizer for `model`.
+
+    AdamW with warmup + linear decay, no weight decay on LayerNorm weights and biases, global-norm
+    clipping, optional layer-wise LR decay, gradient accumulation and dynamic loss scaling.
+
+    Steps: `total_steps` counts optimizer *updates*. With `gradient_accumulation_steps=k` and
+    `model.fit` over `n` batches in total, pass `total_steps = n // k`. Keras applies an update on
+    every k-th batch (with the mean of the k gradients, clipped after averaging); in between the
+    weights do not move. `optimizer.iterations` reports updates, the learning-rate schedule is
+    evaluated on updates, and any leftover `n % k` batches at the end are accumulated but never
+    applied. With `loss_scale=True`, a batch with non-finite gradients is dropped entirely (not
+    counted, not accumulated), so an update happens after k finite batches.
+
+    Args:
+        model: the model to train; used to infer `num_layers` for layer-wise LR decay.
+        learning_rate: peak learning rate, reached at the end of warmup.
+        total_steps: optimizer updates over the whole run (see above).
+        warmup_ratio: fraction of `total_steps` spent in linear warmup.
+        weight_decay: decoupled weight decay (multiplied by the learning rate, as in Keras AdamW).
+        clipnorm: global gradient-norm clip (`global_clipnorm`), or `None` for no clipping.
+        layerwise_lr_decay: per-layer decay in (0, 1] (e.g. 0.9), or `None` for no LLRD.
+        num_layers: encoder layers; inferred from `model`'s variable paths when `None`.
+        gradient_accumulation_steps: micro-batches per optimizer update; 1 = no accumulation.
+        loss_scale: wrap in `keras.optimizers.LossScaleOptimizer` (for "mixed_float16"; note that
+            `model.compile` already does this by itself when the model's policy is mixed_float16).
+
+    Returns:
+        A `BertAdamW`, or a `LossScaleOptimizer` wrapping one.
+
+    Raises:
+        ValueError: if an argument is out of range, or if LLRD is requested for a model without
+            `encoder_layer_<i>` variables and no `num_layers` is given.
+
+    Example:
+        >>> from tfbert import BertBackbone, BertConfig
+        >>> backbone = BertBackbone(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+        ...                                    num_attention_heads=2, intermediate_size=64))
+        >>> optimizer = create_optimizer(backbone, learning_rate=2e-5, total_steps=1000, layerwise_lr_decay=0.9)
+        >>> optimizer.learning_rate.numpy().item()  # step 0 of the warmup
+        0.0
+    """
+    if int(gradient_accumulation_steps) != gradient_accumulation_steps or gradient_accumulation_steps < 1:
+        raise ValueError(f"create_optimizer: gradient_accumulation_steps must be an integer >= 1, "
+                         f"got {gradient_accumulation_steps!r}")
+    if clipnorm is not None and not clipnorm > 0:
+        raise ValueError(f"create_optimizer: clipnorm must be > 0 or None, got {clipnorm!r}")
+    if layerwise_lr_decay not in (None, 1.0) and num_layers is None:
+        num_layers = count_encoder_layers(model.trainable_variables)
+        if num_layers == 0:
+            raise ValueError(f"create_optimizer: layerwise_lr_decay={layerwise_lr_decay} needs encoder layers, "
+                             f"but no trainable variable of model {model.name!r} has 'encoder_layer_<i>/' in its "
+                             "path; pass num_layers explicitly")
+    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps_for(total_steps, warmup_ratio))
+    optimizer = BertAdamW(
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        # Adam hyper-parameters of the original BERT (`AdamWeightDecayOptimizer`): beta_1 0.9,
+        # beta_2 0.999, epsilon 1e-6 (Keras's default epsilon is 1e-7).
+        beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        global_clipnorm=clipnorm,
+        # Keras rejects 1 ("must be >= 2"); None means "update every batch".
+        gradient_accumulation_steps=gradient_accumulation_steps if gradient_accumulation_steps > 1 else None,
+        layerwise_lr_decay=layerwise_lr_decay,
+        num_layers=num_layers,
+    )
+    if loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
