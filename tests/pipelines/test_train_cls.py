@@ -1,0 +1,79 @@
+"""`python pipelines/train_cls.py` as a user runs it: a subprocess, killed and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import write_sentiment_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _command(model_dir, train_file, out, tb, epochs=3):
+    return [sys.executable, os.path.join(ROOT, "pipelines", "train_cls.py"), "--model", model_dir,
+            "--train_file", train_file, "--epochs", str(epochs), "--batch_size", "4", "--max_seq_length", "24",
+            "--learning_rate", "0.001", "--output_dir", str(out), "--log_dir", str(tb), "--seed", "3"]
+
+
+def _run(command, **kwargs):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_kill_9_then_same_command_resumes_with_the_same_step_count(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 300, seed=5)
+    reference = tmp_path / "reference"
+    _run(_command(tiny_model_dir, train, reference, tmp_path / "tb_ref"))
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert expected["resumed_from_epoch"] == 0 and expected["epochs_run"] == 3
+
+    out = tmp_path / "interrupted"
+    command = _command(tiny_model_dir, train, out, tmp_path / "tb")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    assert process.poll() is None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "metrics.json").exists()
+
+    result = _run(command)
+    assert "resuming from the backup" in result.stdout
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] >= 1
+    assert resumed["epochs_run"] == 3 - resumed["resumed_from_epoch"]
+    assert resumed["optimizer_steps"] == expected["optimizer_steps"] == 3 * expected["steps_per_epoch"]
+    assert not (out / "backup").exists()
+
+
+@pytest.mark.slow
+def test_early_stopping_keeps_the_best_weights(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 60, seed=6)
+    out = tmp_path / "run"
+    command = _command(tiny_model_dir, train, out, tmp_path / "tb", epochs=6)
+    command[command.index("--learning_rate") + 1] = "1e-9"  # nothing improves after the first epoch
+    _run(command + ["--early_stopping_patience", "1"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2
+
+
+def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
+    script = os.path.join(ROOT, "pipelines", "train_cls.py")
+    result = subprocess.run([sys.executable, script, "--epochs", "zero"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--epochs: invalid int value: 'zero'" in result.stderr
+    missing = tmp_path / "nope.csv"
+    result = subprocess.run([sys.executable, script, "--train_file", str(missing), "--model", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and f"{missing}" in result.stderr and "not found" in result.stderr

@@ -1,0 +1,134 @@
+"""End-to-end fine-tuning runs on tiny models and toy data the tests write."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import write_sentiment_csv
+from tfbert.data.readers import DataError
+from tfbert.training.classification import train_classifier
+from tfbert.training.run_config import ClassifierRunConfig
+
+
+def _config(tmp_path, model_dir, **overrides):
+    fields = dict(model=model_dir, epochs=2, batch_size=8, max_seq_length=32, learning_rate=1e-3,
+                  output_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "tb"), log_every_n_steps=2)
+    fields.update(overrides)
+    return ClassifierRunConfig(**fields)
+
+
+def _scalars(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(log_dir, size_guidance={"tensors": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.mark.slow
+def test_single_label_run_writes_everything_a_user_opens(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 240, seed=1)
+    test = write_sentiment_csv(tmp_path / "test.csv", 40, seed=2)
+    summary = train_classifier(_config(tmp_path, tiny_model_dir, train_file=train, test_file=test, epochs=4))
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == summary["test"]["accuracy"] > 0.75  # the toy task is learnable
+    assert set(metrics["validation"]) >= {"accuracy", "macro_f1", "mcc", "per_class", "confusion_matrix"}
+    assert metrics["label_vocab"] == ["neg", "pos"] and metrics["num_examples"]["validation"] == 24
+    assert metrics["steps_per_epoch"] >= 216 // 8
+    assert metrics["optimizer_steps"] == 4 * metrics["steps_per_epoch"] and metrics["examples_per_second"] > 0
+    assert (run / "labels.txt").read_text().split() == ["neg", "pos"]
+    assert (run / "best.weights.h5").exists() and (run / "model.keras").exists()
+    assert not (run / "backup").exists()  # removed once training finished
+    # config.yaml reproduces the run
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train_file"] == train and saved["epochs"] == 4
+    assert ClassifierRunConfig.from_args(["--config", str(run / "config.yaml")]).to_dict() == saved
+    # the HF export is read by transformers, with the labels
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.BertForSequenceClassification.from_pretrained(run / "hf_model")
+    assert hf.config.id2label == {0: "neg", 1: "pos"}
+    # TensorBoard: per-step training scalars, per-epoch validation metrics, hparams, config text, image
+    train_tags = _scalars(str(tmp_path / "tb" / "train")).Tags()
+    assert {"batch_loss", "learning_rate", "examples_per_second"} <= set(train_tags["tensors"])
+    validation = _scalars(str(tmp_path / "tb" / "validation"))
+    assert {"epoch_accuracy", "epoch_macro_f1", "epoch_mcc"} <= set(validation.Tags()["tensors"])
+    accuracies = [float(np.asarray(e.tensor_proto.float_val or [0])[0]) if e.tensor_proto.float_val else
+                  float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0])
+                  for e in validation.Tensors("epoch_accuracy")]
+    assert len(accuracies) == 4 and all(0 <= a <= 1 for a in accuracies)
+    learning_rates = [float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0]) if
+                      e.tensor_proto.tensor_content else e.tensor_proto.float_val[0]
+                      for e in _scalars(str(tmp_path / "tb" / "train")).Tensors("learning_rate")]
+    assert max(learning_rates) <= 1e-3 + 1e-9 and learning_rates[-1] < max(learning_rates)
+    top = _scalars(str(tmp_path / "tb")).Tags()
+    assert "run_config/text_summary" in top["tensors"] or "run_config" in top["tensors"]
+    assert "_hparams_/session_start_info" in top["tensors"]
+    assert any("confusion_matrix" in tag for tag in top["tensors"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["multi_label", "regression", "pairs"])
+def test_other_task_types_train_and_report_their_metrics(tmp_path, tiny_model_dir, task):
+    rng = np.random.default_rng(0)
+    words = "good bad great awful movie film".split()
+    lines = ["text,other,label"]
+    for _ in range(80):
+        chosen = list(rng.choice(words, size=3))
+        if task == "multi_label":
+            label = '"' + ",".join(sorted({w for w in chosen if w in ("good", "bad", "great")}) or ["none"]) + '"'
+        elif task == "regression":
+            label = f"{sum(w in ('good', 'great') for w in chosen) / 3:.3f}"
+        else:
+            label = "same" if chosen[0] == chosen[1] else "different"
+        lines.append(f"{' '.join(chosen)},{chosen[1]} {chosen[2]},{label}")
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(lines) + "\n")
+    overrides = dict(train_file=str(path), epochs=1)
+    if task == "pairs":
+        overrides["text_pair_column"] = "other"
+    else:
+        overrides["task"] = task
+    summary = train_classifier(_config(tmp_path, tiny_model_dir, **overrides))
+    expected = {"multi_label": "micro_f1", "regression": "pearson", "pairs": "mcc"}[task]
+    assert expected in summary["validation"]
+    assert np.isfinite(summary["validation"][expected])
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=3)
+    first = train_classifier(_config(tmp_path / "a", tiny_model_dir, train_file=train, epochs=1))
+    second = train_classifier(_config(tmp_path / "b", tiny_model_dir, train_file=train, epochs=1))
+    assert first["validation"] == second["validation"]
+
+
+def test_unseen_validation_label_names_file_and_line(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 20)
+    validation = tmp_path / "dev.csv"
+    validation.write_text("text,label\ngood film,pos\nodd film,neutral\n")
+    with pytest.raises(DataError, match=r"dev.csv:3: label 'neutral'"):
+        train_classifier(_config(tmp_path, tiny_model_dir, train_file=train, validation_file=str(validation)))
+
+
+def test_yaml_config_and_flag_override(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 7\nlearning_rate: 0.0002\nbatch_size: 4\n")
+    config = ClassifierRunConfig.from_args(["--config", str(path), "--epochs", "2", "--jit_compile"])
+    assert (config.epochs, config.learning_rate, config.batch_size, config.jit_compile) == (2, 2e-4, 4, True)
+    path.write_text("epochs: 7\nlearning_rat: 0.1\n")
+    with pytest.raises(SystemExit):
+        ClassifierRunConfig.from_args(["--config", str(path)])
+    with pytest.raises(ValueError, match=r"run.yaml: unknown field\(s\) learning_rat"):
+        ClassifierRunConfig.load_yaml(str(path))
+    with pytest.raises(ValueError, match="field 'mixed_precision'"):
+        ClassifierRunConfig(mixed_precision="fp8")
+
+
+def test_default_run_name_is_stable_so_reruns_resume():
+    a, b = ClassifierRunConfig(), ClassifierRunConfig()
+    assert a.resolved_output_dir() == b.resolved_output_dir() == os.path.join("runs", "cls-bbc_news-minilm-l6")
+    assert a.resolved_log_dir() == os.path.join("tensorboard_logs", "cls-bbc_news-minilm-l6")

@@ -1,0 +1,132 @@
+"""Keras callbacks for fine-tuning runs: exact validation metrics, TensorBoard extras."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Computes exact metrics on the whole validation set after each epoch.
+
+    Keras' streaming metrics cannot give macro-F1 or MCC; this runs `predict` once per epoch
+    and adds `val_<name>` entries to the epoch logs, so `EarlyStopping`, `ModelCheckpoint`
+    and `TensorBoard` (placed after this callback) all see them.
+
+    Args:
+        dataset: the validation `tf.data.Dataset` of (features, labels).
+        compute: `fn(labels, outputs) -> dict[str, float]`.
+        prefix: key prefix in the logs.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, compute: Callable[[np.ndarray, np.ndarray], dict],
+                 prefix: str = "val_"):
+        super().__init__()
+        self.dataset = dataset
+        self.compute = compute
+        self.prefix = prefix
+        self.last: dict[str, float] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        labels, outputs = predict_with_labels(self.model, self.dataset)
+        self.last = {f"{self.prefix}{k}": float(v) for k, v in self.compute(labels, outputs).items()
+                     if np.isscalar(v)}
+        if logs is not None:
+            logs.update(self.last)
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in self.last.items())
+        print(f"\nepoch {epoch + 1} validation: {shown}", flush=True)
+
+
+def predict_with_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the model over a (features, labels) dataset; returns aligned (labels, outputs)."""
+    labels, outputs = [], []
+    predict = getattr(model, "_tfbert_predict_fn", None)
+    if predict is None:
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._tfbert_predict_fn = predict
+    for features, y in dataset:
+        outputs.append(np.asarray(predict(features)))
+        labels.append(np.asarray(y))
+    return np.concatenate(labels), np.concatenate(outputs)
+
+
+class TrainingLogger(keras.callbacks.Callback):
+    """Writes train loss, learning rate and examples/s to TensorBoard every `every_n_steps`."""
+
+    def __init__(self, log_dir: str, batch_size: int, every_n_steps: int = 10):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(f"{log_dir}/train")
+        self.batch_size = batch_size
+        self.every_n_steps = max(1, int(every_n_steps))
+        self._start = None
+        self._examples = 0
+        self.examples_per_second: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._examples += self.batch_size
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every_n_steps:
+            return
+        elapsed = time.perf_counter() - self._start
+        rate = self._examples / elapsed if elapsed > 0 else 0.0
+        self.examples_per_second.append(rate)
+        lr = self.model.optimizer.learning_rate
+        with self.writer.as_default(step=step):
+            if logs and "loss" in logs:
+                tf.summary.scalar("batch_loss", float(logs["loss"]))
+            tf.summary.scalar("learning_rate", float(np.asarray(lr)))
+            tf.summary.scalar("examples_per_second", rate)
+        self.writer.flush()
+        self._start, self._examples = time.perf_counter(), 0
+
+    def on_train_end(self, logs=None):
+        self.writer.flush()
+
+
+def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: dict | None = None) -> None:
+    """Writes the run config as text and the HParams plugin summary for this run."""
+    from tensorboard.plugins.hparams import api as hp
+
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=0):
+        tf.summary.text("run_config", "```\n" + json.dumps(run_config, indent=2, sort_keys=True, default=str) + "\n```")
+        hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
+        for key, value in (metrics or {}).items():
+            tf.summary.scalar(key, value)
+    writer.flush()
+
+
+def confusion_matrix_image(matrix: np.ndarray, labels: list[str]) -> tf.Tensor:
+    """A [1, h, w, 4] PNG-decoded image of a confusion matrix, for `tf.summary.image`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return tf.expand_dims(tf.image.decode_png(buffer.getvalue(), channels=4), 0)

