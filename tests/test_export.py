@@ -1,0 +1,222 @@
+"""SavedModel exports, checked the way TF Serving sees them: a clean process with only
+tensorflow and tensorflow_text, saved_model_cli, the op list, the warm-up records."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from tfbert import BertBackbone
+from tfbert.export import ExportError, export_saved_model, read_allowlist, saved_model_op_types
+from tfbert.tasks import BertClassifier
+from tfbert.text import BertTokenizer
+
+LABELS = ["neg", "neutral", "pos"]
+SERVER_INPUTS = ["good movie", "", "the film was not very good , bad acting !" * 3, "x" * 100_000,
+                 "hello world " * 300]
+
+
+@pytest.fixture
+def tokenizer(tiny_vocab_file):
+    return BertTokenizer(tiny_vocab_file)
+
+
+def _model(num_classes=3, task="classification", dtype=None, seed=0):
+    keras.utils.set_random_seed(seed)
+    return BertClassifier(BertBackbone(tiny_config(), dtype=dtype), num_classes=num_classes, task=task)
+
+
+def _run_clean(script: str) -> dict:
+    """Runs `script` in a fresh interpreter that imports only tensorflow and tensorflow_text."""
+    prelude = "import json, sys\nimport numpy as np\nimport tensorflow as tf\nimport tensorflow_text  # noqa\n"
+    epilogue = "\nassert not [m for m in sys.modules if m.startswith('tfbert')], 'imported tfbert'\n"
+    result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(script) + epilogue],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+                            cwd="/")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_layout_versions_and_overwrite(tmp_path, tokenizer):
+    model = _model()
+    base = tmp_path / "export"
+    first = export_saved_model(model, tokenizer, str(base), label_names=LABELS)
+    assert first == str(base / "1")
+    for name in ("saved_model.pb", "variables/variables.index", "assets/vocab.txt", "assets/labels.txt",
+                 "assets.extra/tf_serving_warmup_requests", "assets.extra/tfbert_export.json"):
+        assert (base / "1" / name).exists(), name
+    assert (base / "1" / "assets" / "labels.txt").read_text().split() == LABELS
+    assert export_saved_model(model, tokenizer, str(base), label_names=LABELS).endswith("/2")
+    with pytest.raises(ExportError, match="version 2 already exists"):
+        export_saved_model(model, tokenizer, str(base), version=2, label_names=LABELS)
+    export_saved_model(_model(seed=1), tokenizer, str(base), version=2, label_names=LABELS, overwrite=True)
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folders left behind
+    with pytest.raises(ExportError, match="2 label names for a model with 3 outputs"):
+        export_saved_model(model, tokenizer, str(base), label_names=LABELS[:2])
+
+
+def test_warmup_records_are_prediction_logs(tmp_path, tokenizer):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = export_saved_model(_model(), tokenizer, str(tmp_path), label_names=LABELS)
+    records = list(tf.data.TFRecordDataset(f"{path}/assets.extra/tf_serving_warmup_requests").as_numpy_iterator())
+    assert len(records) == 2
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        assert tf.make_ndarray(request.inputs["text"]).dtype == object
+
+
+def test_only_ops_stock_tf_serving_ships(tmp_path, tokenizer):
+    allowed = read_allowlist()
+    for task, classes, pair in (("classification", 3, False), ("multi_label", 3, True), ("regression", 1, False)):
+        path = export_saved_model(_model(classes, task), tokenizer, str(tmp_path / task), task=task, text_pair=pair)
+        ops = saved_model_op_types(path)
+        assert "WordpieceTokenizeWithOffsets" in ops
+        assert not ops - allowed, f"ops outside serving_ops_allowlist.txt: {sorted(ops - allowed)}"
+    # The allow-list is honest: everything but the listed tf_text ops is registered by plain TensorFlow.
+    core = sorted(op for op in allowed if op not in {"CaseFoldUTF8", "NormalizeUTF8", "RegexSplitWithOffsets",
+                                                      "WordpieceTokenizeWithOffsets"})
+    script = f"""
+import json
+import tensorflow as tf
+from tensorflow.python.framework import op_def_registry
+print(json.dumps([op for op in {core!r} if op_def_registry.get(op) is None]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.slow
+def test_clean_process_matches_keras_on_every_signature(tmp_path, tokenizer):
+    model = _model(dtype="mixed_bfloat16")  # exported as a float32 graph
+    path = export_saved_model(model, tokenizer, str(tmp_path), label_names=LABELS, max_seq_length=48)
+    invalid = [b"good \xff\xfe movie", b"\xc3"]
+    served = _run_clean(f"""
+        m = tf.saved_model.load({path!r})
+        texts = {SERVER_INPUTS!r}
+        out = {{}}
+        d = m.signatures["serving_default"](text=tf.constant(texts))
+        out["probabilities"] = d["probabilities"].numpy().tolist()
+        out["label"] = [x.decode() for x in d["label"].numpy()]
+        out["label_id"] = d["label_id"].numpy().tolist()
+        out["invalid"] = m.signatures["serving_default"](text=tf.constant({invalid!r}))["probabilities"].numpy().tolist()
+        big = m.signatures["serving_default"](text=tf.constant(["good movie"] * 64))["probabilities"]
+        out["batch64"] = big.shape.as_list()
+        one = m.signatures["serving_default"](text=tf.constant(["good movie"]))["probabilities"]
+        out["batch1"] = one.numpy().tolist()
+        ids = [[2, 10, 11, 3], [2, 10, 3, 0]]
+        mask = [[1, 1, 1, 1], [1, 1, 1, 0]]
+        for name, dtype in (("encoded", tf.int32), ("encoded_int64", tf.int64)):
+            e = m.signatures[name](input_ids=tf.constant(ids, dtype), token_type_ids=tf.zeros([2, 4], dtype),
+                                   attention_mask=tf.constant(mask, dtype))
+            out[name] = e["probabilities"].numpy().tolist()
+        examples = [tf.train.Example(features=tf.train.Features(feature={{"text": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[t.encode()]))}})).SerializeToString() for t in texts[:2]]
+        c = m.signatures["classify"](inputs=tf.constant(examples))
+        out["classes"] = [[x.decode() for x in row] for row in c["classes"].numpy()]
+        out["scores"] = c["scores"].numpy().tolist()
+        print(json.dumps(out))
+    """)
+    reference = model.__class__.from_config({**model.get_config(), "backbone": {
+        **model.get_config()["backbone"], "config": {**model.get_config()["backbone"]["config"], "dtype": None}}})
+    reference.set_weights(model.get_weights())
+    features = tokenizer(SERVER_INPUTS, max_length=48)
+    expected = tf.nn.softmax(reference(features)).numpy()
+    assert np.abs(np.array(served["probabilities"]) - expected).max() < 1e-5
+    assert served["label"] == [LABELS[i] for i in expected.argmax(-1)] and served["label_id"] == expected.argmax(-1).tolist()
+    valid = tf.nn.softmax(reference(tokenizer(["good  movie", ""], max_length=48))).numpy()
+    assert np.abs(np.array(served["invalid"]) - valid).max() < 1e-5  # invalid bytes are dropped
+    assert served["batch64"] == [64, 3]
+    assert np.abs(np.array(served["batch1"])[0] - expected[0]).max() < 1e-5
+    ids = {"input_ids": np.array([[2, 10, 11, 3], [2, 10, 3, 0]], "int32"), "token_type_ids": np.zeros((2, 4), "int32"),
+           "attention_mask": np.array([[1, 1, 1, 1], [1, 1, 1, 0]], "int32")}
+    encoded = tf.nn.softmax(reference(ids)).numpy()
+    for name in ("encoded", "encoded_int64"):
+        assert np.abs(np.array(served[name]) - encoded).max() < 1e-5
+    assert served["classes"] == [LABELS, LABELS]
+    assert np.abs(np.array(served["scores"]) - expected[:2]).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_pair_multilabel_and_regression_signatures(tmp_path, tokenizer):
+    pair_model = _model(3, "multi_label")
+    pair_path = export_saved_model(pair_model, tokenizer, str(tmp_path / "ml"), task="multi_label", text_pair=True,
+                                   label_names=LABELS, threshold=0.5)
+    reg_model = _model(1, "regression")
+    reg_path = export_saved_model(reg_model, tokenizer, str(tmp_path / "reg"), task="regression")
+    served = _run_clean(f"""
+        ml = tf.saved_model.load({pair_path!r}).signatures["serving_default"]
+        out = ml(text=tf.constant(["good movie", "bad"]), text_pair=tf.constant(["the film", "a very long one " * 9]))
+        reg = tf.saved_model.load({reg_path!r}).signatures["serving_default"](text=tf.constant(["good", "bad film"]))
+        print(json.dumps({{"probabilities": out["probabilities"].numpy().tolist(),
+                           "predicted": out["predicted"].numpy().tolist(), "score": reg["score"].numpy().tolist()}}))
+    """)
+    probabilities = tf.sigmoid(pair_model(tokenizer(["good movie", "bad"], ["the film", "a very long one " * 9],
+                                                    max_length=128))).numpy()
+    assert np.abs(np.array(served["probabilities"]) - probabilities).max() < 1e-5
+    assert served["predicted"] == (probabilities > 0.5).tolist()
+    score = reg_model(tokenizer(["good", "bad film"])).numpy()[:, 0]
+    assert np.abs(np.array(served["score"]) - score).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_and_run(tmp_path, tokenizer):
+    path = export_saved_model(_model(), tokenizer, str(tmp_path), label_names=LABELS)
+    show = subprocess.run(["saved_model_cli", "show", "--all", "--dir", path], capture_output=True, text=True,
+                          timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "signature_def['classify']" in show.stdout and "tensorflow/serving/classify" in show.stdout
+    assert "inputs['text'] tensor_info" in show.stdout
+    # Stock saved_model_cli does not register TF Text's ops (TF Serving does); our wrapper does.
+    run = subprocess.run([sys.executable, "-m", "tfbert.saved_model_cli", "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--input_exprs", "text=['good movie', 'bad film']"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "probabilities" in run.stdout and "label" in run.stdout
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_no_version(tmp_path, tiny_vocab_file):
+    """kill -9 while the SavedModel is being written: no numbered folder appears."""
+    base = tmp_path / "export"
+    script = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from conftest import tiny_config
+from tfbert import BertBackbone
+from tfbert.tasks import BertClassifier
+from tfbert.text import BertTokenizer
+import tfbert.export as export
+original = export._set_classify_method
+def slow_finish(path):
+    original(path)
+    print("WRITTEN", flush=True)
+    import time; time.sleep(60)  # killed here: the SavedModel is written, the rename has not happened
+export._set_classify_method = slow_finish
+model = BertClassifier(BertBackbone(tiny_config()), num_classes=3)
+export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(base)!r})
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    line = ""
+    while time.time() < deadline and "WRITTEN" not in line:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+    assert "WRITTEN" in line, "export did not reach the write"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    leftovers = os.listdir(base)
+    assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
+    assert not [n for n in leftovers if n.isdigit()]

@@ -1,0 +1,258 @@
+"""SavedModels for TensorFlow Serving: raw-text, token-id and tf.Example signatures.
+
+`export_saved_model` writes `<base_dir>/<version>/` the way TF Serving's file-system source
+polls it. The model is written to a hidden temporary folder beside the versions and renamed
+into place only when complete, so a server never sees a half-written version and a crash
+leaves nothing under a version number.
+
+Signatures of a classification export (all float32 outputs, whatever the training precision):
+
+- `serving_default` (method `tensorflow/serving/predict`): `text` (and `text_pair` for pair
+  models) tf.string [batch] -> `logits`, `probabilities`, `label_id` (int64), `label`
+  (tf.string); regression: `score`; multi-label: `probabilities` and `predicted` (bool
+  [batch, num_labels], at the threshold saved with the model).
+- `encoded` / `encoded_int64`: `input_ids`, `token_type_ids`, `attention_mask` int32 / int64
+  [batch, seq] -> the same outputs.
+- `classify` (method `tensorflow/serving/classify`): `inputs`, serialized `tf.Example`s with a
+  bytes feature `text` (and `text_pair`) -> `classes` (label names) and `scores`, so TF
+  Serving's `:classify` API works.
+
+Tokenization runs in the graph, with the same `BertTokenizer` ops used in training; only ops
+of plain TensorFlow and the TF Text ops that stock TF Serving bundles are used (checked by the
+tests against `tfbert/serving_ops_allowlist.txt`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbert.text import BertTokenizer
+
+ALLOWLIST_FILE = os.path.join(os.path.dirname(__file__), "serving_ops_allowlist.txt")
+WARMUP_FILE = "tf_serving_warmup_requests"
+METADATA_FILE = "tfbert_export.json"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+
+class ExportError(ValueError):
+    """An export that cannot be written; the message names the directory."""
+
+
+def next_version(base_dir: str) -> int:
+    """One more than the highest numeric version under `base_dir` (1 for a new base)."""
+    versions = [int(name) for name in os.listdir(base_dir) if name.isdigit()] if os.path.isdir(base_dir) else []
+    return max(versions, default=0) + 1
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same model under the float32 policy (variables are float32 already), for serving."""
+    config = model.get_config()
+    backbone_config = config["backbone"]["config"]
+    if backbone_config.get("dtype") in (None, "float32"):
+        return model
+    backbone_config["dtype"] = None
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: str, version: int | None = None, *,
+                       label_names: list[str] | None = None, task: str = "classification",
+                       text_pair: bool = False, max_seq_length: int = 128, threshold: float = 0.5,
+                       warmup_texts: list[str] | None = None, overwrite: bool = False) -> str:
+    """Writes a versioned SavedModel for TF Serving and returns its directory.
+
+    Args:
+        model: a task model taking the backbone's input dict (e.g. `BertClassifier`).
+        tokenizer: the training tokenizer; its vocabulary becomes `assets/vocab.txt`.
+        base_dir: the model base path a server polls; versions are its numeric sub-folders.
+        version: defaults to `next_version(base_dir)`.
+        label_names: class names (classification, multi-label); `assets/labels.txt`.
+        task: "classification", "multi_label" or "regression".
+        text_pair: the model reads sentence pairs (`text` and `text_pair`).
+        max_seq_length: texts are truncated to this many tokens in the graph.
+        threshold: multi-label decision threshold saved in the graph.
+        warmup_texts: texts for `assets.extra/tf_serving_warmup_requests` (a few defaults).
+        overwrite: replace an existing version instead of failing.
+
+    Raises:
+        ExportError: the version exists (without `overwrite`) or arguments do not fit.
+    """
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    os.makedirs(base_dir, exist_ok=True)
+    version = int(version) if version is not None else next_version(base_dir)
+    if version < 0:
+        raise ExportError(f"{base_dir}: version must be a non-negative integer, found {version}")
+    final_dir = os.path.join(base_dir, str(version))
+    if os.path.exists(final_dir) and not overwrite:
+        raise ExportError(f"{final_dir}: version {version} already exists; pass overwrite=True (--overwrite) "
+                          "to replace it, or leave the version out to write the next one")
+    num_outputs = int(model.outputs[0].shape[-1])
+    if task in ("classification", "multi_label"):
+        label_names = list(label_names) if label_names else [str(i) for i in range(num_outputs)]
+        if len(label_names) != num_outputs:
+            raise ExportError(f"{base_dir}: {len(label_names)} label names for a model with {num_outputs} outputs")
+
+    serving_model = float32_copy(model)
+    archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length, threshold)
+    # A hidden sibling of the versions: TF Serving only loads numeric folder names.
+    tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        archive.write_out(tmp_dir, verbose=False)
+        _set_classify_method(tmp_dir)
+        if label_names:
+            with open(os.path.join(tmp_dir, "assets", "labels.txt"), "w", encoding="utf-8") as f:
+                f.write("\n".join(label_names) + "\n")
+        extra = os.path.join(tmp_dir, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_texts or DEFAULT_WARMUP_TEXTS, text_pair)
+        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
+            json.dump({"task": task, "labels": label_names, "text_pair": text_pair,
+                       "max_seq_length": max_seq_length, "threshold": threshold,
+                       "tokenizer": tokenizer.get_config()}, f, indent=2, ensure_ascii=False)
+        _replace_dir(tmp_dir, final_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return final_dir
+
+
+def _replace_dir(new_dir: str, final_dir: str) -> None:
+    if not os.path.exists(final_dir):
+        os.rename(new_dir, final_dir)
+        return
+    # Overwrite: move the old version aside first; the window without a version is one rename.
+    trash = f"{os.path.dirname(final_dir)}/.old-{os.path.basename(final_dir)}-{uuid.uuid4().hex[:8]}"
+    os.rename(final_dir, trash)
+    os.rename(new_dir, final_dir)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+DEFAULT_WARMUP_TEXTS = ["This is a warm-up request.", "", "Short.",
+                        "A longer warm-up request, so that the server also traces a longer sequence length " * 4]
+
+
+def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_length, threshold):
+    """A `keras.export.ExportArchive` with our signatures.
+
+    ExportArchive (not a bare `tf.saved_model.save` of a tf.Module) is what makes the
+    variables restorable by the session-based C++ loader that TF Serving and saved_model_cli
+    use; tracking the vocabulary table brings `vocab.txt` in as an asset.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer.vocab_table)
+    labels = tf.constant(label_names or [""], tf.string)
+
+    def heads(features):
+        logits = tf.cast(model(features, training=False), tf.float32)
+        if task == "regression":
+            return {"score": logits[:, 0]}
+        if task == "multi_label":
+            probabilities = tf.sigmoid(logits)
+            return {"logits": logits, "probabilities": probabilities, "predicted": probabilities > threshold}
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        label_id = tf.argmax(logits, axis=-1)
+        return {"logits": logits, "probabilities": probabilities, "label_id": label_id,
+                "label": tf.gather(labels, label_id)}
+
+    def tokenize(text, pair=None):
+        return tokenizer(text, pair, max_length=max_seq_length, padding="longest", truncation=True)
+
+    if text_pair:
+        def serve_text(text, text_pair):
+            return heads(tokenize(text, text_pair))
+        text_signature = [tf.TensorSpec([None], tf.string, name="text"),
+                          tf.TensorSpec([None], tf.string, name="text_pair")]
+    else:
+        def serve_text(text):
+            return heads(tokenize(text))
+        text_signature = [tf.TensorSpec([None], tf.string, name="text")]
+    archive.add_endpoint("serving_default", serve_text, input_signature=text_signature)
+
+    for name, dtype in (("encoded", tf.int32), ("encoded_int64", tf.int64)):
+        def serve_encoded(input_ids, token_type_ids, attention_mask):
+            return heads({"input_ids": tf.cast(input_ids, tf.int32), "token_type_ids": tf.cast(token_type_ids, tf.int32),
+                          "attention_mask": tf.cast(attention_mask, tf.int32)})
+        archive.add_endpoint(name, serve_encoded, input_signature=[
+            tf.TensorSpec([None, None], dtype, name=n) for n in ("input_ids", "token_type_ids", "attention_mask")])
+
+    def serve_examples(inputs):
+        spec = {"text": tf.io.FixedLenFeature([], tf.string, default_value="")}
+        if text_pair:
+            spec["text_pair"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        parsed = tf.io.parse_example(inputs, spec)
+        out = heads(tokenize(parsed["text"], parsed.get("text_pair")))
+        if task == "regression":
+            return {"scores": tf.expand_dims(out["score"], -1)}
+        classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(inputs)[0], 1])
+        return {"classes": classes, "scores": out["probabilities"]}
+    archive.add_endpoint("classify", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    return archive
+
+
+def _set_classify_method(saved_model_dir: str) -> None:
+    """tf.saved_model.save marks every signature as predict; TF Serving's :classify API
+    needs the `classify` signature to say `tensorflow/serving/classify`."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        if "classify" in meta_graph.signature_def:
+            meta_graph.signature_def["classify"].method_name = CLASSIFY_METHOD
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def write_warmup_requests(path: str, texts: list[str], text_pair: bool = False) -> None:
+    """`assets.extra/tf_serving_warmup_requests`: PredictionLogs TF Serving replays at load
+    (with `--enable_model_warmup`), so the first real request does not pay for tracing."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in (1, len(texts)):
+            batch = texts[:size]
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            if text_pair:
+                request.inputs["text_pair"].CopyFrom(tf.make_tensor_proto(batch[::-1], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def saved_model_op_types(saved_model_dir: str) -> set[str]:
+    """Every op type in a SavedModel's graph and its function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def read_allowlist(path: str = ALLOWLIST_FILE) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        return {line.split("#")[0].strip() for line in f if line.split("#")[0].strip()}
+
+
+def find_versions(base_dir: str) -> list[int]:
+    return sorted(int(n) for n in os.listdir(base_dir) if re.fullmatch(r"\d+", n)) if os.path.isdir(base_dir) else []
+
+
+__all__ = ["export_saved_model", "next_version", "ExportError", "saved_model_op_types", "read_allowlist",
+           "write_warmup_requests", "find_versions", "float32_copy"]
