@@ -68,6 +68,23 @@ def test_single_label_run_writes_everything_a_user_opens(tmp_path, tiny_model_di
     assert "run_config/text_summary" in top["tensors"] or "run_config" in top["tensors"]
     assert "_hparams_/session_start_info" in top["tensors"]
     assert any("confusion_matrix" in tag for tag in top["tensors"])
+    # the run exported a SavedModel; pipelines/export.py exports it again for a server
+    assert summary["saved_model"] == str(run / "saved_model" / "1")
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "pipelines", "export.py")
+    result = subprocess.run([sys.executable, script, "--checkpoint", str(run), "--export_dir",
+                             str(tmp_path / "serving")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "serving" / "1")
+    from tfbert.serving_client import LocalPredictor
+
+    served = LocalPredictor(str(tmp_path / "serving")).predict(["good film", "awful movie"])
+    assert [row["label"] for row in served] == [r["label"] for r in
+                                                LocalPredictor(summary["saved_model"]).predict(["good film", "awful movie"])]
+    result = subprocess.run([sys.executable, script, "--checkpoint", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1 and "not a finished training run" in result.stderr
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tfbert import metrics as metric_fns
 from tfbert.data import pipeline, readers
+from tfbert.export import export_saved_model
 from tfbert.tasks import BertClassifier
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
@@ -231,6 +232,15 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
     write_outputs(model, tokenizer, data, config, summary, results)
+    summary["saved_model"] = export_saved_model(
+        model, tokenizer, os.path.join(output_dir, "saved_model"),
+        label_names=data.label_vocab.labels if data.label_vocab else None, task=config.task,
+        text_pair=data.train.text_pairs is not None, max_seq_length=config.max_seq_length,
+        threshold=config.threshold)
+    print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=float)
+        f.write("\n")
     return summary
 
 
@@ -261,9 +271,6 @@ def write_outputs(model, tokenizer, data, config, summary, results) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(hf_dir, ignore_errors=True)
     os.replace(tmp, hf_dir)
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, default=float)
-        f.write("\n")
     final = {f"final/{split}_{k}": v for split, r in results.items() for k, v in r.items() if isinstance(v, float)}
     hparams = {k: v for k, v in config.to_dict().items() if v is not None}
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
@@ -272,5 +279,5 @@ def write_outputs(model, tokenizer, data, config, summary, results) -> None:
         image = cbs.confusion_matrix_image(np.array(results[split]["confusion_matrix"]), data.label_vocab.labels)
         with tf.summary.create_file_writer(log_dir).as_default(step=0):
             tf.summary.image(f"confusion_matrix/{split}", image)
-    print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/); "
+    print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/, saved_model/); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)
