@@ -31,7 +31,6 @@ import shutil
 import uuid
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfbert.text import BertTokenizer

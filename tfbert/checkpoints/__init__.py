@@ -19,11 +19,17 @@ __all__ = ["CheckpointError", "LoadReport", "PRESETS", "resolve", "load_backbone
            "read_checkpoint"]
 
 
-def read_checkpoint(path_or_preset: str | os.PathLike) -> tuple[BertConfig, dict, str]:
+def read_checkpoint(path_or_preset: str | os.PathLike, **overrides) -> tuple[BertConfig, dict, str]:
     """Reads config and weights (HF names and layouts) from any supported source.
+
+    Args:
+        **overrides: config fields to change, e.g. `hidden_dropout_prob=0.2`.
 
     Returns:
         (config, state dict of float32 numpy arrays, the file the weights came from)
+
+    Raises:
+        TypeError: an override that is not a `BertConfig` field.
     """
     directory = resolve(path_or_preset)
     if huggingface.is_hf_directory(directory):
@@ -36,6 +42,11 @@ def read_checkpoint(path_or_preset: str | os.PathLike) -> tuple[BertConfig, dict
         raise CheckpointError(
             f"{directory}: not a BERT checkpoint directory; expected config.json with model.safetensors "
             "(Hugging Face) or bert_config.json with bert_model.ckpt.index (Google)")
+    for key, value in overrides.items():
+        if key not in BertConfig.__dataclass_fields__:
+            raise TypeError(f"unknown BertConfig field {key!r}")
+        setattr(config, key, value)
+    config.validate(source)
     return config, state, source
 
 
@@ -54,12 +65,7 @@ def load_backbone(path_or_preset, dtype=None, backbone_cls=None, return_report: 
     """
     if backbone_cls is None:
         from tfbert.backbone import BertBackbone as backbone_cls
-    config, state, source = read_checkpoint(path_or_preset)
-    for key, value in overrides.items():
-        if key not in BertConfig.__dataclass_fields__:
-            raise TypeError(f"unknown BertConfig field {key!r}")
-        setattr(config, key, value)
-    config.validate(source)
+    config, state, source = read_checkpoint(path_or_preset, **overrides)
     backbone = backbone_cls(config, dtype=dtype)
     report = assign_state(backbone, state, source)
     return (backbone, report) if return_report else backbone

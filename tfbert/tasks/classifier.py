@@ -187,16 +187,10 @@ class BertClassifier(keras.Model):
             ValueError: invalid `num_classes` / `task` / `dropout` (see the class docstring).
         """
         from tfbert.checkpoints import assign_state, read_checkpoint, resolve
-        from tfbert.config import BertConfig
 
         _check_head_args(num_classes, task, dropout)
         directory = resolve(path_or_preset)
-        config, state, source = read_checkpoint(directory)
-        for key, value in overrides.items():
-            if key not in BertConfig.__dataclass_fields__:
-                raise TypeError(f"BertClassifier.from_pretrained: unknown BertConfig field {key!r}")
-            setattr(config, key, value)
-        config.validate(source)
+        config, state, source = read_checkpoint(directory, **overrides)
         head_fields = _read_head_fields(directory)
         if dropout is None:
             dropout = head_fields.get("classifier_dropout")

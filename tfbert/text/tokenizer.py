@@ -269,7 +269,6 @@ def longest_first_lengths(len_a, len_b, budget: int):
     budget = tf.constant(budget, tf.int64)
     swap = len_a > len_b
     short = tf.minimum(len_a, len_b)
-    long = tf.maximum(len_a, len_b)
     new_long = tf.where(short > budget, short, tf.maximum(short, budget - short))
     both = short + new_long > budget
     new_short = tf.where(both, budget // 2, short)
