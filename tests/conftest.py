@@ -71,3 +71,32 @@ def write_sentiment_csv(path, n, seed=0, header=True):
         rows.append(f"{' '.join(words)},{label}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return str(path)
+
+
+TINY_TFDS_ROWS = {"train": [("good film", 1), ("bad film", 0), ("déjà vu", 1)],
+                  "validation": [("great film", 1), ("awful film", 0)],
+                  "test": [("fine", 0)]}
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir(tmp_path_factory):
+    """A prepared TFDS dataset 'tiny_tfbert_reviews' (text, label: neg/pos), made without network."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class TinyTfbertReviews(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=["neg", "pos"])}))
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(rows) for split, rows in TINY_TFDS_ROWS.items()}
+
+        def _generate_examples(self, rows):
+            for i, (text, label) in enumerate(rows):
+                yield i, {"text": text, "label": label}
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    TinyTfbertReviews(data_dir=data_dir).download_and_prepare()
+    return data_dir

@@ -353,38 +353,6 @@ def test_label_vocab_errors(tmp_path):
 # ---- TFDS ----------------------------------------------------------------------------------
 
 
-TINY_ROWS = {"train": [("good film", 1), ("bad film", 0), ("déjà vu", 1)],
-             "test": [("fine", 0)]}
-
-
-@pytest.fixture(scope="module")
-def tfds_data_dir(tmp_path_factory):
-    """Prepares a 4-record TFDS dataset named 'tiny_tfbert_reviews', without network."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-
-    class TinyTfbertReviews(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                features=tfds.features.FeaturesDict({
-                    "text": tfds.features.Text(),
-                    "label": tfds.features.ClassLabel(names=["neg", "pos"]),
-                }))
-
-        def _split_generators(self, dl_manager):
-            return {split: self._generate_examples(rows) for split, rows in TINY_ROWS.items()}
-
-        def _generate_examples(self, rows):
-            for i, (text, label) in enumerate(rows):
-                yield i, {"text": text, "label": label}
-
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    TinyTfbertReviews(data_dir=data_dir).download_and_prepare()
-    return data_dir
-
-
 def test_read_tfds_decodes_text_and_class_names(tfds_data_dir):
     examples = read_tfds("tiny_tfbert_reviews", "train", data_dir=tfds_data_dir)
     assert sorted(zip(examples.texts, examples.labels)) == [
@@ -403,4 +371,4 @@ def test_read_tfds_errors(tfds_data_dir, tmp_path):
     with pytest.raises(DataError, match="'sentence1' not found; features found: 'text', 'label'"):
         read_tfds("tiny_tfbert_reviews", "train", tfds_data_dir, text_column="sentence1")
     with pytest.raises(DataError, match="splits found"):
-        read_tfds("tiny_tfbert_reviews", "validation", tfds_data_dir)
+        read_tfds("tiny_tfbert_reviews", "dev", tfds_data_dir)

@@ -149,3 +149,11 @@ def test_default_run_name_is_stable_so_reruns_resume():
     a, b = ClassifierRunConfig(), ClassifierRunConfig()
     assert a.resolved_output_dir() == b.resolved_output_dir() == os.path.join("runs", "cls-bbc_news-minilm-l6")
     assert a.resolved_log_dir() == os.path.join("tensorboard_logs", "cls-bbc_news-minilm-l6")
+
+
+def test_tfds_dataset_flag_uses_its_splits(tmp_path, tiny_model_dir, tfds_data_dir):
+    summary = train_classifier(_config(tmp_path, tiny_model_dir, dataset="tfds:tiny_tfbert_reviews",
+                                       tfds_data_dir=tfds_data_dir, epochs=1, batch_size=2))
+    assert summary["data"] == "tfds:tiny_tfbert_reviews"
+    assert summary["num_examples"] == {"train": 3, "validation": 2, "test": 1}
+    assert summary["label_vocab"] == ["neg", "pos"] and "accuracy" in summary["test"]
