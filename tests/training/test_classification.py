@@ -157,3 +157,18 @@ def test_tfds_dataset_flag_uses_its_splits(tmp_path, tiny_model_dir, tfds_data_d
     assert summary["data"] == "tfds:tiny_tfbert_reviews"
     assert summary["num_examples"] == {"train": 3, "validation": 2, "test": 1}
     assert summary["label_vocab"] == ["neg", "pos"] and "accuracy" in summary["test"]
+
+
+@pytest.mark.slow
+def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+    summary = train_classifier(_config(
+        tmp_path, tiny_model_dir, train_file=train, epochs=2, mixed_precision="mixed_bfloat16", jit_compile=True,
+        gradient_accumulation_steps=2, layerwise_lr_decay=0.8, padding="max_length"))
+    assert summary["optimizer_steps"] == 2 * summary["steps_per_epoch"] // 2
+    assert np.isfinite(summary["validation"]["accuracy"])
+    # the export of a bfloat16 model is a float32 graph that still gives the same labels
+    from tfbert.serving_client import LocalPredictor
+
+    rows = LocalPredictor(summary["saved_model"]).predict(["good film", "awful movie"])
+    assert all(abs(sum(row["probabilities"]) - 1) < 1e-5 for row in rows)

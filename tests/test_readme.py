@@ -1,0 +1,29 @@
+"""The README's commands and example are what a new user types: check they are right."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+
+
+def test_readme_starts_with_the_setup_and_test_commands():
+    first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).splitlines()
+    assert first_block[0].startswith("pip install -e . && python pipelines/train_cls.py")
+    assert first_block[1].startswith('pip install -e ".[test]" && python -m pytest')
+    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+    assert 'python -m pip install -q -e ".[test]"' in ci and "\npython -m pytest\n" in ci
+
+
+@pytest.mark.slow
+def test_library_example_runs_as_written(tmp_path):
+    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 9, 384) (2, 384)"
+    assert os.path.exists("/tmp/minilm-copy/model.safetensors")
