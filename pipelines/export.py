@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from tfbert.errors import USER_ERRORS
-from tfbert.export import ExportError, export_training_run
+from tfbert.export import export_training_run
 
 
 def main(argv=None) -> int:
@@ -22,10 +22,12 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
     parser.add_argument("--max_seq_length", type=int, help="truncation length in the graph (default: the run's)")
     args = parser.parse_args(argv)
+    if args.overwrite and args.version is None:
+        parser.error("--overwrite replaces an existing --version; give the version to replace")
     try:
         path = export_training_run(args.checkpoint, args.export_dir, args.version, args.overwrite,
                                    args.max_seq_length)
-    except (ExportError, *USER_ERRORS) as e:
+    except USER_ERRORS as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
     print(path)

@@ -158,9 +158,14 @@ def test_pair_multilabel_and_regression_signatures(tmp_path, tokenizer):
     served = _run_clean(f"""
         ml = tf.saved_model.load({pair_path!r}).signatures["serving_default"]
         out = ml(text=tf.constant(["good movie", "bad"]), text_pair=tf.constant(["the film", "a very long one " * 9]))
-        reg = tf.saved_model.load({reg_path!r}).signatures["serving_default"](text=tf.constant(["good", "bad film"]))
+        loaded = tf.saved_model.load({reg_path!r})
+        reg = loaded.signatures["serving_default"](text=tf.constant(["good", "bad film"]))
+        examples = [tf.train.Example(features=tf.train.Features(feature={{"text": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[t]))}})).SerializeToString() for t in (b"good", b"bad film")]
+        regress = loaded.signatures["regress"](inputs=tf.constant(examples))["outputs"]
         print(json.dumps({{"probabilities": out["probabilities"].numpy().tolist(),
-                           "predicted": out["predicted"].numpy().tolist(), "score": reg["score"].numpy().tolist()}}))
+                           "predicted": out["predicted"].numpy().tolist(), "score": reg["score"].numpy().tolist(),
+                           "regress": regress.numpy().tolist()}}))
     """)
     probabilities = tf.sigmoid(pair_model(tokenizer(["good movie", "bad"], ["the film", "a very long one " * 9],
                                                     max_length=128))).numpy()
@@ -168,6 +173,7 @@ def test_pair_multilabel_and_regression_signatures(tmp_path, tokenizer):
     assert served["predicted"] == (probabilities > 0.5).tolist()
     score = reg_model(tokenizer(["good", "bad film"])).numpy()[:, 0]
     assert np.abs(np.array(served["score"]) - score).max() < 1e-5
+    assert np.abs(np.array(served["regress"]) - score).max() < 1e-5
 
 
 @pytest.mark.slow
@@ -198,12 +204,12 @@ from tfbert import BertBackbone
 from tfbert.tasks import BertClassifier
 from tfbert.text import BertTokenizer
 import tfbert.export as export
-original = export._set_classify_method
+original = export._set_example_methods
 def slow_finish(path):
     original(path)
     print("WRITTEN", flush=True)
     import time; time.sleep(60)  # killed here: the SavedModel is written, the rename has not happened
-export._set_classify_method = slow_finish
+export._set_example_methods = slow_finish
 model = BertClassifier(BertBackbone(tiny_config()), num_classes=3)
 export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(base)!r})
 """

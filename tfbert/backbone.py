@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import keras
-from keras import ops
 
 from tfbert.config import BertConfig
 from tfbert.layers import BertEmbeddings, BertEncoderBlock
@@ -71,7 +70,7 @@ class BertBackbone(keras.Model):
         }
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
-        self.policy_name = dtype if isinstance(dtype, str) or dtype is None else keras.DTypePolicy(dtype).name
+        self.policy_name = None if dtype is None else keras.dtype_policies.get(dtype).name
 
     # ---- layer access used by checkpoint conversion and LoRA ----------------------------------
     @property
@@ -108,8 +107,3 @@ class BertBackbone(keras.Model):
         from tfbert.checkpoints import save_backbone
         save_backbone(self, directory, vocab_file=vocab_file)
 
-
-def dummy_inputs(batch: int = 1, seq: int = 8) -> dict:
-    """Small all-valid inputs, e.g. to build a model before loading weights."""
-    ids = ops.ones((batch, seq), dtype="int32")
-    return {"input_ids": ids, "token_type_ids": ops.zeros((batch, seq), dtype="int32"), "attention_mask": ids}

@@ -15,7 +15,8 @@ Signatures of a classification export (all float32 outputs, whatever the trainin
   [batch, seq] -> the same outputs.
 - `classify` (method `tensorflow/serving/classify`): `inputs`, serialized `tf.Example`s with a
   bytes feature `text` (and `text_pair`) -> `classes` (label names) and `scores`, so TF
-  Serving's `:classify` API works.
+  Serving's `:classify` API works. Regression exports have `regress` instead (method
+  `tensorflow/serving/regress`, output `outputs`) for the `:regress` API.
 
 Tokenization runs in the graph, with the same `BertTokenizer` ops used in training; only ops
 of plain TensorFlow and the TF Text ops that stock TF Serving bundles are used (checked by the
@@ -33,31 +34,45 @@ import uuid
 import keras
 import tensorflow as tf
 
+from tfbert.data.readers import LabelVocab
 from tfbert.text import BertTokenizer
 
 ALLOWLIST_FILE = os.path.join(os.path.dirname(__file__), "serving_ops_allowlist.txt")
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "tfbert_export.json"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
+# tf.Example signatures and the TF Serving method each one needs.
+EXAMPLE_METHODS = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
 
 
 class ExportError(ValueError):
     """An export that cannot be written; the message names the directory."""
 
 
+def find_versions(base_dir: str) -> list[int]:
+    """The numeric version folders under `base_dir`, sorted."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(base_dir) if re.fullmatch(r"[0-9]+", name))
+
+
 def next_version(base_dir: str) -> int:
     """One more than the highest numeric version under `base_dir` (1 for a new base)."""
-    versions = [int(name) for name in os.listdir(base_dir) if name.isdigit()] if os.path.isdir(base_dir) else []
-    return max(versions, default=0) + 1
+    return max(find_versions(base_dir), default=0) + 1
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
-    """The same model under the float32 policy (variables are float32 already), for serving."""
+    """The same model under the float32 policy (variables are float32 already), for serving.
+
+    Raises:
+        ExportError: the model is not a tfbert task model (no backbone in its config).
+    """
     config = model.get_config()
+    if not isinstance(config.get("backbone"), dict):
+        raise ExportError(f"{model.name}: expected a tfbert task model built on a BertBackbone")
     backbone_config = config["backbone"]["config"]
-    if backbone_config.get("dtype") in (None, "float32"):
+    if backbone_config.get("dtype") == "float32" and keras.config.dtype_policy().name == "float32":
         return model
-    backbone_config["dtype"] = None
+    backbone_config["dtype"] = "float32"
     clone = model.__class__.from_config(config)
     clone.set_weights(model.get_weights())
     return clone
@@ -65,7 +80,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
 def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: str, version: int | None = None, *,
                        label_names: list[str] | None = None, task: str = "classification",
-                       text_pair: bool = False, max_seq_length: int = 128, threshold: float = 0.5,
+                       text_pair: bool = False, max_seq_length: int | None = None, threshold: float = 0.5,
                        warmup_texts: list[str] | None = None, overwrite: bool = False) -> str:
     """Writes a versioned SavedModel for TF Serving and returns its directory.
 
@@ -77,7 +92,8 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         label_names: class names (classification, multi-label); `assets/labels.txt`.
         task: "classification", "multi_label" or "regression".
         text_pair: the model reads sentence pairs (`text` and `text_pair`).
-        max_seq_length: texts are truncated to this many tokens in the graph.
+        max_seq_length: texts are truncated to this many tokens in the graph; defaults to 128,
+            or the model's `max_position_embeddings` when that is smaller.
         threshold: multi-label decision threshold saved in the graph.
         warmup_texts: texts for `assets.extra/tf_serving_warmup_requests` (a few defaults).
         overwrite: replace an existing version instead of failing.
@@ -94,6 +110,13 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     if os.path.exists(final_dir) and not overwrite:
         raise ExportError(f"{final_dir}: version {version} already exists; pass overwrite=True (--overwrite) "
                           "to replace it, or leave the version out to write the next one")
+    max_positions = model.get_config().get("backbone", {}).get("config", {}).get("config", {}).get(
+        "max_position_embeddings")
+    if max_seq_length is None:
+        max_seq_length = min(128, max_positions or 128)
+    if max_positions and max_seq_length > max_positions:
+        raise ExportError(f"{base_dir}: max_seq_length {max_seq_length} exceeds the model's "
+                          f"max_position_embeddings ({max_positions})")
     num_outputs = int(model.outputs[0].shape[-1])
     if task in ("classification", "multi_label"):
         label_names = list(label_names) if label_names else [str(i) for i in range(num_outputs)]
@@ -106,7 +129,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         archive.write_out(tmp_dir, verbose=False)
-        _set_classify_method(tmp_dir)
+        _set_example_methods(tmp_dir)
         if label_names:
             with open(os.path.join(tmp_dir, "assets", "labels.txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(label_names) + "\n")
@@ -117,7 +140,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
             json.dump({"task": task, "labels": label_names, "text_pair": text_pair,
                        "max_seq_length": max_seq_length, "threshold": threshold,
                        "tokenizer": tokenizer.get_config()}, f, indent=2, ensure_ascii=False)
-        _replace_dir(tmp_dir, final_dir)
+        _replace_dir(tmp_dir, final_dir, overwrite)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
@@ -132,22 +155,20 @@ def export_training_run(run_dir: str, base_dir: str | None = None, version: int 
         base_dir: the serving base path; defaults to `<run_dir>/saved_model`.
         max_seq_length: defaults to the run's `max_seq_length`.
     """
-    import yaml
-
     import tfbert.tasks  # noqa: F401  (registers the task models that load_model rebuilds)
+    from tfbert.training.run_config import ClassifierRunConfig
 
     needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model")]
     missing = [path for path in needed if not os.path.exists(path)]
     if missing:
         raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
-    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+    try:
+        config = ClassifierRunConfig.load_yaml(os.path.join(run_dir, "config.yaml"))
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     task = config.get("task", "classification")
     labels_file = os.path.join(run_dir, "labels.txt")
-    label_names = None
-    if os.path.exists(labels_file):
-        with open(labels_file, encoding="utf-8") as f:
-            label_names = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+    label_names = LabelVocab.load(labels_file).labels if os.path.exists(labels_file) else None
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
     return export_saved_model(
@@ -157,14 +178,20 @@ def export_training_run(run_dir: str, base_dir: str | None = None, version: int 
         threshold=float(config.get("threshold", 0.5)), overwrite=overwrite)
 
 
-def _replace_dir(new_dir: str, final_dir: str) -> None:
+def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
     if not os.path.exists(final_dir):
-        os.rename(new_dir, final_dir)
+        os.rename(new_dir, final_dir)  # fails if another export created it meanwhile
         return
+    if not overwrite:
+        raise ExportError(f"{final_dir}: created by another export while this one was writing")
     # Overwrite: move the old version aside first; the window without a version is one rename.
     trash = f"{os.path.dirname(final_dir)}/.old-{os.path.basename(final_dir)}-{uuid.uuid4().hex[:8]}"
     os.rename(final_dir, trash)
-    os.rename(new_dir, final_dir)
+    try:
+        os.rename(new_dir, final_dir)
+    except OSError:
+        os.rename(trash, final_dir)  # put the old version back
+        raise
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -224,16 +251,16 @@ def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_lengt
         parsed = tf.io.parse_example(inputs, spec)
         out = heads(tokenize(parsed["text"], parsed.get("text_pair")))
         if task == "regression":
-            return {"scores": tf.expand_dims(out["score"], -1)}
+            return {"outputs": out["score"]}
         classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(inputs)[0], 1])
         return {"classes": classes, "scores": out["probabilities"]}
-    archive.add_endpoint("classify", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    archive.add_endpoint("regress" if task == "regression" else "classify", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     return archive
 
 
-def _set_classify_method(saved_model_dir: str) -> None:
-    """tf.saved_model.save marks every signature as predict; TF Serving's :classify API
-    needs the `classify` signature to say `tensorflow/serving/classify`."""
+def _set_example_methods(saved_model_dir: str) -> None:
+    """Saving marks every signature as predict; TF Serving's :classify and :regress APIs need
+    the `classify` / `regress` signatures to carry their own method names."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = os.path.join(saved_model_dir, "saved_model.pb")
@@ -241,8 +268,9 @@ def _set_classify_method(saved_model_dir: str) -> None:
     with open(path, "rb") as f:
         proto.ParseFromString(f.read())
     for meta_graph in proto.meta_graphs:
-        if "classify" in meta_graph.signature_def:
-            meta_graph.signature_def["classify"].method_name = CLASSIFY_METHOD
+        for name, method in EXAMPLE_METHODS.items():
+            if name in meta_graph.signature_def:
+                meta_graph.signature_def[name].method_name = method
     with open(path, "wb") as f:
         f.write(proto.SerializeToString())
 
@@ -282,9 +310,6 @@ def read_allowlist(path: str = ALLOWLIST_FILE) -> set[str]:
     with open(path, encoding="utf-8") as f:
         return {line.split("#")[0].strip() for line in f if line.split("#")[0].strip()}
 
-
-def find_versions(base_dir: str) -> list[int]:
-    return sorted(int(n) for n in os.listdir(base_dir) if re.fullmatch(r"\d+", n)) if os.path.isdir(base_dir) else []
 
 
 __all__ = ["export_saved_model", "export_training_run", "next_version", "ExportError", "saved_model_op_types", "read_allowlist",

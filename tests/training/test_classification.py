@@ -136,6 +136,14 @@ def test_yaml_config_and_flag_override(tmp_path):
     path.write_text("epochs: 7\nlearning_rate: 0.0002\nbatch_size: 4\n")
     config = ClassifierRunConfig.from_args(["--config", str(path), "--epochs", "2", "--jit_compile"])
     assert (config.epochs, config.learning_rate, config.batch_size, config.jit_compile) == (2, 2e-4, 4, True)
+    path.write_text("learning_rate: 2e-5\nweight_decay: 1e-2\n")  # YAML 1.1 reads 2e-5 as a string
+    config = ClassifierRunConfig.from_args(["--config", str(path)])
+    assert (config.learning_rate, config.weight_decay) == (2e-5, 0.01)
+    path.write_text("epochs: two\n")
+    with pytest.raises(ValueError, match=r"run.yaml: field 'epochs' must be int, found 'two'"):
+        ClassifierRunConfig.load_yaml(str(path))
+    with pytest.raises(ValueError, match="something must be left to train on"):
+        ClassifierRunConfig(validation_fraction=0.5, test_fraction=0.5)
     path.write_text("epochs: 7\nlearning_rat: 0.1\n")
     with pytest.raises(SystemExit):
         ClassifierRunConfig.from_args(["--config", str(path)])

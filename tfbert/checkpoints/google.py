@@ -22,8 +22,20 @@ _EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embed
 
 
 def find_checkpoint(directory: str) -> str | None:
-    """The checkpoint prefix in `directory` (e.g. `.../bert_model.ckpt`), or None."""
-    indexes = sorted(glob.glob(os.path.join(directory, "*.ckpt*.index")) + glob.glob(os.path.join(directory, "*.index")))
+    """The checkpoint prefix in `directory`: `bert_model.ckpt` as Google ships it, else the
+    latest checkpoint of a training directory; None when there is none."""
+    import tensorflow as tf
+
+    shipped = os.path.join(directory, "bert_model.ckpt")
+    if os.path.exists(shipped + ".index"):
+        return shipped
+    latest = tf.train.latest_checkpoint(directory)
+    if latest:
+        return latest
+    indexes = sorted(glob.glob(os.path.join(directory, "*.index")))
+    if len(indexes) > 1:
+        raise CheckpointError(f"{directory}: several TensorFlow checkpoints and no 'checkpoint' file to say which "
+                              f"is latest: {', '.join(os.path.basename(i) for i in indexes)}")
     return indexes[0][: -len(".index")] if indexes else None
 
 

@@ -124,7 +124,9 @@ def assign_state(backbone, state: dict[str, np.ndarray], source: str) -> LoadRep
         variable.assign(value.astype(np.float32))
     unexpected = sorted(original_name[k] for k in by_key if k not in _IGNORED_KEYS)
     report = LoadReport(source=source, loaded=loaded, missing=missing, unexpected=unexpected)
-    if missing or unexpected:
+    if missing:  # e.g. no pooler: a classifier on pooled_output would train a random one
+        logger.warning(report.summary())
+    elif unexpected:
         logger.info(report.summary())
     return report
 

@@ -26,7 +26,7 @@ def _preset_dir(name: str) -> str:
 
 def _looks_like_hub_id(value: str) -> bool:
     parts = value.split("/")
-    return 1 <= len(parts) <= 2 and all(parts) and not value.startswith((".", "~")) and os.sep not in value.replace("/", "")
+    return 1 <= len(parts) <= 2 and all(parts) and not value.startswith((".", "~"))
 
 
 def resolve(path_or_preset: str | os.PathLike) -> str:
@@ -43,7 +43,7 @@ def resolve(path_or_preset: str | os.PathLike) -> str:
         return _preset_dir(value)
     if os.path.exists(value):
         raise CheckpointError(f"{value}: expected a checkpoint directory, found a file")
-    if not _looks_like_hub_id(value) or value.startswith("/"):
+    if not _looks_like_hub_id(value):
         raise CheckpointError(f"{value}: no such directory, and not a preset ({', '.join(PRESETS)})")
     return _download(value)
 
@@ -61,6 +61,6 @@ def _download(repo_id: str) -> str:
             etag_timeout=10)
     except Exception as e:  # offline, unknown repo, or HF_HUB_OFFLINE=1 without a cached copy
         raise CheckpointError(
-            f"{repo_id}: could not download from the Hugging Face hub ({type(e).__name__}: {e}). Without network "
+            f"{repo_id}: no such local directory, and could not download it from the Hugging Face hub ({type(e).__name__}: {e}). Without network "
             f"access, pass a local directory holding config.json and model.safetensors, or a preset "
             f"({', '.join(PRESETS)})") from e

@@ -54,6 +54,8 @@ def map_chars(text: tf.Tensor, mapping: dict[int, list[int]]) -> tf.Tensor:
     Core ops only (`UnicodeDecode`, `LowerBound`, `Gather`, `Repeat`, `UnicodeEncode`), so it
     runs in TF Serving; the table is a few constants, not a lookup-table resource.
     """
+    if not mapping:
+        return text
     keys = sorted(mapping)
     key_t = tf.constant(keys, dtype=tf.int32)
     seq_lengths = tf.constant([len(mapping[k]) for k in keys], dtype=tf.int32)

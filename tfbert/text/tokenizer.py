@@ -33,10 +33,11 @@ def read_vocab(vocab_file: str) -> list[str]:
             raw = f.read()
     except FileNotFoundError:
         raise TokenizerError(f"{vocab_file}: vocabulary file not found") from None
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # final newline
     tokens, seen = [], {}
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        if number == len(raw.split(b"\n")) and line == b"":
-            break  # final newline
+    for number, line in enumerate(lines, start=1):
         try:
             token = line.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as e:

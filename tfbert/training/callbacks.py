@@ -57,7 +57,12 @@ def predict_with_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[n
 
 
 class TrainingLogger(keras.callbacks.Callback):
-    """Writes train loss, learning rate and examples/s to TensorBoard every `every_n_steps`."""
+    """Writes train loss, learning rate and examples/s to TensorBoard every `every_n_steps`
+    optimizer updates (with gradient accumulation, an update spans several batches).
+
+    Examples/s counts `batch_size` per batch, so the few partial batches (one per length
+    bucket) are counted as full; the clock restarts each epoch, so validation time is not in it.
+    """
 
     def __init__(self, log_dir: str, batch_size: int, every_n_steps: int = 10):
         super().__init__()
@@ -66,7 +71,11 @@ class TrainingLogger(keras.callbacks.Callback):
         self.every_n_steps = max(1, int(every_n_steps))
         self._start = None
         self._examples = 0
+        self._last_logged_step = None
         self.examples_per_second: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._examples = None, 0
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._start is None:
@@ -75,8 +84,9 @@ class TrainingLogger(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._examples += self.batch_size
         step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every_n_steps:
+        if step % self.every_n_steps or step == self._last_logged_step:
             return
+        self._last_logged_step = step
         elapsed = time.perf_counter() - self._start
         rate = self._examples / elapsed if elapsed > 0 else 0.0
         self.examples_per_second.append(rate)
@@ -90,7 +100,7 @@ class TrainingLogger(keras.callbacks.Callback):
         self._start, self._examples = time.perf_counter(), 0
 
     def on_train_end(self, logs=None):
-        self.writer.flush()
+        self.writer.close()
 
 
 def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: dict | None = None) -> None:
@@ -103,18 +113,18 @@ def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: di
         hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
         for key, value in (metrics or {}).items():
             tf.summary.scalar(key, value)
-    writer.flush()
+    writer.close()
 
 
 def confusion_matrix_image(matrix: np.ndarray, labels: list[str]) -> tf.Tensor:
     """A [1, h, w, 4] PNG-decoded image of a confusion matrix, for `tf.summary.image`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     size = max(4.0, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -128,5 +138,4 @@ def confusion_matrix_image(matrix: np.ndarray, labels: list[str]) -> tf.Tensor:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return tf.expand_dims(tf.image.decode_png(buffer.getvalue(), channels=4), 0)
