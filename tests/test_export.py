@@ -226,3 +226,25 @@ export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(base)!
     leftovers = os.listdir(base)
     assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
     assert not [n for n in leftovers if n.isdigit()]
+
+
+def test_lora_adapters_are_merged_into_a_float32_export(tmp_path, tokenizer):
+    model = _model(dtype="mixed_bfloat16")
+    rng = np.random.default_rng(0)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Dense) and layer.name in ("query", "value"):
+            layer.enable_lora(4)
+            layer.lora_kernel_b.assign(rng.normal(size=layer.lora_kernel_b.shape) * 0.2)
+    from tfbert.export import float32_copy
+
+    merged = float32_copy(model)
+    assert not [w for w in merged.weights if "lora" in w.path] and merged.compute_dtype == "float32"
+    features = tokenizer(["good movie", "the film was bad"])
+    plain = _model()  # same seed, no adapters: the adapters must change the output
+    hidden = merged.backbone(features)["sequence_output"].numpy()
+    assert np.abs(hidden - plain.backbone(features)["sequence_output"].numpy()).max() > 1e-2
+    path = export_saved_model(model, tokenizer, str(tmp_path), label_names=LABELS)
+    served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(["good movie", "the film was bad"]))
+    expected = tf.nn.softmax(merged(features)).numpy()
+    assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-5
+    assert not [v for v in tf.train.list_variables(f"{path}/variables/variables") if "lora" in v[0]]

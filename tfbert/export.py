@@ -61,7 +61,11 @@ def next_version(base_dir: str) -> int:
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
-    """The same model under the float32 policy (variables are float32 already), for serving.
+    """The same model under the float32 policy, with LoRA adapters merged, for serving.
+
+    Mixed-precision models keep float32 variables, so only the compute dtype changes. Dense
+    layers fine-tuned with Keras' `enable_lora` serve one kernel, `kernel + A @ B * alpha / rank`
+    (what their `kernel` property returns), so the graph has no adapter ops.
 
     Raises:
         ExportError: the model is not a tfbert task model (no backbone in its config).
@@ -70,11 +74,19 @@ def float32_copy(model: keras.Model) -> keras.Model:
     if not isinstance(config.get("backbone"), dict):
         raise ExportError(f"{model.name}: expected a tfbert task model built on a BertBackbone")
     backbone_config = config["backbone"]["config"]
-    if backbone_config.get("dtype") == "float32" and keras.config.dtype_policy().name == "float32":
+    lora_layers = [layer for layer in model._flatten_layers() if getattr(layer, "lora_enabled", False)]
+    if (backbone_config.get("dtype") == "float32" and keras.config.dtype_policy().name == "float32"
+            and not lora_layers):
         return model
     backbone_config["dtype"] = "float32"
     clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
+    values = {variable.path: variable for variable in model.weights}
+    for layer in lora_layers:
+        values[f"{layer.path}/kernel"] = layer.kernel  # merged: kernel + lora_a @ lora_b * scale
+    for variable in clone.weights:
+        if variable.path not in values:
+            raise ExportError(f"{model.name}: no value for '{variable.path}' in the model being exported")
+        variable.assign(keras.ops.convert_to_numpy(values[variable.path]))
     return clone
 
 
