@@ -104,8 +104,8 @@ def encode_labels(examples: readers.Examples, vocab: readers.LabelVocab | None, 
     return vocab.encode(examples, task)
 
 
-def compute_metrics(task: str, num_classes: int, threshold: float = 0.5):
-    """`fn(labels, logits) -> dict` of the task's metrics."""
+def compute_metrics(task: str, num_classes: int, threshold: float = 0.5, loss=None):
+    """`fn(labels, logits) -> dict` of the task's metrics; with a Keras `loss`, also "loss"."""
     def classification(labels, logits):
         return metric_fns.classification_metrics(labels.astype(int), logits.argmax(-1), num_classes)
 
@@ -115,7 +115,14 @@ def compute_metrics(task: str, num_classes: int, threshold: float = 0.5):
     def regression(labels, outputs):
         return metric_fns.regression_metrics(labels, outputs[:, 0])
 
-    return {"classification": classification, "multi_label": multi_label, "regression": regression}[task]
+    task_metrics = {"classification": classification, "multi_label": multi_label, "regression": regression}[task]
+    if loss is None:
+        return task_metrics
+
+    def with_loss(labels, outputs):
+        return {"loss": float(np.asarray(loss(labels, outputs))), **task_metrics(labels, outputs)}
+
+    return with_loss
 
 
 def _dtype_policy(config: ClassifierRunConfig) -> str | None:
@@ -140,6 +147,90 @@ def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int)
     return model
 
 
+@dataclasses.dataclass
+class PreparedData:
+    """What every run on the same data shares: the examples, the tokenizer, the evaluation batches.
+
+    `prepare` builds it once; a hyperparameter search hands it to every trial, so the data is
+    read and the tokenizer loaded once per search. The validation and test datasets are not
+    shuffled, so they are cached per (batch size, max_seq_length, padding) and reused. The
+    training dataset is built again for every run: a shuffled `tf.data` pipeline continues its
+    shuffle sequence when it is iterated again, so a reused one would give a second run other
+    batches than a fresh `train_cls.py` run with the same seed.
+    """
+
+    data: ClassificationData
+    tokenizer: BertTokenizer
+    num_classes: int
+    _eval_datasets: dict = dataclasses.field(default_factory=dict, repr=False)
+    _truncation: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def truncation_report(self, max_seq_length: int) -> dict:
+        """`pipeline.truncation_report` of the training texts, computed once per length."""
+        if max_seq_length not in self._truncation:
+            self._truncation[max_seq_length] = pipeline.truncation_report(self.data.train, self.tokenizer,
+                                                                          max_seq_length)
+        return self._truncation[max_seq_length]
+
+    def dataset(self, split: str, config: ClassifierRunConfig) -> tf.data.Dataset:
+        """The batched (features, labels) dataset of `split` ("train", "validation" or "test")."""
+        examples = {"train": self.data.train, "validation": self.data.validation, "test": self.data.test}[split]
+
+        def build():
+            return pipeline.make_dataset(
+                examples, self.tokenizer, labels=encode_labels(examples, self.data.label_vocab, config.task),
+                batch_size=config.batch_size, max_seq_length=config.max_seq_length, shuffle=split == "train",
+                seed=config.seed, padding=config.padding)
+
+        if split == "train":
+            return build()
+        key = (split, config.batch_size, config.max_seq_length, config.padding)
+        if key not in self._eval_datasets:
+            self._eval_datasets[key] = build()
+        return self._eval_datasets[key]
+
+
+@dataclasses.dataclass
+class RunInputs:
+    """A compiled model and the datasets of one run, built by `start_run`."""
+
+    model: BertClassifier
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    steps_per_epoch: int
+
+
+def prepare(config: ClassifierRunConfig) -> PreparedData:
+    """Reads the data and loads the tokenizer a run config names; prints what was read."""
+    data = load_data(config)
+    num_classes = 1 if config.task == "regression" else len(data.label_vocab)
+    prepared = PreparedData(data, BertTokenizer.from_pretrained(config.model), num_classes)
+    truncation = prepared.truncation_report(config.max_seq_length)
+    print(f"data: {data.description}: train {len(data.train)}, validation {len(data.validation)}, "
+          f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
+          f"training texts truncated at {config.max_seq_length} tokens", flush=True)
+    return prepared
+
+
+def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
+    """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    train_ds = prepared.dataset("train", config)
+    validation_ds = prepared.dataset("validation", config)
+    steps = pipeline.count_batches(train_ds)
+    total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
+    model = build_model(config, prepared.num_classes, total_updates)
+    return RunInputs(model, train_ds, validation_ds, steps)
+
+
+def metric_direction(name: str) -> str:
+    """Whether a metric improves going down ("min": losses and errors such as `val_loss`, `val_mse`,
+    `val_mae`, `val_hamming_loss`) or up ("max": accuracy, F1, MCC, correlations)."""
+    bare = name[len("val_"):] if name.startswith("val_") else name
+    return "min" if bare in ("loss", "mse", "mae", "rmse") or bare.endswith(("_loss", "_error")) else "max"
+
+
 def train_classifier(config: ClassifierRunConfig) -> dict:
     """Runs one fine-tuning job; returns what it writes to `metrics.json`.
 
@@ -148,30 +239,38 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
     epoch end and restored by Keras' `BackupAndRestore`.
     """
     started = time.time()
-    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
-    os.makedirs(output_dir, exist_ok=True)
+    os.makedirs(config.resolved_output_dir(), exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
+    prepared = prepare(config)
+    return fit_and_evaluate(config, prepared, started=started)
 
-    data = load_data(config)
-    num_classes = 1 if config.task == "regression" else len(data.label_vocab)
-    tokenizer = BertTokenizer.from_pretrained(config.model)
-    truncation = pipeline.truncation_report(data.train, tokenizer, config.max_seq_length)
-    print(f"data: {data.description}: train {len(data.train)}, validation {len(data.validation)}, "
-          f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
-          f"training texts truncated at {config.max_seq_length} tokens", flush=True)
 
-    def dataset(examples, training):
-        return pipeline.make_dataset(
-            examples, tokenizer, labels=encode_labels(examples, data.label_vocab, config.task),
-            batch_size=config.batch_size, max_seq_length=config.max_seq_length, shuffle=training,
-            seed=config.seed, padding=config.padding)
+def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
+                     best_weights: str | None = None, extra_callbacks: tuple = (), write_exports: bool = True,
+                     evaluate_test: bool = True, started: float | None = None) -> dict:
+    """Trains, picks the best epoch, evaluates and writes the run's outputs: the body of a train_cls run.
 
-    train_ds = dataset(data.train, True)
-    validation_ds = dataset(data.validation, False)
-    steps = pipeline.count_batches(train_ds)
-    total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
-    model = build_model(config, num_classes, total_updates)
+    Args:
+        config: the run.
+        prepared: the data and tokenizer (`prepare(config)`).
+        inputs: the model and datasets (`start_run(config, prepared)`, the default).
+        best_weights: where the best epoch's weights go; `<output_dir>/best.weights.h5` by default.
+        extra_callbacks: appended after the run's own callbacks (so they see the `val_*` metrics).
+        write_exports: write `config.yaml`, `labels.txt`, `model.keras`, `hf_model/`, the
+            TensorBoard run summary and `saved_model/` (as train_cls does). Without it only
+            `metrics.json` is written (what a search trial keeps).
+        evaluate_test: evaluate on the test split too, if there is one (a search trial does not:
+            the test set plays no part in choosing hyperparameters).
+
+    Returns:
+        The run summary, also written to `<output_dir>/metrics.json`.
+    """
+    started = time.time() if started is None else started
+    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    os.makedirs(output_dir, exist_ok=True)
+    inputs = inputs or start_run(config, prepared)
+    model, steps = inputs.model, inputs.steps_per_epoch
 
     backup_dir = os.path.join(output_dir, "backup")
     resumed_from_epoch = 0
@@ -181,63 +280,90 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
         print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
 
-    compute = compute_metrics(config.task, num_classes, config.threshold)
     best_metric = config.metric_for_best or DEFAULT_BEST_METRIC[config.task]
-    best_weights = os.path.join(output_dir, "best.weights.h5")
-    validation = cbs.ValidationMetrics(validation_ds, compute)
+    mode = metric_direction(best_metric)
+    # The validation loss is computed only when it picks the best epoch (train_cls' default metrics omit it).
+    compute = compute_metrics(config.task, prepared.num_classes, config.threshold,
+                              loss=model.loss if best_metric == "val_loss" else None)
+    best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
+    validation = cbs.ValidationMetrics(inputs.validation, compute)
     training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
     callbacks = [
         validation,
         keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch",
                                          double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode="max", save_best_only=True,
+        keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode, save_best_only=True,
                                         save_weights_only=True, verbose=0),
         keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
         training_logger,
     ]
     if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode="max",
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode=mode,
                                                        patience=config.early_stopping_patience,
                                                        restore_best_weights=True))
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=1)
+    callbacks.extend(extra_callbacks)
+    history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1)
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
     # optimizer state, which .weights.h5 files include) are loaded back
 
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
-    results = {"validation": evaluate(model, validation_ds, compute, data, config)}
-    if data.test is not None:
-        results["test"] = evaluate(model, dataset(data.test, False), compute, data, config)
+    summary = {
+        "best_metric": best_metric,
+        "steps_per_epoch": steps,
+        "resumed_from_epoch": resumed_from_epoch,
+        "epochs_run": len(history.epoch),
+        "optimizer_steps": optimizer_steps,
+        "examples_per_second": (float(np.median(training_logger.examples_per_second))
+                                if training_logger.examples_per_second else None),
+    }
+    return finish_run(model, config, prepared, summary, compute=compute, validation_dataset=inputs.validation,
+                      write_exports=write_exports, evaluate_test=evaluate_test, started=started)
+
+
+def finish_run(model: BertClassifier, config: ClassifierRunConfig, prepared: PreparedData, summary: dict, *,
+               compute=None, validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
+               evaluate_test: bool = True, started: float | None = None) -> dict:
+    """Evaluates a trained model on validation (and test) and writes the run's outputs.
+
+    `fit_and_evaluate` ends with it; a search calls it on the best trial's weights to export them
+    as a train_cls run directory. `summary` holds the training facts (steps, epochs run, ...).
+    """
+    started = time.time() if started is None else started
+    output_dir = config.resolved_output_dir()
+    os.makedirs(output_dir, exist_ok=True)
+    data = prepared.data
+    compute = compute or compute_metrics(config.task, prepared.num_classes, config.threshold)
+    validation_dataset = validation_dataset or prepared.dataset("validation", config)
+    results = {"validation": evaluate(model, validation_dataset, compute, data, config)}
+    if data.test is not None and evaluate_test:
+        results["test"] = evaluate(model, prepared.dataset("test", config), compute, data, config)
     for split, split_metrics in results.items():
         shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
         print(f"{split}: {shown}", flush=True)
         if "report" in split_metrics:
             print(split_metrics["report"], flush=True)
-    throughput = training_logger.examples_per_second
+    truncation = prepared.truncation_report(config.max_seq_length)
     summary = {
         "run_name": config.resolved_run_name(),
         "data": data.description,
         "num_examples": {"train": len(data.train), "validation": len(data.validation),
                          "test": len(data.test) if data.test else 0},
         "truncation": truncation,
-        "best_metric": best_metric,
-        "steps_per_epoch": steps,
-        "resumed_from_epoch": resumed_from_epoch,
-        "epochs_run": len(history.epoch),
-        "optimizer_steps": optimizer_steps,
-        "examples_per_second": float(np.median(throughput)) if throughput else None,
+        **summary,
         "seconds": round(time.time() - started, 1),
         "label_vocab": data.label_vocab.labels if data.label_vocab else None,
         "config": config.to_dict(),
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
-    write_outputs(model, tokenizer, data, config, summary, results)
-    summary["saved_model"] = export_saved_model(
-        model, tokenizer, os.path.join(output_dir, "saved_model"),
-        label_names=data.label_vocab.labels if data.label_vocab else None, task=config.task,
-        text_pair=data.train.text_pairs is not None, max_seq_length=config.max_seq_length,
-        threshold=config.threshold)
-    print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
+    if write_exports:
+        write_outputs(model, prepared.tokenizer, data, config, summary, results)
+        summary["saved_model"] = export_saved_model(
+            model, prepared.tokenizer, os.path.join(output_dir, "saved_model"),
+            label_names=data.label_vocab.labels if data.label_vocab else None, task=config.task,
+            text_pair=data.train.text_pairs is not None, max_seq_length=config.max_seq_length,
+            threshold=config.threshold)
+        print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
     with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, default=float)
         f.write("\n")

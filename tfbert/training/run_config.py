@@ -66,6 +66,8 @@ class ClassifierRunConfig:
 
     def __post_init__(self):
         if self.multi_label:
+            if self.task not in ("classification", "multi_label"):
+                raise ValueError(f"run config: 'multi_label' contradicts task {self.task!r}")
             self.task = "multi_label"
         self.validate()
 
@@ -90,6 +92,9 @@ class ClassifierRunConfig:
         for name in ("validation_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 fail(name, "in [0, 1)", getattr(self, name))
+        if self.validation_fraction + self.test_fraction >= 1:
+            fail("validation_fraction", "< 1 - test_fraction (something must be left to train on)",
+                 self.validation_fraction)
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             fail("layerwise_lr_decay", "in (0, 1]", self.layerwise_lr_decay)
         if self.train_file and self.dataset:
@@ -135,6 +140,23 @@ class ClassifierRunConfig:
         unknown = sorted(set(data) - fields)
         if unknown:
             raise ValueError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        # YAML 1.1 reads "2e-5" as a string: convert each value as the flag parser would.
+        types = {f.name: _field_type(cls, f) for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            kind = types[key]
+            if value is None or kind is str:
+                continue
+            try:
+                if kind is bool:
+                    data[key] = value if isinstance(value, bool) else _parse_bool(str(value))
+                elif isinstance(value, bool) or kind not in (int, float):
+                    raise ValueError
+                elif kind is int and isinstance(value, float):
+                    raise ValueError
+                else:
+                    data[key] = kind(value)
+            except (ValueError, argparse.ArgumentTypeError):
+                raise ValueError(f"{path}: field '{key}' must be {kind.__name__}, found {value!r}") from None
         return data
 
     @classmethod
@@ -150,11 +172,11 @@ class ClassifierRunConfig:
             values.update(args)  # only flags the user gave (defaults are suppressed)
             return cls(**values)
         except (TypeError, ValueError) as e:
-            parser.error(str(e))
+            parser.error(f"{e}{f' (values from {config_file} and the flags)' if config_file else ''}")
 
 
-def _field_type(field: dataclasses.Field):
-    hint = typing.get_type_hints(ClassifierRunConfig)[field.name]
+def _field_type(cls, field: dataclasses.Field):
+    hint = typing.get_type_hints(cls)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
@@ -174,12 +196,14 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
                                          "flags given on the command line override it")
     choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS}
     for field in dataclasses.fields(cls):
-        kind = _field_type(field)
+        kind = _field_type(cls, field)
         flag = f"--{field.name}"
         default = field.default
-        help_text = f"default: {default}"
+        # Subclasses (e.g. tfbert.tuning.TuneRunConfig) describe their own flags in the field metadata.
+        help_text = f"{field.metadata['help']} (default: {default})" if "help" in field.metadata else f"default: {default}"
         if kind is bool:
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, choices=choices.get(field.name), help=help_text)
+            parser.add_argument(flag, type=kind, choices=choices.get(field.name) or field.metadata.get("choices"),
+                                help=help_text)
     return parser

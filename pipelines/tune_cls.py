@@ -1,0 +1,34 @@
+"""Hyperparameter search for sequence classification: each trial is a train_cls run.
+
+With no arguments: a random search of 8 trials over the default space (learning rate, warmup,
+weight decay, batch size, dropout, epochs, layer-wise LR decay) for all-MiniLM-L6-v2 on 320 BBC
+News articles cut at 64 tokens, about 15 minutes on 2 CPU cores. Outputs under
+runs/<search_name>/ (results.md, best_hparams.yaml, best_model/) and TensorBoard's HParams
+dashboard under tensorboard_logs/<search_name>/. Killed, the same command resumes the search.
+
+    python pipelines/tune_cls.py
+    python pipelines/tune_cls.py --train_file train.csv --objective val_macro_f1 --search_space space.yaml
+    python pipelines/tune_cls.py --role chief --oracle_address 0.0.0.0:8000 ...           # distributed:
+    python pipelines/tune_cls.py --role worker --oracle_address chief:8000 --worker_index 0 ...
+"""
+
+import logging
+import sys
+
+from tfbert.errors import USER_ERRORS
+from tfbert.tuning import SearchError, TuneRunConfig, run_search
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = TuneRunConfig.from_args(argv, description=__doc__)
+    try:
+        run_search(config)
+    except (*USER_ERRORS, SearchError) as e:  # the message says where and what to do
+        print(f"tune_cls.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""`python pipelines/tune_cls.py` as a user runs it: killed and resumed, and spread over workers."""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import write_sentiment_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "pipelines", "tune_cls.py")
+STARTED = re.compile(r"^trial \d+ of \d+ \((\w+)\) started on (\w+):", re.M)
+
+
+def _command(tmp_path, model_dir, train, space, *extra):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(space, encoding="utf-8")
+    return [sys.executable, SCRIPT, "--model", model_dir, "--train_file", train, "--max_seq_length", "24",
+            "--search_space", str(space_file), "--output_dir", str(tmp_path / "search"),
+            "--log_dir", str(tmp_path / "tb"), "--seed", "3", *extra]
+
+
+def _rows(tmp_path):
+    with open(tmp_path / "search" / "results.csv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _status(tmp_path, trial_id):
+    path = tmp_path / "search" / "trials" / f"trial_{trial_id}" / "trial.json"
+    try:
+        return json.loads(path.read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _kill(processes):
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_continues_the_grid(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=5)
+    space = ("learning_rate: {type: choice, values: [0.01, 0.003, 0.001]}\n"
+             "batch_size: 16\nepochs: 2\nwarmup_ratio: null\nweight_decay: null\ndropout: null\n"
+             "layerwise_lr_decay: null\n")
+    # grid: KerasTuner 1.4.8 alone would stop at once on resume (keras-team/keras-tuner#1055)
+    command = _command(tmp_path, tiny_model_dir, train, space, "--tuner", "grid", "--max_trials", "3",
+                       "--export", "none")
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        backup = tmp_path / "search" / "trials" / "trial_1" / "backup" / "training_metadata.json"
+        # killed in trial 1, after its first epoch
+        while not (_status(tmp_path, 0) == "COMPLETED" and _status(tmp_path, 1) == "RUNNING" and backup.exists()):
+            assert process.poll() is None, "the search ended before it could be killed"
+            assert time.time() < deadline, "trial 1 never finished an epoch"
+            time.sleep(0.2)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        _kill([process])
+        log.close()
+    assert [r["status"] for r in _rows(tmp_path)] == ["COMPLETED"]  # written as trial 0 ended
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming the search" in result.stdout and "1 of 3 trials done, 1 interrupted trial(s) run again" \
+        in result.stdout
+    assert [trial_id for trial_id, _ in STARTED.findall(result.stdout)] == ["1", "2"]  # trial 0 is not repeated
+    assert "trials/trial_1/backup: 1 epoch(s) already done" in result.stdout  # trial 1 goes on from its epoch
+    rows = _rows(tmp_path)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 3
+    assert sorted(float(r["learning_rate"]) for r in rows) == [0.001, 0.003, 0.01]  # the whole grid, once
+    assert (tmp_path / "search" / "best_hparams.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_run_every_trial_once(tmp_path, tiny_model_dir):
+    from tfbert.tuning import free_port
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=6)
+    space = ("learning_rate: {type: float, min: 1e-3, max: 1e-2, sampling: log}\n"
+             "batch_size: 16\nepochs: 1\nwarmup_ratio: null\nweight_decay: null\ndropout: null\n"
+             "layerwise_lr_decay: null\n")
+    address = f"127.0.0.1:{free_port()}"
+    command = _command(tmp_path, tiny_model_dir, train, space, "--max_trials", "4", "--oracle_address", address)
+    roles = {"chief": ["--role", "chief"], "worker0": ["--role", "worker", "--worker_index", "0"],
+             "worker1": ["--role", "worker", "--worker_index", "1"]}
+    logs = {name: open(tmp_path / f"{name}.log", "w+") for name in roles}
+    processes = {name: subprocess.Popen(command + flags, stdout=logs[name], stderr=subprocess.STDOUT)
+                 for name, flags in roles.items()}
+    try:
+        deadline = time.time() + 420
+        for name, process in processes.items():
+            process.wait(timeout=max(1.0, deadline - time.time()))
+        outputs = {}
+        for name, log in logs.items():
+            log.seek(0)
+            outputs[name] = log.read()
+        for name, process in processes.items():
+            assert process.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
+    finally:
+        _kill(list(processes.values()))
+        for log in logs.values():
+            log.close()
+
+    runs = [run for name in ("worker0", "worker1") for run in STARTED.findall(outputs[name])]
+    assert sorted(trial_id for trial_id, _ in runs) == ["0", "1", "2", "3"]  # every trial once
+    assert {worker for _, worker in runs} == {"worker0", "worker1"}  # on both workers
+    rows = _rows(tmp_path)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 4
+    assert {r["trial_id"]: r["worker"] for r in rows} == dict(runs)
+    assert "chief: oracle listening on " + address in outputs["chief"]
+    assert "best model: exporting the weights of trial" in outputs["chief"]
+    assert (tmp_path / "search" / "best_model" / "saved_model" / "1").exists()
