@@ -174,6 +174,12 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
         tmp_path, tiny_model_dir, train_file=train, epochs=2, mixed_precision="mixed_bfloat16", jit_compile=True,
         gradient_accumulation_steps=2, layerwise_lr_decay=0.8, padding="max_length"))
     assert summary["optimizer_steps"] == 2 * summary["steps_per_epoch"] // 2
+    from tfbert.training.classification import build_model, seed_everything
+    from tfbert.training.run_config import ClassifierRunConfig as Config
+
+    config = Config(model=tiny_model_dir, jit_compile=True)
+    seed_everything(config)
+    assert build_model(config, 2, 10).jit_compile  # Keras drops XLA while op determinism is on
     assert np.isfinite(summary["validation"]["accuracy"])
     # the export of a bfloat16 model is a float32 graph that still gives the same labels
     from tfbert.serving_client import LocalPredictor

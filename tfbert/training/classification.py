@@ -214,14 +214,28 @@ def prepare(config: ClassifierRunConfig) -> PreparedData:
 
 def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
     """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(config)
     train_ds = prepared.dataset("train", config)
     validation_ds = prepared.dataset("validation", config)
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
     model = build_model(config, prepared.num_classes, total_updates)
     return RunInputs(model, train_ds, validation_ds, steps)
+
+
+def seed_everything(config: ClassifierRunConfig) -> None:
+    """Seeds Python, numpy and TensorFlow; makes ops deterministic unless XLA is asked for.
+
+    Keras silently turns `jit_compile` off while TF op determinism is on (not every op has a
+    deterministic XLA kernel), so `--jit_compile` runs are seeded but not bit-reproducible.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    keras.utils.set_random_seed(config.seed)
+    if config.jit_compile:
+        tf_config.disable_op_determinism()
+    else:
+        tf_config.enable_op_determinism()
 
 
 def metric_direction(name: str) -> str:
@@ -240,8 +254,7 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
     """
     started = time.time()
     os.makedirs(config.resolved_output_dir(), exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(config)
     prepared = prepare(config)
     return fit_and_evaluate(config, prepared, started=started)
 
