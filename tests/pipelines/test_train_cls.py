@@ -49,6 +49,11 @@ def test_kill_9_then_same_command_resumes_with_the_same_step_count(tmp_path, tin
     process.wait()
     assert not (out / "metrics.json").exists()
 
+    other = command[:]
+    other[other.index("--learning_rate") + 1] = "0.002"
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and "learning_rate: 0.001 -> 0.002" in refused.stderr
+
     result = _run(command)
     assert "resuming from the backup" in result.stdout
     resumed = json.loads((out / "metrics.json").read_text())

@@ -223,6 +223,37 @@ def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
     return RunInputs(model, train_ds, validation_ds, steps)
 
 
+def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
+    """Refuses to resume an interrupted run that was started with other settings.
+
+    The default output directory is named after the data and the model only, so a second command
+    with other hyperparameters would otherwise silently continue the first run. The run's config is
+    kept beside the backup (BackupAndRestore deletes both when training finishes).
+
+    Raises:
+        ConfigError: the backup belongs to a run with other settings (the fields are named).
+    """
+    import yaml
+
+    from tfbert.config import ConfigError
+
+    path = os.path.join(backup_dir, "run_config.yaml")
+    current = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "log_dir", "run_name")}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = yaml.safe_load(f) or {}
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        if changed:
+            raise ConfigError(
+                f"{backup_dir}: holds an interrupted run started with other settings "
+                f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in changed)}); run the same "
+                f"command to resume it, pass another --output_dir, or delete {backup_dir} to start over")
+        return
+    os.makedirs(backup_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(current, f, sort_keys=True)
+
+
 def seed_everything(config: ClassifierRunConfig) -> None:
     """Seeds Python, numpy and TensorFlow; makes ops deterministic unless XLA is asked for.
 
@@ -288,6 +319,7 @@ def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs
     backup_dir = os.path.join(output_dir, "backup")
     resumed_from_epoch = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
+    check_backup_matches(backup_dir, config)
     if os.path.exists(metadata):
         with open(metadata, encoding="utf-8") as f:
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
