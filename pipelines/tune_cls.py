@@ -2,7 +2,7 @@
 
 With no arguments: a random search of 8 trials over the default space (learning rate, warmup,
 weight decay, batch size, dropout, epochs, layer-wise LR decay) for all-MiniLM-L6-v2 on 320 BBC
-News articles cut at 64 tokens, about 15 minutes on 2 CPU cores. Outputs under
+News articles cut at 64 tokens, 11 minutes on 2 CPU cores. Outputs under
 runs/<search_name>/ (results.md, best_hparams.yaml, best_model/) and TensorBoard's HParams
 dashboard under tensorboard_logs/<search_name>/. Killed, the same command resumes the search.
 

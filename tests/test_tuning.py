@@ -332,7 +332,8 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     space = ("learning_rate: {type: choice, values: [5.0, 0.01]}\n"
              "weight_decay: {type: choice, values: [0.0, 1.0e30]}\n"
              "batch_size: 16\nepochs: 1\nwarmup_ratio: 0.0\ndropout: null\nlayerwise_lr_decay: null\n")
-    config = _tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=4, export="none")
+    config = _tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=4, export="none",
+                          executions_per_trial=2)
     result = run_search(config)
     rows = _rows(tmp_path / "search" / "results.csv")
     assert [(r["learning_rate"], r["weight_decay"], r["status"]) for r in rows] == [
@@ -343,6 +344,14 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     assert result["completed"] == 1 and result["failed"] == 3 and result["best_trial"] == "2"
     out = capsys.readouterr().out
     assert "trial 1 of 4 (0) FAILED: invalid sampled value" in out
+    # the completed trial ran twice (seeds 7 and 8); its objective is the mean, its weights the best run's
+    record = json.loads((tmp_path / "search" / "trials" / "trial_2" / "trial_run.json").read_text())
+    accuracies = [run["val_accuracy"] for run in record["executions"]]
+    assert len(accuracies) == 2 and float(rows[2]["val_accuracy"]) == pytest.approx(np.mean(accuracies))
+    seeds = [json.loads((tmp_path / "search" / "trials" / "trial_2" / f"execution{i}" / "metrics.json").read_text())
+             ["config"]["seed"] for i in range(2)]
+    assert seeds == [7, 8] and (tmp_path / "search" / "trials" / "trial_2" / "checkpoint.weights.h5").exists()
+    assert {"execution0", "execution1"} <= set(os.listdir(tmp_path / "tb" / "2"))
 
     # --overwrite starts over; two failures in a row now stop the search with a clear message
     with pytest.raises(tuning.SearchError) as error:

@@ -704,9 +704,12 @@ class BertTuner(keras_tuner.Tuner):
         metrics["seconds"] = round(time.time() - started, 1)
         sign = 1 if objective.direction == "max" else -1
         best = max(range(len(runs)), key=lambda i: sign * runs[i][objective.name])
-        best_dir = os.path.join(trial_dir, f"execution{best}") if len(runs) > 1 else trial_dir
-        if os.path.exists(os.path.join(best_dir, "best.weights.h5")):
-            os.replace(os.path.join(best_dir, "best.weights.h5"), self._get_checkpoint_fname(trial.trial_id))
+        for execution in range(len(runs)):  # the best execution's weights are the trial's checkpoint
+            weights = os.path.join(trial_dir, f"execution{execution}" if len(runs) > 1 else "", "best.weights.h5")
+            if execution == best and os.path.exists(weights):
+                os.replace(weights, self._get_checkpoint_fname(trial.trial_id))
+            elif os.path.exists(weights):
+                os.remove(weights)
         record.update(metrics=metrics, executions=runs, best_execution=best)
         _write_json_atomically(os.path.join(trial_dir, "trial_run.json"), record)
         write_trial_summary(trial_log_dir, trial.trial_id, record["hyperparameters"], metrics)
@@ -1102,6 +1105,8 @@ def run_search(config: TuneRunConfig, prepared: classification.PreparedData | No
                   f"values of each (give 'values' or 'step' in --search_space for a real grid)", flush=True)
 
     overwrite = config.overwrite and not is_worker  # a worker must never delete the chief's project
+    if config.overwrite and is_worker:
+        print("--overwrite is for the chief; this worker ignores it", flush=True)
     if overwrite:
         _remove_previous_search(output_dir, project_dir, log_dir)
     _check_settings(config, space, output_dir, project_dir, worker=is_worker)
