@@ -82,3 +82,34 @@ def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
     result = subprocess.run([sys.executable, script, "--train_file", str(missing), "--model", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and f"{missing}" in result.stderr and "not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_cpu_devices_trains_and_serves_like_one_device(tmp_path, tiny_model_dir):
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the SavedModel's tokenizer ops)
+    from safetensors.numpy import load_file
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 96, seed=5)
+    runs = {}
+    for name, flags in (("one", ["--strategy", "default"]),
+                        ("two", ["--strategy", "mirrored", "--devices", "CPU:0,CPU:1"])):
+        command = _command(tiny_model_dir, train, tmp_path / name, tmp_path / f"tb_{name}")
+        command[command.index("--learning_rate") + 1] = "0.01"
+        result = _run(command + ["--gradient_accumulation_steps", "2", *flags])
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs[name]["stdout"] = result.stdout
+    assert "strategy: MirroredStrategy, 2 replicas on CPU:0, CPU:1; global batch 4 = 2 per replica" in runs["two"]["stdout"]
+    assert (runs["one"]["replicas"], runs["two"]["replicas"]) == (1, 2)
+    assert runs["one"]["optimizer_steps"] == runs["two"]["optimizer_steps"] > 0
+    assert runs["one"]["validation"]["accuracy"] == runs["two"]["validation"]["accuracy"] > 0.8
+
+    one, two = (load_file(str(tmp_path / name / "hf_model" / "model.safetensors")) for name in ("one", "two"))
+    assert max(float(np.abs(one[k] - two[k]).max()) for k in one) < 1e-5
+
+    texts = tf.constant(["a good film", "this was awful", "bad"])
+    probabilities = [tf.saved_model.load(str(tmp_path / name / "saved_model" / "1")).signatures["serving_default"](
+        text=texts)["probabilities"].numpy() for name in ("one", "two")]
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-5)
+    assert probabilities[1][:, 1].round().tolist() == [1, 0, 0]  # positive, negative, negative

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfbert.backbone import BertBackbone
 
@@ -119,6 +120,22 @@ class BertClassifier(keras.Model):
         self.num_classes = num_classes
         self.task = task
         self.dropout = float(dropout)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras (TF backend) builds the optimizer and metrics from
+        # a batch it draws from a *new* iterator over the training data. A dataset that reshuffles
+        # on every iteration (ours) then starts each epoch one order later than a run without a
+        # strategy, so a mirrored run would not see the batches of a one-device run with the same
+        # seed. Build from zeros shaped like the data instead; no iterator is created.
+        if iterator is not None and data_batch is None and hasattr(iterator, "data_adapter"):
+            spec = iterator.data_adapter.get_tf_dataset().element_spec
+            data_batch = keras.tree.map_structure(
+                lambda s: tf.zeros([d if d is not None else 1 for d in s.shape], s.dtype), spec)
+            if not isinstance(data_batch, tuple):
+                data_batch = (data_batch,)
+            data_batch = data_batch + (None,) * (3 - len(data_batch))
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self) -> dict:
         return {

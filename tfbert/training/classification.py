@@ -22,8 +22,9 @@ from tfbert.export import export_saved_model
 from tfbert.tasks import BertClassifier
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
+from tfbert.training import distribution
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig
 
 logger = logging.getLogger("tfbert")
 
@@ -130,20 +131,22 @@ def _dtype_policy(config: ClassifierRunConfig) -> str | None:
 
 
 def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int) -> BertClassifier:
-    """The classifier with its optimizer, loss and metrics compiled in."""
-    model = BertClassifier.from_pretrained(config.model, num_classes=num_classes, task=config.task,
-                                           dtype=_dtype_policy(config), dropout=config.dropout)
-    optimizer = create_optimizer(
-        model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
-        num_layers=model.backbone.config.num_hidden_layers,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        loss_scale=config.mixed_precision == "mixed_float16")
-    train_metrics = {"classification": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                     "multi_label": [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],
-                     "regression": [keras.metrics.MeanAbsoluteError(name="mae")]}[config.task]
-    model.compile(optimizer=optimizer, loss=model.default_loss(), metrics=train_metrics,
-                  jit_compile=config.jit_compile)
+    """The classifier with its optimizer, loss and metrics compiled in, built in the scope of the
+    run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict."""
+    with distribution.strategy_for(config).scope():
+        model = BertClassifier.from_pretrained(config.model, num_classes=num_classes, task=config.task,
+                                               dtype=_dtype_policy(config), dropout=config.dropout)
+        optimizer = create_optimizer(
+            model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
+            weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
+            num_layers=model.backbone.config.num_hidden_layers,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            loss_scale=config.mixed_precision == "mixed_float16")
+        train_metrics = {"classification": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                         "multi_label": [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],
+                         "regression": [keras.metrics.MeanAbsoluteError(name="mae")]}[config.task]
+        model.compile(optimizer=optimizer, loss=model.default_loss(), metrics=train_metrics,
+                      jit_compile=config.jit_compile)
     return model
 
 
@@ -214,6 +217,9 @@ def prepare(config: ClassifierRunConfig) -> PreparedData:
 
 def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
     """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
+    strategy = distribution.strategy_for(config)
+    distribution.check_batch_size(strategy, config.batch_size)
+    print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
     train_ds = prepared.dataset("train", config)
     validation_ds = prepared.dataset("validation", config)
@@ -238,7 +244,8 @@ def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
     from tfbert.config import ConfigError
 
     path = os.path.join(backup_dir, "run_config.yaml")
-    current = {k: v for k, v in config.to_dict().items() if k not in ("output_dir", "log_dir", "run_name")}
+    current = {k: v for k, v in config.to_dict().items()
+               if k not in ("output_dir", "log_dir", "run_name", *PLACEMENT_FIELDS)}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
@@ -284,6 +291,7 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
     epoch end and restored by Keras' `BackupAndRestore`.
     """
     started = time.time()
+    distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
     os.makedirs(config.resolved_output_dir(), exist_ok=True)
     seed_everything(config)
     prepared = prepare(config)
@@ -356,6 +364,7 @@ def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs
     summary = {
         "best_metric": best_metric,
         "steps_per_epoch": steps,
+        "replicas": model.distribute_strategy.num_replicas_in_sync,
         "resumed_from_epoch": resumed_from_epoch,
         "epochs_run": len(history.epoch),
         "optimizer_steps": optimizer_steps,

@@ -25,6 +25,13 @@ loss scaling (`keras.optimizers.LossScaleOptimizer`). The subclass adds only thr
    gradients first (duplicates summed), which is the update of the original BERT optimizer and
    of PyTorch AdamW, at the cost of a dense [vocab, hidden] gradient per step.
 
+4. Several replicas (`tf.distribute`). Keras clips each replica's gradient (its share of the
+   global batch's) before summing them, so global-norm clipping sees the wrong norm, and its
+   gradient accumulation fails under `MirroredStrategy` (a `merge_call` inside a `cond`).
+   `BertAdamW.apply` sums the replicas' gradients first; every replica then clips, accumulates
+   and applies the same update to its own copy of each variable, so a run on N replicas takes
+   the steps of a one-device run with the same global batch.
+
 Why not `keras.optimizers.MultiOptimizer` with one AdamW per layer group: it clips each group
 by its own norm rather than the global norm, hides `learning_rate`, and does not compose with
 `gradient_accumulation_steps` counting or `LossScaleOptimizer`.
@@ -232,7 +239,66 @@ class BertAdamW(keras.optimizers.AdamW):
     def apply(self, grads, trainable_variables=None):
         # Sum duplicate rows of sparse embedding gradients before Keras squares them (module docstring, 3).
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-        return super().apply(grads, trainable_variables)
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return super().apply(grads, trainable_variables)
+        # Several replicas (module docstring, 4): sum their gradients first, then every replica
+        # applies the same update to its own copy of each variable.
+        present = [i for i, g in enumerate(grads) if g is not None]
+        summed = replica.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+        grads = list(grads)
+        for i, g in zip(present, summed):
+            grads[i] = g
+        self._replica_local = True
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._replica_local = False
+
+    # The replica-local update path: with the gradients already summed, Keras' own all-reduce
+    # would sum them again, and its merge_call-based updates cannot run inside the `cond` that
+    # gradient accumulation uses ("merge_call called while defining a new graph").
+    _replica_local = False
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars) if self._replica_local else super()._all_reduce_sum_gradients(grads_and_vars)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._replica_local:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        for grad, variable in zip(grads, trainable_variables):
+            self.update_step(grad, variable, learning_rate)
+
+    def _backend_increment_gradient_accumulators(self, grads, acc_grads):
+        if not self._replica_local:
+            return super()._backend_increment_gradient_accumulators(grads, acc_grads)
+        for grad, accumulator in zip(grads, acc_grads):
+            self.assign_add(accumulator, grad)
+
+    def _backend_reset_gradient_accumulators(self):
+        if not self._replica_local:
+            return super()._backend_reset_gradient_accumulators()
+        for accumulator in self._accumulated_gradients:
+            if accumulator is not None:
+                self.assign(accumulator, ops.zeros(accumulator.shape, dtype=accumulator.dtype))
+
+    def _local(self, variable):
+        """In the replica-local path, this replica's own copy of a mirrored variable."""
+        if not self._replica_local:
+            return variable
+        variable = variable.value if isinstance(variable, keras.Variable) else variable
+        if isinstance(variable, tf.distribute.DistributedValues):
+            variable = variable._get_on_device_or_primary()  # noqa: SLF001 (what tf.distribute's own updates use)
+        return variable
+
+    def assign(self, variable, value):
+        super().assign(self._local(variable), value)
+
+    def assign_add(self, variable, value):
+        super().assign_add(self._local(variable), value)
+
+    def assign_sub(self, variable, value):
+        super().assign_sub(self._local(variable), value)
 
     def _get_current_learning_rate(self):
         # Keras calls a schedule with the micro-batch counter `_iterations`; count updates instead.

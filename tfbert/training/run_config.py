@@ -14,6 +14,10 @@ import yaml
 TASKS = ("classification", "multi_label", "regression")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")  # see tfbert.training.distribution
+# Fields that say where a run executes, not what it computes: an interrupted run or search may
+# resume with other values (the global batch, and so every step, stays the same).
+PLACEMENT_FIELDS = ("strategy", "devices", "tpu")
 
 
 @dataclasses.dataclass
@@ -55,6 +59,10 @@ class ClassifierRunConfig:
     mixed_precision: str = "none"
     jit_compile: bool = False
     seed: int = 42
+    # placement (tfbert.training.distribution); batch_size is the global batch over all replicas
+    strategy: str = "auto"
+    devices: str | None = None
+    tpu: str | None = None
     early_stopping_patience: int | None = None
     metric_for_best: str | None = None
     threshold: float = 0.5
@@ -81,6 +89,13 @@ class ClassifierRunConfig:
             fail("mixed_precision", " | ".join(PRECISIONS), self.mixed_precision)
         if self.padding not in PADDINGS:
             fail("padding", " | ".join(PADDINGS), self.padding)
+        if self.strategy not in STRATEGIES:
+            fail("strategy", " | ".join(STRATEGIES), self.strategy)
+        if self.devices is not None and self.strategy not in ("mirrored", "one_device"):
+            fail("devices", "given only with strategy mirrored or one_device (strategy is "
+                 f"{self.strategy!r})", self.devices)
+        if self.tpu is not None and self.strategy != "tpu":
+            fail("tpu", f"given only with strategy tpu (strategy is {self.strategy!r})", self.tpu)
         for name in ("batch_size", "epochs", "max_seq_length", "gradient_accumulation_steps", "log_every_n_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -194,7 +209,7 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
                                      argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file with run fields (e.g. a previous run's config.yaml); "
                                          "flags given on the command line override it")
-    choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS}
+    choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS, "strategy": STRATEGIES}
     for field in dataclasses.fields(cls):
         kind = _field_type(cls, field)
         flag = f"--{field.name}"

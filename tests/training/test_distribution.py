@@ -1,0 +1,108 @@
+"""--strategy / --devices / --tpu: strategies, their errors, and mirrored training that takes the
+same steps as one device."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from tfbert.config import ConfigError
+from tfbert.training import distribution
+from tfbert.training.run_config import ClassifierRunConfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _check(kind):
+    result = subprocess.run([sys.executable, os.path.join(HERE, "mirrored_check.py"), kind], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_devices_takes_the_steps_of_one_device():
+    # Keras alone clips each replica's part of the gradient (so a clip norm that always clips
+    # gives other steps) and fails under MirroredStrategy with gradient accumulation.
+    cases = _check("optimizer")
+    assert len(cases) == 3
+    for case in cases:
+        assert case["replicas"] == 2
+        assert case["updates"][0] == case["updates"][1] > 0
+        assert case["moved"] > 1e-3  # the runs trained
+        tolerance = 1e-4 if case["case"]["dtype"] == "mixed_float16" else 1e-6
+        assert case["weight_diff"] < tolerance, case
+        assert case["loss"][0] == pytest.approx(case["loss"][1], abs=tolerance)
+
+
+@pytest.mark.slow
+def test_tpu_without_a_tpu_is_a_clear_error():
+    (case,) = _check("tpu")
+    assert case["error"].startswith("--strategy tpu: no TPU found at --tpu 'local'")
+    assert "on a TPU VM use --tpu local" in case["error"]
+
+
+def test_auto_and_default_run_on_one_device_here():
+    assert tf.config.list_physical_devices("GPU") == []  # this machine; auto picks mirrored with 2+ GPUs
+    for name in ("auto", "default"):
+        strategy = distribution.make_strategy(name)
+        assert strategy is tf.distribute.get_strategy() and strategy.num_replicas_in_sync == 1
+    one = distribution.make_strategy("one_device")
+    assert isinstance(one, tf.distribute.OneDeviceStrategy) and one.num_replicas_in_sync == 1
+    assert distribution.make_strategy("one_device") is one  # created once per process
+    assert distribution.describe(one, 32) == "strategy: OneDeviceStrategy, 1 replica; global batch 32"
+
+
+@pytest.mark.parametrize("name, devices, tpu, message", [
+    ("mirrorred", None, None, "--strategy: expected one of auto, default, one_device, mirrored, tpu, found 'mirrorred'"),
+    ("auto", "GPU:0", None, "--devices goes with --strategy mirrored or one_device, not 'auto'"),
+    ("mirrored", None, "my-tpu", "--tpu goes with --strategy tpu, not 'mirrored'"),
+    ("one_device", "CPU:0,CPU:1", None, "--strategy one_device takes one device, --devices names 2"),
+    ("mirrored", "GPU", None, "--devices: 'GPU' is not a device name; expected TYPE:INDEX"),
+    ("mirrored", "CPU:0,cpu:0", None, "--devices: a device is named twice"),
+    ("mirrored", "GPU:0,GPU:1", None, "--devices: this machine has no GPU:0 (it has CPU:0)"),
+    # the pytest process has started TensorFlow, so the CPU cannot be split any more
+    ("mirrored", "CPU:0,CPU:1", None, "--devices names 2 CPU devices, but TensorFlow has already started with 1"),
+])
+def test_strategy_errors_name_the_flag(name, devices, tpu, message):
+    tf.constant(1)  # TensorFlow has started
+    with pytest.raises(ConfigError) as error:
+        distribution.make_strategy(name, devices, tpu)
+    assert message in str(error.value)
+
+
+def test_batch_size_must_split_over_the_replicas():
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    distribution.check_batch_size(TwoReplicas(), 32)
+    with pytest.raises(ConfigError, match="batch_size: 31 does not split over 2 replicas; use a multiple of 2"):
+        distribution.check_batch_size(TwoReplicas(), 31)
+
+
+def test_run_config_flags_and_their_errors(tmp_path, capsys):
+    config = ClassifierRunConfig.from_args(["--strategy", "mirrored", "--devices", "GPU:0,GPU:1"])
+    assert (config.strategy, config.devices, config.tpu) == ("mirrored", "GPU:0,GPU:1", None)
+    assert ClassifierRunConfig().strategy == "auto"
+    with pytest.raises(ValueError, match="field 'devices' must be given only with strategy mirrored or one_device "
+                                         r"\(strategy is 'auto'\)"):
+        ClassifierRunConfig(devices="GPU:0")
+    with pytest.raises(ValueError, match="field 'tpu' must be given only with strategy tpu"):
+        ClassifierRunConfig(strategy="mirrored", tpu="local")
+    (tmp_path / "run.yaml").write_text("strategy: tpus\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        ClassifierRunConfig.from_args(["--config", str(tmp_path / "run.yaml")])
+    assert "field 'strategy' must be auto | default | one_device | mirrored | tpu, found 'tpus'" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_resumes_on_other_devices(tmp_path):
+    from tfbert.training.classification import check_backup_matches
+
+    backup = str(tmp_path / "backup")
+    check_backup_matches(backup, ClassifierRunConfig(strategy="default"))
+    check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", devices="GPU:0,GPU:1"))  # accepted
+    with pytest.raises(ConfigError, match="batch_size: 32 -> 64"):
+        check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", batch_size=64))
