@@ -41,8 +41,8 @@ import tensorflow as tf
 import yaml
 from keras_tuner.engine.trial import TrialStatus
 
-from tfbert.training import classification
-from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.training import classification, distribution
+from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 EXPORTS = ("best_trial", "retrain", "none")
@@ -169,7 +169,8 @@ class TuneRunConfig(ClassifierRunConfig):
     def search_settings(self, space: dict[str, "ParamSpec"]) -> dict:
         """What must not change when a search resumes (max_trials may grow; outputs may move)."""
         run = self.base_run_config().to_dict()
-        for name in ("run_name", "output_dir", "log_dir", "log_every_n_steps", "metric_for_best", *space):
+        for name in ("run_name", "output_dir", "log_dir", "log_every_n_steps", "metric_for_best", *PLACEMENT_FIELDS,
+                     *space):
             run.pop(name, None)
         return {"tuner": self.tuner, "objective": resolved_objective(self).name,
                 "executions_per_trial": self.executions_per_trial,
@@ -618,7 +619,7 @@ def trial_metrics(summary: dict) -> dict[str, float]:
     """What a trial reports to the oracle: `val_*` of the best epoch, optimizer steps, epochs, seconds."""
     metrics = {f"val_{k}": float(v) for k, v in summary["validation"].items() if isinstance(v, float)}
     metrics.update(optimizer_steps=float(summary["optimizer_steps"]), epochs_run=float(summary["epochs_run"]),
-                   seconds=float(summary["seconds"]))
+                   seconds=float(summary["seconds"]), replicas=float(summary.get("replicas", 1)))
     return metrics
 
 
@@ -727,7 +728,10 @@ class BertTuner(keras_tuner.Tuner):
             with open(marker, encoding="utf-8") as f:
                 previous = json.load(f)
         metrics_file = os.path.join(run_dir, "metrics.json")
-        if previous != config.to_dict():
+        def computed(values):  # what the run computes; it may resume on other devices
+            return {k: v for k, v in (values or {}).items() if k not in PLACEMENT_FIELDS}
+
+        if computed(previous) != computed(config.to_dict()):
             shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
             for name in ("metrics.json", "best.weights.h5"):
                 if os.path.exists(os.path.join(run_dir, name)):
@@ -1112,6 +1116,9 @@ def run_search(config: TuneRunConfig, prepared: classification.PreparedData | No
     _check_settings(config, space, output_dir, project_dir, worker=is_worker)
     os.makedirs(log_dir, exist_ok=True)
 
+    # Every trial runs in this strategy's scope (KerasTuner's `distribution_strategy`), made from
+    # the same --strategy / --devices / --tpu flags as a train_cls run, before any TensorFlow op.
+    strategy = distribution.strategy_for(config) if role != "chief" else None
     hypermodel = BertHyperModel(config, space, prepared)
     if role != "chief":
         hypermodel.prepared  # bad data or model flags fail here, once, not as failed trials
@@ -1119,7 +1126,7 @@ def run_search(config: TuneRunConfig, prepared: classification.PreparedData | No
     resuming = not overwrite and os.path.exists(os.path.join(project_dir, f"{tuner_id or 'tuner0'}.json"))
     tuner = BertTuner(oracle, hypermodel, config, log_dir, directory=output_dir, project_name="trials",
                       overwrite=overwrite, executions_per_trial=config.executions_per_trial,
-                      tuner_id=tuner_id)
+                      tuner_id=tuner_id, distribution_strategy=strategy)
     planned = planned_trials(oracle)
     if not is_worker:
         if not any(entry.startswith("events.out.tfevents") for entry in os.listdir(log_dir)):

@@ -76,8 +76,14 @@ def test_kill_9_then_the_same_command_continues_the_grid(tmp_path, tiny_model_di
         log.close()
     assert [r["status"] for r in _rows(tmp_path)] == ["COMPLETED"]  # written as trial 0 ended
 
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # resumed on other devices: the trials go on under the --strategy of the new command
+    mirrored = ["--strategy", "mirrored", "--devices", "CPU:0,CPU:1"]
+    result = subprocess.run(command + mirrored, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "strategy: MirroredStrategy, 2 replicas on CPU:0, CPU:1; global batch 16 = 8 per replica" in result.stdout
+    replicas = [json.loads((tmp_path / "search" / "trials" / f"trial_{t}" / "trial_run.json").read_text())
+                ["metrics"]["replicas"] for t in range(3)]
+    assert replicas == [1, 2, 2]
     assert "resuming the search" in result.stdout and "1 of 3 trials done, 1 interrupted trial(s) run again" \
         in result.stdout
     assert [trial_id for trial_id, _ in STARTED.findall(result.stdout)] == ["1", "2"]  # trial 0 is not repeated
@@ -99,7 +105,8 @@ def test_a_chief_and_two_workers_run_every_trial_once(tmp_path, tiny_model_dir):
     address = f"127.0.0.1:{free_port()}"
     command = _command(tmp_path, tiny_model_dir, train, space, "--max_trials", "4", "--oracle_address", address)
     roles = {"chief": ["--role", "chief"], "worker0": ["--role", "worker", "--worker_index", "0"],
-             "worker1": ["--role", "worker", "--worker_index", "1"]}
+             "worker1": ["--role", "worker", "--worker_index", "1",  # workers may run on other devices
+                         "--strategy", "mirrored", "--devices", "CPU:0,CPU:1"]}
     logs = {name: open(tmp_path / f"{name}.log", "w+") for name in roles}
     processes = {name: subprocess.Popen(command + flags, stdout=logs[name], stderr=subprocess.STDOUT)
                  for name, flags in roles.items()}
@@ -125,5 +132,6 @@ def test_a_chief_and_two_workers_run_every_trial_once(tmp_path, tiny_model_dir):
     assert [r["status"] for r in rows] == ["COMPLETED"] * 4
     assert {r["trial_id"]: r["worker"] for r in rows} == dict(runs)
     assert "chief: oracle listening on " + address in outputs["chief"]
+    assert "MirroredStrategy, 2 replicas" in outputs["worker1"] and "MirroredStrategy" not in outputs["worker0"]
     assert "best model: exporting the weights of trial" in outputs["chief"]
     assert (tmp_path / "search" / "best_model" / "saved_model" / "1").exists()
