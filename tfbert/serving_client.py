@@ -257,12 +257,7 @@ class Predictor:
         Raises:
             ServingClientError: the model cannot be reached or refuses the request.
         """
-        texts, pairs = _check_texts(texts, pairs)
-        results = []
-        for start in range(0, len(texts), self.batch_size):
-            batch_pairs = None if pairs is None else pairs[start:start + self.batch_size]
-            results += self._predict_batch(texts[start:start + self.batch_size], batch_pairs, signature)
-        return results
+        return self._in_batches(self._predict_batch, texts, pairs, signature)
 
     def classify(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                  signature: str = CLASSIFY_SIGNATURE) -> list[Classification]:
@@ -271,11 +266,14 @@ class Predictor:
         Raises:
             ServingClientError: the model cannot be reached or refuses the request.
         """
+        return self._in_batches(self._classify_batch, texts, pairs, signature)
+
+    def _in_batches(self, request, texts, pairs, signature) -> list:
         texts, pairs = _check_texts(texts, pairs)
         results = []
         for start in range(0, len(texts), self.batch_size):
             batch_pairs = None if pairs is None else pairs[start:start + self.batch_size]
-            results += self._classify_batch(texts[start:start + self.batch_size], batch_pairs, signature)
+            results += request(texts[start:start + self.batch_size], batch_pairs, signature)
         return results
 
     def _predict_batch(self, texts, pairs, signature) -> list[Result]:

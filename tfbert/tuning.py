@@ -41,8 +41,9 @@ import tensorflow as tf
 import yaml
 from keras_tuner.engine.trial import TrialStatus
 
+from tfbert import fileio
 from tfbert.training import classification, distribution
-from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig
+from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig, read_yaml_mapping
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 EXPORTS = ("best_trial", "retrain", "none")
@@ -336,17 +337,7 @@ def load_search_space(path: str | None = None) -> dict[str, ParamSpec]:
     """
     entries = dict(DEFAULT_SEARCH_SPACE)
     if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                overrides = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ValueError(f"{path}: search space file not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(overrides, dict):
-            raise ValueError(f"{path}: expected a mapping of field: entry, found {type(overrides).__name__}")
+        overrides = read_yaml_mapping(path, "search space", "field: entry")
         parse_search_space(overrides, path)  # errors name the file
         entries.update(overrides)
     return parse_search_space(entries, path or "default search space")
@@ -412,10 +403,10 @@ class _SearchOracleMixin:
         return super().populate_space(trial_id)
 
     def save(self):
-        _write_json_atomically(self._get_oracle_fname(), self.get_state())
+        fileio.write_json(self._get_oracle_fname(), self.get_state())
 
     def _save_trial(self, trial):
-        _write_json_atomically(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+        fileio.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
 
 class RandomSearchOracle(_SearchOracleMixin, keras_tuner.oracles.RandomSearchOracle):
@@ -457,13 +448,6 @@ class GridSearchOracle(_SearchOracleMixin, keras_tuner.oracles.GridSearchOracle)
         if populate_next is None:  # a project saved by plain KerasTuner: continue from every ended trial
             populate_next = list(self.end_order)
         self._populate_next = list(populate_next)
-
-
-def _write_json_atomically(path: str, state: dict) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    os.replace(temporary, path)
 
 
 def _last_line(message: str | None) -> str:
@@ -693,7 +677,7 @@ class BertTuner(keras_tuner.Tuner):
                 raise
             record["error"] = _last_line(traceback.format_exc())
             record["seconds"] = round(time.time() - started, 1)
-            _write_json_atomically(os.path.join(trial_dir, "trial_run.json"), record)
+            fileio.write_json(os.path.join(trial_dir, "trial_run.json"), record)
             write_trial_summary(trial_log_dir, trial.trial_id, record["hyperparameters"], {}, record["error"])
             if isinstance(e, keras_tuner.errors.FailedTrialError):
                 raise
@@ -712,7 +696,7 @@ class BertTuner(keras_tuner.Tuner):
             elif os.path.exists(weights):
                 os.remove(weights)
         record.update(metrics=metrics, executions=runs, best_execution=best)
-        _write_json_atomically(os.path.join(trial_dir, "trial_run.json"), record)
+        fileio.write_json(os.path.join(trial_dir, "trial_run.json"), record)
         write_trial_summary(trial_log_dir, trial.trial_id, record["hyperparameters"], metrics)
         return metrics
 
@@ -736,7 +720,7 @@ class BertTuner(keras_tuner.Tuner):
             for name in ("metrics.json", "best.weights.h5"):
                 if os.path.exists(os.path.join(run_dir, name)):
                     os.remove(os.path.join(run_dir, name))
-            _write_json_atomically(marker, config.to_dict())
+            fileio.write_json(marker, config.to_dict())
         elif os.path.exists(metrics_file) and os.path.exists(os.path.join(run_dir, "best.weights.h5")):
             with open(metrics_file, encoding="utf-8") as f:
                 print(f"trial run {run_dir} had finished before the search stopped; reusing its result", flush=True)
@@ -931,13 +915,11 @@ def write_results(oracle, hypermodel: BertHyperModel, project_dir: str, output_d
     def cells(row):
         return [row["objective"] if column == objective.name else row.get(column) for column in columns]
 
-    temporary = os.path.join(output_dir, "results.csv.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
+    with fileio.atomic_write(os.path.join(output_dir, "results.csv"), newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if cell is None else cell for cell in cells(row)])
-    os.replace(temporary, os.path.join(output_dir, "results.csv"))
 
     completed = [r for r in rows if r["status"] == TrialStatus.COMPLETED and r["objective"] is not None]
     ranked = sorted(completed, key=lambda r: r["objective"], reverse=objective.direction == "max")
@@ -950,10 +932,8 @@ def write_results(oracle, hypermodel: BertHyperModel, project_dir: str, output_d
         shown = ["" if c is None else _format(c) if isinstance(c, float) else str(c).replace("|", "\\|")
                  for c in cells(row)]
         lines.append("| " + " | ".join(shown) + " |")
-    temporary = os.path.join(output_dir, "results.md.tmp")
-    with open(temporary, "w", encoding="utf-8") as f:
+    with fileio.atomic_write(os.path.join(output_dir, "results.md")) as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(temporary, os.path.join(output_dir, "results.md"))
     return rows
 
 
@@ -1060,7 +1040,7 @@ def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: 
                               f"pass --overwrite to start over, or another --search_name / --output_dir")
     if not worker:
         os.makedirs(output_dir, exist_ok=True)
-        _write_json_atomically(settings_file, settings)
+        fileio.write_json(settings_file, settings)
 
 
 def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> None:
@@ -1170,7 +1150,7 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
     best_config = hypermodel.run_config(best.hyperparameters, run_name=f"{config.resolved_run_name()}-best",
                                         output_dir=None, log_dir=None)
     best_hparams = os.path.join(output_dir, "best_hparams.yaml")
-    with open(best_hparams, "w", encoding="utf-8") as f:
+    with fileio.atomic_write(best_hparams) as f:
         f.write(f"# Best trial {best.trial_id} of the search {config.resolved_run_name()}: "
                 f"{oracle.objective.name}={best.score:.6g}\n# python pipelines/train_cls.py --config {best_hparams}\n")
         yaml.safe_dump(best_config.to_dict(), f, sort_keys=False)
@@ -1225,9 +1205,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
                                                 "optimizer_steps", "examples_per_second")}
         summary = classification.finish_run(model, export_config, hypermodel.prepared, facts)
     summary.update(best_trial=best.trial_id, export=config.export)
-    with open(marker, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, default=float)
-        f.write("\n")
+    fileio.write_json(marker, summary, default=float)
     print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)
     return export_dir
 

@@ -186,3 +186,50 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
 
     rows = LocalPredictor(summary["saved_model"]).predict(["good film", "awful movie"])
     assert all(abs(sum(row["probabilities"]) - 1) < 1e-5 for row in rows)
+
+
+def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path, tiny_model_dir):
+    import hashlib
+
+    import keras
+
+    from tfbert.training import classification
+
+    class Interrupt(Exception):
+        pass
+
+    class StopInEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise Interrupt
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=4)
+    # so small a learning rate that epoch 2 scores exactly what epoch 1 did: not an improvement
+    config = _config(tmp_path, tiny_model_dir, train_file=train, learning_rate=1e-9)
+    prepared = classification.prepare(config)
+    with pytest.raises(Interrupt):
+        classification.fit_and_evaluate(config, prepared, extra_callbacks=(StopInEpoch2(),), write_exports=False)
+    run = tmp_path / "run"
+    record = json.loads((run / "backup" / "best_value.json").read_text())
+    assert record["monitor"] == "val_accuracy" and record["epoch"] == 1
+    best_after_epoch_1 = hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest()
+
+    summary = classification.fit_and_evaluate(config, prepared, write_exports=False)
+    assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 1
+    # a fresh ModelCheckpoint would have taken epoch 2 as the best (its optimizer state differs)
+    assert hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest() == best_after_epoch_1
+    assert summary["validation"]["accuracy"] == pytest.approx(record["best"])
+    assert not (run / "backup").exists()
+
+
+def test_outputs_are_written_whole_or_not_at_all(tmp_path):
+    from tfbert import fileio
+
+    target = tmp_path / "metrics.json"
+    fileio.write_json(str(target), {"a": 1})
+    with pytest.raises(RuntimeError):
+        with fileio.atomic_write(str(target)) as f:
+            f.write('{"a": ')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}  # the previous file, untouched
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary left behind

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 
+from tfbert import fileio
 from tfbert.checkpoints.mapping import CheckpointError
 
 SAFETENSORS_NAME = "model.safetensors"
@@ -83,9 +84,8 @@ def write_directory(directory: str, config, state: dict[str, np.ndarray], tokeni
     os.makedirs(directory, exist_ok=True)
     config.save_json(os.path.join(directory, "config.json"))
     # Written under a temporary name and renamed, so a crash never leaves a truncated file behind.
-    tmp = os.path.join(directory, SAFETENSORS_NAME + ".tmp")
-    save_file(state, tmp, metadata={"format": "pt"})
-    os.replace(tmp, os.path.join(directory, SAFETENSORS_NAME))
+    with fileio.atomic_path(os.path.join(directory, SAFETENSORS_NAME)) as tmp:
+        save_file(state, tmp, metadata={"format": "pt"})
     if tokenizer_dir:
         for name in TOKENIZER_FILES:
             src = os.path.join(tokenizer_dir, name)

@@ -519,11 +519,9 @@ class LabelVocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes one label per line (UTF-8), creating the parent directory."""
-        path = os.fspath(path)
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
+        from tfbert.fileio import atomic_write
+
+        with atomic_write(path, newline="\n") as f:
             f.write("".join(label + "\n" for label in self.labels))
 
     @classmethod

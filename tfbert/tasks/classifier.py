@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbert import fileio
 from tfbert.backbone import BertBackbone
 
 logger = logging.getLogger(__name__)
@@ -290,11 +291,7 @@ class BertClassifier(keras.Model):
             "problem_type": self.problem_type,
             "classifier_dropout": self.dropout,
         })
-        path = os.path.join(directory, "config.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(hf_config, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(path + ".tmp", path)
+        fileio.write_json(os.path.join(directory, "config.json"), hf_config, sort_keys=True)
 
 
 def _read_head_fields(directory: str) -> dict:

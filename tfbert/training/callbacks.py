@@ -103,6 +103,38 @@ class TrainingLogger(keras.callbacks.Callback):
         self.writer.close()
 
 
+class RecordBestValue(keras.callbacks.Callback):
+    """Keeps a `ModelCheckpoint`'s best value in a file at every epoch end, so that a resumed run
+    starts its checkpoint from it (`initial_value_threshold`) instead of from -inf/+inf, and an
+    epoch after the resume replaces the best weights only if it is better than every epoch so far.
+
+    Place it after the checkpoint and before `BackupAndRestore`: a run killed between the two
+    redoes the epoch, whose value then equals the recorded best and does not overwrite its weights.
+    """
+
+    def __init__(self, checkpoint: keras.callbacks.ModelCheckpoint, path: str):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = float(self.checkpoint.best)
+        if np.isfinite(best):
+            from tfbert.fileio import write_json
+
+            write_json(self.path, {"monitor": self.checkpoint.monitor, "best": best, "epoch": epoch + 1})
+
+    @staticmethod
+    def read(path: str, monitor: str) -> float | None:
+        """The recorded best value of `monitor`, or None (no record, or one of another metric)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return float(record["best"]) if record.get("monitor") == monitor and "best" in record else None
+
+
 def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: dict | None = None) -> None:
     """Writes the run config as text and the HParams plugin summary for this run."""
     from tensorboard.plugins.hparams import api as hp

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbert import fileio
 from tfbert import metrics as metric_fns
 from tfbert.data import pipeline, readers
 from tfbert.export import export_saved_model
@@ -257,7 +258,7 @@ def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
                 f"command to resume it, pass another --output_dir, or delete {backup_dir} to start over")
         return
     os.makedirs(backup_dir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with fileio.atomic_write(path) as f:
         yaml.safe_dump(current, f, sort_keys=True)
 
 
@@ -341,12 +342,16 @@ def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
     validation = cbs.ValidationMetrics(inputs.validation, compute)
     training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
+    best_record = os.path.join(backup_dir, "best_value.json")
+    best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
+    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode, save_best_only=True,
+                                                 save_weights_only=True, verbose=0,
+                                                 initial_value_threshold=best_so_far)
     callbacks = [
         validation,
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch",
-                                         double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode, save_best_only=True,
-                                        save_weights_only=True, verbose=0),
+        checkpoint,
+        cbs.RecordBestValue(checkpoint, best_record),
+        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
         training_logger,
     ]
@@ -418,9 +423,7 @@ def finish_run(model: BertClassifier, config: ClassifierRunConfig, prepared: Pre
             text_pair=data.train.text_pairs is not None, max_seq_length=config.max_seq_length,
             threshold=config.threshold)
         print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, default=float)
-        f.write("\n")
+    fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
 
 
@@ -443,7 +446,8 @@ def write_outputs(model, tokenizer, data, config, summary, results) -> None:
     config.save_yaml(os.path.join(output_dir, "config.yaml"))
     if data.label_vocab:
         data.label_vocab.save(os.path.join(output_dir, "labels.txt"))
-    model.save(os.path.join(output_dir, "model.keras"))
+    with fileio.atomic_path(os.path.join(output_dir, "model.keras")) as path:
+        model.save(path)
     hf_dir = os.path.join(output_dir, "hf_model")
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -134,23 +134,15 @@ class ClassifierRunConfig:
         return dataclasses.asdict(self)
 
     def save_yaml(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        from tfbert.fileio import atomic_write
+
+        with atomic_write(path) as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
     @classmethod
     def load_yaml(cls, path: str) -> dict[str, Any]:
         """Reads a YAML run config; unknown keys and bad types are errors naming the file."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ValueError(f"{path}: config file not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of field: value, found {type(data).__name__}")
+        data = read_yaml_mapping(path, "config", "field: value")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
@@ -188,6 +180,27 @@ class ClassifierRunConfig:
             return cls(**values)
         except (TypeError, ValueError) as e:
             parser.error(f"{e}{f' (values from {config_file} and the flags)' if config_file else ''}")
+
+
+def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:
+    """The mapping a YAML file holds (empty file: {}).
+
+    Raises:
+        ValueError: the file is missing, is not valid YAML (file:line), or is not a mapping; the
+            message names the file and says what it should be (`what`, `entries`).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of {entries}, found {type(data).__name__}")
+    return data
 
 
 def _field_type(cls, field: dataclasses.Field):
