@@ -59,6 +59,29 @@ def test_parity_with_transformers_both_ways(hf_checkpoint, tmp_path, caplog):
     assert written["architectures"] == ["BertForSequenceClassification"]
 
 
+def test_a_named_head_is_lined_up_with_the_datas_labels(hf_checkpoint, tmp_path, caplog):
+    directory, _ = hf_checkpoint
+    inputs = make_inputs(batch=2, seq=7)
+    named = tmp_path / "named"
+    BertClassifier.from_pretrained(directory, num_classes=3).save_pretrained(named, label_names=["neg", "neu", "pos"])
+    reference = np.asarray(BertClassifier.from_pretrained(named, num_classes=3)(inputs, training=False))
+
+    with caplog.at_level(logging.INFO, logger="tfbert"):
+        reordered = BertClassifier.from_pretrained(named, num_classes=3, label_names=["pos", "neg", "neu"])
+    assert "reordered to the data's ['pos', 'neg', 'neu']" in caplog.text
+    np.testing.assert_allclose(np.asarray(reordered(inputs, training=False)), reference[:, [2, 0, 1]], atol=1e-6)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfbert"):
+        other = BertClassifier.from_pretrained(named, num_classes=3, label_names=["a", "b", "c"])
+    assert "trained for the classes ['neg', 'neu', 'pos'], but this model's are ['a', 'b', 'c']" in caplog.text
+    np.testing.assert_allclose(np.asarray(other(inputs, training=False)), reference, atol=1e-6)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfbert"):  # generic LABEL_i names: nothing to line up
+        BertClassifier.from_pretrained(directory, num_classes=3, label_names=["a", "b", "c"])
+    assert "reordered" not in caplog.text and "trained for the classes" not in caplog.text
+
+
 def test_mismatched_head_is_ignored_with_warning(hf_checkpoint, caplog):
     directory, hf_model = hf_checkpoint
     with caplog.at_level(logging.INFO, logger="tfbert"):

@@ -179,7 +179,8 @@ class BertClassifier(keras.Model):
     # ---- checkpoints -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_preset: str | os.PathLike, num_classes: int, task: str = "classification",
-                        dtype=None, dropout: float | None = None, **overrides) -> "BertClassifier":
+                        dtype=None, dropout: float | None = None, label_names: Sequence[str] | None = None,
+                        **overrides) -> "BertClassifier":
         """Builds a classifier from a BERT checkpoint, with its head when the checkpoint has one.
 
         The encoder loads as in `BertBackbone.from_pretrained`. A sequence-classification head
@@ -196,6 +197,10 @@ class BertClassifier(keras.Model):
             dtype: Keras dtype policy, e.g. "mixed_bfloat16".
             dropout: head dropout; defaults to the checkpoint's `classifier_dropout`, else its
                 `hidden_dropout_prob`.
+            label_names: the new model's class names, in logit order. When the checkpoint's head
+                names its classes (`id2label`, not the generic LABEL_i) and they are the same
+                names in another order, the head's rows are reordered to match; other names
+                give a warning naming both lists (the head still loads).
             **overrides: `BertConfig` fields to change, e.g. `hidden_dropout_prob=0.2`.
 
         Raises:
@@ -232,6 +237,9 @@ class BertClassifier(keras.Model):
         dense = model.output_dense
         expected = (num_classes, config.hidden_size)
         if tuple(weight.shape) == expected and tuple(bias.shape) == (num_classes,):
+            order = _head_order(head_fields.get("id2label"), label_names, source)
+            if order is not None:
+                weight, bias = np.asarray(weight)[order], np.asarray(bias)[order]
             dense.kernel.assign(np.asarray(weight, np.float32).T)
             dense.bias.assign(np.asarray(bias, np.float32))
             logger.info("%s: loaded the classification head '%s' %s", source, weight_key, tuple(weight.shape))
@@ -292,6 +300,21 @@ class BertClassifier(keras.Model):
             "classifier_dropout": self.dropout,
         })
         fileio.write_json(os.path.join(directory, "config.json"), hf_config, sort_keys=True)
+
+
+def _head_order(id2label: dict | None, label_names: Sequence[str] | None, source: str) -> list[int] | None:
+    """Row order that makes a checkpoint head's classes line up with `label_names`, or None to keep it."""
+    if not id2label or not label_names:
+        return None
+    names = [id2label.get(str(i), id2label.get(i)) for i in range(len(label_names))]
+    if names == list(label_names) or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+        return None
+    if sorted(map(str, names)) == sorted(label_names):
+        logger.info("%s: the head's classes %s are reordered to the data's %s", source, names, list(label_names))
+        return [names.index(name) for name in label_names]
+    logger.warning("%s: the checkpoint's head was trained for the classes %s, but this model's are %s; "
+                   "its logits start out meaning the checkpoint's classes", source, names, list(label_names))
+    return None
 
 
 def _read_head_fields(directory: str) -> dict:

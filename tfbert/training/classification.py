@@ -131,12 +131,14 @@ def _dtype_policy(config: ClassifierRunConfig) -> str | None:
     return None if config.mixed_precision == "none" else config.mixed_precision
 
 
-def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int) -> BertClassifier:
+def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int,
+                label_names: list[str] | None = None) -> BertClassifier:
     """The classifier with its optimizer, loss and metrics compiled in, built in the scope of the
     run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict."""
     with distribution.strategy_for(config).scope():
         model = BertClassifier.from_pretrained(config.model, num_classes=num_classes, task=config.task,
-                                               dtype=_dtype_policy(config), dropout=config.dropout)
+                                               dtype=_dtype_policy(config), dropout=config.dropout,
+                                               label_names=label_names)
         optimizer = create_optimizer(
             model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
             weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
@@ -226,7 +228,8 @@ def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
     validation_ds = prepared.dataset("validation", config)
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
-    model = build_model(config, prepared.num_classes, total_updates)
+    label_names = prepared.data.label_vocab.labels if prepared.data.label_vocab else None
+    model = build_model(config, prepared.num_classes, total_updates, label_names)
     return RunInputs(model, train_ds, validation_ds, steps)
 
 
