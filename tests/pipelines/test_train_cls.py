@@ -28,12 +28,7 @@ def _run(command, **kwargs):
 
 @pytest.mark.slow
 def test_kill_9_then_same_command_resumes_with_the_same_step_count(tmp_path, tiny_model_dir):
-    train = write_sentiment_csv(tmp_path / "train.csv", 300, seed=5)
-    reference = tmp_path / "reference"
-    _run(_command(tiny_model_dir, train, reference, tmp_path / "tb_ref"))
-    expected = json.loads((reference / "metrics.json").read_text())
-    assert expected["resumed_from_epoch"] == 0 and expected["epochs_run"] == 3
-
+    train = write_sentiment_csv(tmp_path / "train.csv", 160, seed=5)
     out = tmp_path / "interrupted"
     command = _command(tiny_model_dir, train, out, tmp_path / "tb")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,19 +54,9 @@ def test_kill_9_then_same_command_resumes_with_the_same_step_count(tmp_path, tin
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["resumed_from_epoch"] >= 1
     assert resumed["epochs_run"] == 3 - resumed["resumed_from_epoch"]
-    assert resumed["optimizer_steps"] == expected["optimizer_steps"] == 3 * expected["steps_per_epoch"]
+    # every epoch's updates, once: the optimizer state came back with the weights
+    assert resumed["optimizer_steps"] == 3 * resumed["steps_per_epoch"]
     assert not (out / "backup").exists()
-
-
-@pytest.mark.slow
-def test_early_stopping_keeps_the_best_weights(tmp_path, tiny_model_dir):
-    train = write_sentiment_csv(tmp_path / "train.csv", 60, seed=6)
-    out = tmp_path / "run"
-    command = _command(tiny_model_dir, train, out, tmp_path / "tb", epochs=6)
-    command[command.index("--learning_rate") + 1] = "1e-9"  # nothing improves after the first epoch
-    _run(command + ["--early_stopping_patience", "1"])
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 2
 
 
 def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
@@ -95,9 +80,9 @@ def test_mirrored_over_two_cpu_devices_trains_and_serves_like_one_device(tmp_pat
     runs = {}
     for name, flags in (("one", ["--strategy", "default"]),
                         ("two", ["--strategy", "mirrored", "--devices", "CPU:0,CPU:1"])):
-        command = _command(tiny_model_dir, train, tmp_path / name, tmp_path / f"tb_{name}")
+        command = _command(tiny_model_dir, train, tmp_path / name, tmp_path / f"tb_{name}", epochs=2)
         command[command.index("--learning_rate") + 1] = "0.01"
-        result = _run(command + ["--gradient_accumulation_steps", "2", *flags])
+        result = _run(command + flags)  # (clipping, accumulation, LLRD: tests/training/test_distribution.py)
         runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
         runs[name]["stdout"] = result.stdout
     assert "strategy: MirroredStrategy, 2 replicas on CPU:0, CPU:1; global batch 4 = 2 per replica" in runs["two"]["stdout"]
