@@ -40,6 +40,7 @@ by its own norm rather than the global norm, hides `learning_rate`, and does not
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 
 import keras
@@ -178,6 +179,10 @@ def _path_of(variable) -> str:
     return re.sub(r":\d+$", "", path)
 
 
+# Which optimizer is applying gradients in the replica-local path, per replica thread.
+_replica_local_path = threading.local()
+
+
 @keras.saving.register_keras_serializable(package="tfbert")
 class BertAdamW(keras.optimizers.AdamW):
     """`keras.optimizers.AdamW` with layer-wise LR decay, update-counted LR schedules, dense embedding grads.
@@ -249,16 +254,19 @@ class BertAdamW(keras.optimizers.AdamW):
         grads = list(grads)
         for i, g in zip(present, summed):
             grads[i] = g
-        self._replica_local = True
+        _replica_local_path.optimizer = self
         try:
             return super().apply(grads, trainable_variables)
         finally:
-            self._replica_local = False
+            _replica_local_path.optimizer = None
 
-    # The replica-local update path: with the gradients already summed, Keras' own all-reduce
-    # would sum them again, and its merge_call-based updates cannot run inside the `cond` that
-    # gradient accumulation uses ("merge_call called while defining a new graph").
-    _replica_local = False
+    @property
+    def _replica_local(self) -> bool:
+        """Whether this replica is in the replica-local update path. With the gradients already
+        summed, Keras' own all-reduce would sum them again, and its merge_call-based updates cannot
+        run inside the `cond` that gradient accumulation uses ("merge_call called while defining a
+        new graph"). Per thread: MirroredStrategy runs (and traces) each replica in its own thread."""
+        return getattr(_replica_local_path, "optimizer", None) is self
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars) if self._replica_local else super()._all_reduce_sum_gradients(grads_and_vars)
