@@ -43,7 +43,7 @@ from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
 from tfbert.training import classification, distribution
-from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig, read_yaml_mapping
+from tfbert.training.run_config import ClassifierRunConfig, read_yaml_mapping, without_placement
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 EXPORTS = ("best_trial", "retrain", "none")
@@ -169,10 +169,8 @@ class TuneRunConfig(ClassifierRunConfig):
 
     def search_settings(self, space: dict[str, "ParamSpec"]) -> dict:
         """What must not change when a search resumes (max_trials may grow; outputs may move)."""
-        run = self.base_run_config().to_dict()
-        for name in ("run_name", "output_dir", "log_dir", "log_every_n_steps", "metric_for_best", *PLACEMENT_FIELDS,
-                     *space):
-            run.pop(name, None)
+        run = without_placement(self.base_run_config().to_dict(), "run_name", "output_dir", "log_dir",
+                                "log_every_n_steps", "metric_for_best", *space)
         return {"tuner": self.tuner, "objective": resolved_objective(self).name,
                 "executions_per_trial": self.executions_per_trial,
                 "search_space": {name: spec.to_yaml() for name, spec in space.items()}, "run": run}
@@ -712,10 +710,7 @@ class BertTuner(keras_tuner.Tuner):
             with open(marker, encoding="utf-8") as f:
                 previous = json.load(f)
         metrics_file = os.path.join(run_dir, "metrics.json")
-        def computed(values):  # what the run computes; it may resume on other devices
-            return {k: v for k, v in (values or {}).items() if k not in PLACEMENT_FIELDS}
-
-        if computed(previous) != computed(config.to_dict()):
+        if previous is None or without_placement(previous) != without_placement(config.to_dict()):
             shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
             for name in ("metrics.json", "best.weights.h5"):
                 if os.path.exists(os.path.join(run_dir, name)):

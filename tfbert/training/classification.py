@@ -25,7 +25,7 @@ from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import PLACEMENT_FIELDS, ClassifierRunConfig
+from tfbert.training.run_config import ClassifierRunConfig, without_placement
 
 logger = logging.getLogger("tfbert")
 
@@ -248,8 +248,7 @@ def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
     from tfbert.config import ConfigError
 
     path = os.path.join(backup_dir, "run_config.yaml")
-    current = {k: v for k, v in config.to_dict().items()
-               if k not in ("output_dir", "log_dir", "run_name", *PLACEMENT_FIELDS)}
+    current = without_placement(config.to_dict(), "output_dir", "log_dir", "run_name")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}

@@ -20,6 +20,12 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")  # see tfbert.
 PLACEMENT_FIELDS = ("strategy", "devices", "tpu")
 
 
+def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
+    """A run's fields (`to_dict()`) less the placement fields and `also`: what must match for a
+    run, a trial or a search to resume."""
+    return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS and k not in also}
+
+
 @dataclasses.dataclass
 class ClassifierRunConfig:
     """Everything a `train_cls.py` run needs; `config.yaml` in the output dir reproduces it.
