@@ -147,16 +147,20 @@ def _finish(oracle, trial, status="COMPLETED"):
     oracle.end_trial(trial)
 
 
+def _run_to_the_end(oracle) -> list[dict]:
+    """Creates and finishes trials until the oracle stops; their values, in order."""
+    values = []
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            return values
+        values.append(dict(trial.hyperparameters.values))
+        _finish(oracle, trial)
+
+
 def test_grid_search_resumes_where_it_stopped(tmp_path):
     """KerasTuner 1.4.8's grid oracle loses its place on reload (keras-team/keras-tuner#1055)."""
-    reference = _grid_oracle(tmp_path / "reference")
-    expected = []
-    while True:
-        trial = reference.create_trial("tuner0")
-        if trial.status == "STOPPED":
-            break
-        expected.append(dict(trial.hyperparameters.values))
-        _finish(reference, trial)
+    expected = _run_to_the_end(_grid_oracle(tmp_path / "reference"))
     assert len(expected) == 6 and len({tuple(sorted(v.items())) for v in expected}) == 6
 
     oracle = _grid_oracle(tmp_path / "resumed")
@@ -172,12 +176,7 @@ def test_grid_search_resumes_where_it_stopped(tmp_path):
     retried = oracle.create_trial("tuner0")
     assert retried.trial_id == running.trial_id and retried.hyperparameters.values == running.hyperparameters.values
     _finish(oracle, retried)
-    while True:
-        trial = oracle.create_trial("tuner0")
-        if trial.status == "STOPPED":
-            break
-        seen.append(dict(trial.hyperparameters.values))
-        _finish(oracle, trial)
+    seen += _run_to_the_end(oracle)
     assert seen == expected
 
 
