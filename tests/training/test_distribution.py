@@ -54,6 +54,8 @@ def test_auto_and_default_run_on_one_device_here():
     assert isinstance(one, tf.distribute.OneDeviceStrategy) and one.num_replicas_in_sync == 1
     assert distribution.make_strategy("one_device") is one  # created once per process
     assert distribution.describe(one, 32) == "strategy: OneDeviceStrategy, 1 replica; global batch 32"
+    assert distribution.describe(tf.distribute.get_strategy(), 8) == ("strategy: default (one device), 1 replica; "
+                                                                      "global batch 8")
 
 
 @pytest.mark.parametrize("name, devices, tpu, message", [

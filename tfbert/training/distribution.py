@@ -139,7 +139,10 @@ def describe(strategy: tf.distribute.Strategy, batch_size: int) -> str:
     except (RuntimeError, NotImplementedError):  # the default strategy has no device list
         devices = ()
     where = f" on {', '.join(d.split('device:')[-1] for d in devices)}" if devices else ""
-    return (f"strategy: {type(strategy).__name__}, {replicas} replica{'s' if replicas > 1 else ''}{where}; "
+    name = type(strategy).__name__
+    if name == "_DefaultDistributionStrategy":  # (not `is get_strategy()`: that is the strategy in scope)
+        name = "default (one device)"
+    return (f"strategy: {name}, {replicas} replica{'s' if replicas > 1 else ''}{where}; "
             f"global batch {batch_size}" + (f" = {batch_size // replicas} per replica" if replicas > 1 else ""))
 
 
