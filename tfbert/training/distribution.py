@@ -66,11 +66,11 @@ def _split_cpu(count: int) -> None:
 
 
 def _check_present(specs: list[tf.DeviceSpec]) -> list[str]:
-    cpus = sum(1 for s in specs if s.device_type == "CPU")
-    if cpus and max(s.device_index for s in specs if s.device_type == "CPU") >= 1:
-        _split_cpu(max(s.device_index for s in specs if s.device_type == "CPU") + 1)
-    available = {(tf.DeviceSpec.from_string(d.name).device_type, tf.DeviceSpec.from_string(d.name).device_index)
-                 for d in tf.config.list_logical_devices()}
+    highest_cpu = max((s.device_index for s in specs if s.device_type == "CPU"), default=0)
+    if highest_cpu >= 1:
+        _split_cpu(highest_cpu + 1)
+    available = {(spec.device_type, spec.device_index)
+                 for spec in (tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices())}
     for spec in specs:
         if (spec.device_type, spec.device_index) not in available:
             listed = ", ".join(f"{t}:{i}" for t, i in sorted(available))
