@@ -22,29 +22,52 @@ def minilm_tokenizers():
     return BertTokenizer.from_pretrained("minilm-l6"), transformers.BertTokenizerFast.from_pretrained(_minilm_dir())
 
 
-def _hf(hf, texts, pairs=None, max_length=512):
-    out = hf(texts, pairs, max_length=max_length, truncation=True, padding=True)
-    return {k: np.array(out[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+def _hf(hf, texts, pairs=None, max_length=512, is_split_into_words=False):
+    out = hf(texts, pairs, max_length=max_length, truncation=True, padding=True, return_offsets_mapping=True,
+             is_split_into_words=is_split_into_words)
+    ref = {k: np.array(out[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    ref["offsets"] = np.array(out["offset_mapping"]).reshape(ref["input_ids"].shape + (2,))
+    ref["word_ids"] = np.array([[-1 if w is None else w for w in out.word_ids(i)] for i in range(len(texts))])
+    return ref
 
 
 def _assert_same(ours, ref, texts):
+    """Ids, types, mask and (when `ours` has them) offsets and word ids equal transformers'."""
     ids = ours["input_ids"].numpy()
     assert ids.shape == ref["input_ids"].shape
-    bad = [i for i in range(len(texts)) if not np.array_equal(ids[i], ref["input_ids"][i])]
-    assert not bad, [(texts[i], ids[i].tolist(), ref["input_ids"][i].tolist()) for i in bad[:5]]
+    keys = [k for k in ("input_ids", "offsets", "word_ids") if k in ours]
+    bad = [i for i in range(len(texts)) if not all(np.array_equal(ours[k][i], ref[k][i]) for k in keys)]
+    assert not bad, [(texts[i], {k: (ours[k][i].numpy().tolist(), ref[k][i].tolist()) for k in keys}) for i in bad[:3]]
+    for key in ("token_type_ids", "attention_mask", *keys):
+        assert ours[key].dtype == tf.int32
     for key in ("token_type_ids", "attention_mask"):
         np.testing.assert_array_equal(ours[key].numpy(), ref[key])
-        assert ours[key].dtype == tf.int32
 
 
 def test_corpus_matches_bert_tokenizer_fast(minilm_tokenizers):
+    """Ids, and the character offsets and word ids of every token (transformers' `offset_mapping`
+    and `word_ids()`), on the hand-written corpus: accents, dropped characters, CJK, literal
+    special tokens, over-long words."""
     ours, hf = minilm_tokenizers
     texts = corpus()
     assert len(texts) >= 200
     for max_length in (512, 16):
         for start in range(0, len(texts), 64):
             chunk = texts[start:start + 64]
-            _assert_same(ours(chunk, max_length=max_length), _hf(hf, chunk, max_length=max_length), chunk)
+            reference = _hf(hf, chunk, max_length=max_length)
+            _assert_same(ours(chunk, max_length=max_length, return_offsets=True), reference, chunk)
+            _assert_same(ours(chunk, max_length=max_length), reference, chunk)  # the ids-only path
+
+
+def test_pre_split_words_match_is_split_into_words(minilm_tokenizers):
+    """Word ids index the given words; offsets are characters within each word, as transformers gives them."""
+    ours, hf = minilm_tokenizers
+    words = [text.split(" ") for text in corpus()] + [["Hello", "", "  ", "x", "\x00", "[MASK]", "un-able"]]
+    _assert_same(ours(words, return_offsets=True, is_split_into_words=True),
+                 _hf(hf, words, is_split_into_words=True), words)
+    first, second = words[:60], words[60:120]
+    _assert_same(ours(first, second, max_length=20, return_offsets=True, is_split_into_words=True),
+                 _hf(hf, first, second, max_length=20, is_split_into_words=True), first)
 
 
 @pytest.mark.parametrize("max_length", [8, 9, 16, 33, 512])
@@ -52,7 +75,8 @@ def test_pairs_and_longest_first_truncation_match(minilm_tokenizers, max_length)
     ours, hf = minilm_tokenizers
     first = [a for a, _ in PAIRS] + corpus()[:60]
     second = [b for _, b in PAIRS] + corpus()[60:120]
-    _assert_same(ours(first, second, max_length=max_length), _hf(hf, first, second, max_length), first)
+    _assert_same(ours(first, second, max_length=max_length, return_offsets=True), _hf(hf, first, second, max_length),
+                 first)
 
 
 def test_real_news_text_matches(minilm_tokenizers):
@@ -66,25 +90,34 @@ def test_real_news_text_matches(minilm_tokenizers):
             with open(os.path.join(dirpath, name), encoding="utf-8", errors="replace") as f:
                 texts.append(f.read())
     assert len(texts) >= 50
-    _assert_same(ours(texts, max_length=256), _hf(hf, texts, max_length=256), texts)
+    _assert_same(ours(texts, max_length=256, return_offsets=True), _hf(hf, texts, max_length=256), texts)
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_every_code_point_normalizes_like_tokenizers(lowercase):
-    """Each code point between two letters, through HF's normaliser+pre-tokenizer and ours."""
+    """Each code point inside a word and on its own, through HF's normaliser + pre-tokenizer and ours:
+    the same words, at the same character offsets of the original text."""
+    import tokenizers
     from tokenizers import normalizers, pre_tokenizers
-
-    from tfbert.text import normalization
 
     hf_norm = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
                                          lowercase=lowercase)
     pre = pre_tokenizers.BertPreTokenizer()
+    ours = BertTokenizer(_minilm_dir() + "/vocab.txt", do_lower_case=lowercase)
     points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    texts = ["a" + chr(c) + "b" for c in points]
-    expected = [" ".join(w for w, _ in pre.pre_tokenize_str(hf_norm.normalize_str(t))) for t in texts]
-    words = normalization.split_words(normalization.normalize(tf.constant(texts), lowercase=lowercase))
-    got = tf.strings.reduce_join(words, axis=1, separator=" ").numpy()
-    mismatches = [(hex(c), e) for c, e, g in zip(points, expected, got) if e.encode("utf-8") != g]
+    texts = [f"a{chr(c)}b {chr(c)}" for c in points]
+    mismatches = []
+    for start in range(0, len(texts), 200_000):
+        chunk = texts[start:start + 200_000]
+        words, starts, ends = (part.to_list() for part in ours.pre_tokenize(chunk))
+        for i, text in enumerate(chunk):
+            pre_tokenized = tokenizers.PreTokenizedString(text)
+            pre_tokenized.normalize(lambda normalized: hf_norm.normalize(normalized))
+            pre.pre_tokenize(pre_tokenized)
+            expected = [(w.encode("utf-8"), a, b) for w, (a, b), _ in pre_tokenized.get_splits("original", "char")]
+            got = list(zip(words[i], starts[i], ends[i]))
+            if got != expected:
+                mismatches.append((hex(points[start + i]), expected, got))
     assert not mismatches, mismatches[:10]
 
 
@@ -119,12 +152,39 @@ def test_runs_in_tf_data_and_in_a_string_signature(tiny_vocab_file):
     np.testing.assert_array_equal(out["input_ids"][:, :6], single["input_ids"])
     assert out["input_ids"].numpy()[:, 6:].sum() == 0 and out["attention_mask"].numpy().sum() == 10
 
+    # Offsets and word ids in a graph, from raw strings and from ragged pre-split words.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve_offsets(text):
+        return tok(text, return_offsets=True)
+
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.string)])
+    def serve_words(words):
+        return tok(words, return_offsets=True, is_split_into_words=True)
+
+    out = serve_offsets(tf.constant(["hello  world!", ""]))
+    assert out["offsets"].numpy().tolist() == [[[0, 0], [0, 5], [7, 12], [12, 13], [0, 0]],
+                                               [[0, 0], [0, 0], [0, 0], [0, 0], [0, 0]]]
+    assert out["word_ids"].numpy().tolist() == [[-1, 0, 1, 2, -1], [-1, -1, -1, -1, -1]]
+    out = serve_words(tf.ragged.constant([["playing", "", "good"], ["x"]]))
+    assert out["word_ids"].numpy().tolist() == [[-1, 0, 0, 2, -1], [-1, 0, -1, -1, -1]]
+    assert out["offsets"].numpy()[0].tolist() == [[0, 0], [0, 4], [4, 7], [0, 4], [0, 0]]
+
 
 def test_invalid_utf8_is_dropped_not_fatal(tiny_vocab_file):
     tok = BertTokenizer(tiny_vocab_file)
     out = tok(tf.constant([b"hello \xff\xfe world", b"\xc3", b"hello world"]))["input_ids"].numpy()
     np.testing.assert_array_equal(out[0], out[2])  # invalid bytes become U+FFFD, which HF drops
     assert out[1].tolist()[:2] == [tok.cls_id, tok.sep_id]
+
+
+def test_invalid_utf8_offsets_count_replacement_characters_as_python_does(minilm_tokenizers):
+    """Offsets into invalid UTF-8 are offsets into `raw.decode("utf-8", "replace")`: one U+FFFD per invalid
+    sequence (truncated, overlong, surrogate, out of range), as Python and TF both replace them."""
+    ours, hf = minilm_tokenizers
+    raw = [b"caf\xff\xfe ok", b"\xc3", b"a\xe2\x82b c", b"x \xf0\x9f\x98", b"\xed\xa0\x80x y", b"\xc0\xaf z",
+           b"\xf5\x80\x80\x80 w", b"ok \xe9t\xe9 done", b"good\x80bad", b"\xf4\x90\x80\x80q"]
+    decoded = [r.decode("utf-8", "replace") for r in raw]
+    _assert_same(ours(tf.constant(raw), return_offsets=True), _hf(hf, decoded), decoded)
 
 
 def test_padding_to_max_length_and_bad_arguments(tiny_vocab_file):

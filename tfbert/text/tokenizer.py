@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+from typing import NamedTuple
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -101,7 +102,7 @@ class BertTokenizer(tf.Module):
         specials = sorted(set(self.special_tokens.values()), key=len, reverse=True)
         self._special_pattern = "|".join(re.escape(t) for t in specials)
         self._special_tokens_t = tf.constant(specials)
-        self._special_ids_t = tf.constant([index[t] for t in specials], dtype=tf.int64)
+        self._special_ids_t = tf.constant([index[t] for t in specials], dtype=tf.int32)
         # The vocabulary file becomes an asset of any SavedModel that tracks this module.
         initializer = tf.lookup.TextFileInitializer(
             self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
@@ -175,87 +176,221 @@ class BertTokenizer(tf.Module):
     # ---- tokenization -------------------------------------------------------------------------
     def tokenize(self, texts) -> tf.RaggedTensor:
         """[n] strings -> [n, (tokens)] int32 WordPiece ids, without [CLS]/[SEP]."""
+        return self.tokenize_with_offsets(texts).ids
+
+    def tokenize_with_offsets(self, texts) -> "Tokens":
+        """[n] strings -> `Tokens`: ids, `[start, end)` character offsets into each ORIGINAL text
+        (code points, as transformers' `return_offsets_mapping=True` gives them) and the index of
+        the word each token came from (`encoding.word_ids()`), all int32 [n, (tokens)].
+
+        A literal special token in the text ("[MASK]") is one token and one word. Invalid UTF-8
+        counts as the U+FFFD characters it is replaced by (one per invalid sequence, as Python's
+        `bytes.decode("utf-8", "replace")`).
+        """
+        words = self._words(texts)
+        # WordPiece on the ordinary words, each piece's byte offsets in its word turned into characters.
+        pieces, piece_begins, piece_ends = self._wordpiece.tokenize_with_offsets(words.strings)
+        word_of_piece = tf.cast(pieces.value_rowids(), tf.int32)
+        code_points = words.chars.flat_values
+        char_bytes = (1 + tf.cast(code_points >= 0x80, tf.int32) + tf.cast(code_points >= 0x800, tf.int32)
+                      + tf.cast(code_points >= 0x10000, tf.int32))
+        char_byte_start = tf.cumsum(char_bytes, exclusive=True)
+        first_char = tf.cast(words.chars.row_starts(), tf.int32)
+        last_char = tf.cast(words.chars.row_limits(), tf.int32) - 1
+        word_byte_start = tf.gather(char_byte_start, first_char)
+
+        def char_at(byte_offsets):  # the char that starts at each byte offset of a piece in its word
+            global_bytes = tf.gather(word_byte_start, word_of_piece) + tf.cast(byte_offsets.flat_values, tf.int32)
+            return tf.searchsorted(char_byte_start, global_bytes, side="left")
+
+        # A word over the length limit is one [UNK] spanning the whole word.
+        too_long = tf.gather(words.too_long, word_of_piece)
+        first = tf.where(too_long, tf.gather(first_char, word_of_piece), char_at(piece_begins))
+        last = tf.where(too_long, tf.gather(last_char, word_of_piece), char_at(piece_ends) - 1)
+        piece_values = tf.stack([tf.cast(pieces.flat_values, tf.int32), tf.gather(words.positions, first),
+                                 tf.gather(words.positions, last) + 1], axis=1)
+        ordinary = tf.RaggedTensor.from_row_splits(piece_values, pieces.row_splits)
+        # Special tokens are words of one token; merged with the ordinary words in text order.
+        special_values = tf.stack([words.special_ids, words.special_starts, words.special_ends], axis=1)
+        special = tf.RaggedTensor.from_row_lengths(special_values, tf.ones_like(words.special_ids, tf.int64))
+        order = tf.argsort(tf.concat([words.segment, words.special_segment], 0), stable=True)
+        per_word = tf.gather(tf.concat([ordinary, special], 0), order)
+        row_of_word = tf.gather(tf.concat([words.row, words.special_row], 0), order)
+        by_row = tf.RaggedTensor.from_value_rowids(per_word, tf.cast(row_of_word, tf.int64), nrows=words.num_texts)
+        word_in_row = tf.cast(tf.range(tf.size(row_of_word, out_type=tf.int64)) - tf.gather(by_row.row_starts(),
+                                                                                            row_of_word), tf.int32)
+        word_ids = tf.repeat(word_in_row, tf.cast(per_word.row_lengths(), tf.int32))
+        tokens = by_row.merge_dims(1, 2)
+        values = tokens.flat_values
+        return Tokens(*(tokens.with_flat_values(v) for v in (values[:, 0], values[:, 1], values[:, 2], word_ids)))
+
+    def pre_tokenize(self, texts) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """[n] strings -> the normalised words of each text (what WordPiece then splits) and their
+        `[start, end)` character offsets in the original text: three [n, (words)] tensors
+        (strings, int32, int32). Literal special tokens are words too."""
+        words = self._words(texts, unk_for_long_words=False)
+        strings = tf.concat([words.strings, words.special_strings], 0)
+        starts = tf.concat([tf.gather(words.positions, tf.cast(words.chars.row_starts(), tf.int32)),
+                            words.special_starts], 0)
+        ends = tf.concat([tf.gather(words.positions, tf.cast(words.chars.row_limits(), tf.int32) - 1) + 1,
+                          words.special_ends], 0)
+        order = tf.argsort(tf.concat([words.segment, words.special_segment], 0), stable=True)
+        rows = tf.cast(tf.gather(tf.concat([words.row, words.special_row], 0), order), tf.int64)
+        return tuple(tf.RaggedTensor.from_value_rowids(tf.gather(part, order), rows, nrows=words.num_texts)
+                     for part in (strings, starts, ends))
+
+    def _words(self, texts, unk_for_long_words: bool = True) -> "_Words":
+        """Splits texts at literal special tokens, normalises the rest and splits it into words,
+        keeping each character's position in its original text."""
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
         if texts.shape.rank != 1:
             texts = tf.reshape(texts, [-1])
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
         # RegexSplitWithOffsets stops at a NUL byte. HF drops U+0000 in clean_text; a private-use
-        # character (also dropped by clean_text) stands in for it until then.
+        # character (also dropped, and also one character) stands in for it.
         texts = tf.strings.regex_replace(texts, "\x00", "\uE000")
-        # 1. Special tokens written in the text are tokens of their own (HF's added-token split).
-        segments, _, _ = tf_text.regex_split_with_offsets(
+        # Special tokens written in the text are tokens of their own (HF's added-token split).
+        segments, begins, _ = tf_text.regex_split_with_offsets(
             texts, delim_regex_pattern=self._special_pattern, keep_delim_regex_pattern=self._special_pattern)
         flat = segments.flat_values
         matches = tf.equal(tf.expand_dims(flat, 1), tf.expand_dims(self._special_tokens_t, 0))
         is_special = tf.reduce_any(matches, axis=1)
-        special_ids = tf.reduce_max(tf.where(matches, self._special_ids_t, tf.constant(-1, tf.int64)), axis=1)
-        # 2. Normalise and split the other segments into words.
-        normalized = normalization.normalize(flat, lowercase=self.do_lower_case, strip_accents_=self.strip_accents,
-                                             handle_chinese_chars=self.tokenize_chinese_chars)
-        words = normalization.split_words(normalized)
-        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_input_chars_per_word
-        words = words.with_flat_values(tf.where(too_long, self.special_tokens["unk_token"], words.flat_values))
-        # 3. WordPiece: [segments, (words), (pieces)] -> [segments, (pieces)].
-        pieces = self._wordpiece.tokenize(words).merge_dims(1, 2)
-        # 4. Special segments become their one id.
-        num_segments = tf.shape(flat, out_type=tf.int64)[0]
-        special_rows = tf.RaggedTensor.from_row_lengths(special_ids, tf.ones_like(special_ids))
-        rows = tf.range(num_segments)
-        pick = tf.where(is_special, rows + num_segments, rows)
-        pieces = tf.gather(tf.concat([pieces, special_rows], axis=0), pick)
-        ids = tf.RaggedTensor.from_row_splits(pieces, segments.row_splits).merge_dims(1, 2)
-        return tf.cast(ids, tf.int32)
+        row_of_segment = tf.cast(segments.value_rowids(), tf.int32)
+        segment_start = tf.strings.length(  # in characters of its text
+            tf.strings.substr(tf.gather(texts, row_of_segment), tf.zeros_like(begins.flat_values), begins.flat_values),
+            unit="UTF8_CHAR")
+        special_segment = tf.cast(tf.where(is_special)[:, 0], tf.int32)
+        special_start = tf.gather(segment_start, special_segment)
+
+        # The characters of the ordinary segments, normalised, each with its position in its text.
+        chars = tf.strings.unicode_decode(tf.where(is_special, "", flat), "UTF-8")
+        segment_of_char = tf.cast(chars.value_rowids(), tf.int32)
+        position = (tf.range(tf.size(chars.flat_values)) - tf.cast(tf.gather(chars.row_starts(), segment_of_char), tf.int32)
+                    + tf.gather(segment_start, segment_of_char))
+        normalized = normalization.normalize_code_points(
+            chars.flat_values, lowercase=self.do_lower_case, strip_accents=self.strip_accents,
+            handle_chinese_chars=self.tokenize_chinese_chars)
+        segment_of_char = tf.gather(segment_of_char, normalized.source)
+        position = tf.gather(position, normalized.source)
+
+        # Words: each non-space char joins the word that starts at or before it.
+        starts = normalization.word_starts(normalized, segment_of_char)
+        in_word = tf.not_equal(normalized.code_points, normalization.SPACE)
+        word_of_char = tf.boolean_mask(tf.cumsum(tf.cast(starts, tf.int64)) - 1, in_word)
+        word_chars = tf.RaggedTensor.from_value_rowids(tf.boolean_mask(normalized.code_points, in_word), word_of_char,
+                                                       nrows=tf.reduce_sum(tf.cast(starts, tf.int64)))
+        segment_of_word = tf.gather(tf.boolean_mask(segment_of_char, in_word), tf.cast(word_chars.row_starts(), tf.int32))
+        too_long = word_chars.row_lengths() > self.max_input_chars_per_word
+        strings = tf.strings.unicode_encode(word_chars, "UTF-8")
+        if unk_for_long_words:
+            strings = tf.where(too_long, self.special_tokens["unk_token"], strings)
+        return _Words(
+            num_texts=tf.shape(texts, out_type=tf.int64)[0], chars=word_chars, strings=strings, too_long=too_long,
+            positions=tf.boolean_mask(position, in_word), segment=segment_of_word,
+            row=tf.gather(row_of_segment, segment_of_word),
+            special_ids=tf.gather(tf.reduce_max(tf.where(matches, self._special_ids_t, -1), axis=1), special_segment),
+            special_strings=tf.gather(flat, special_segment),
+            special_segment=special_segment, special_row=tf.gather(row_of_segment, special_segment),
+            special_starts=special_start,
+            special_ends=special_start + tf.gather(tf.strings.length(flat, unit="UTF8_CHAR"), special_segment))
+
+    def tokenize_words(self, words) -> "Tokens":
+        """Pre-split input (transformers' `is_split_into_words=True`): [n, (words)] strings -> `Tokens`
+        whose word ids are the index of the given word and whose offsets are character offsets
+        into that word, as transformers gives them. A word that normalises to nothing (empty,
+        spaces, control characters) gives no token."""
+        if not isinstance(words, tf.RaggedTensor):
+            words = tf.ragged.constant(words, dtype=tf.string) if isinstance(words, (list, tuple)) else \
+                tf.RaggedTensor.from_tensor(tf.convert_to_tensor(words, tf.string))
+        per_word = self.tokenize_with_offsets(words.flat_values)
+        word_position = tf.cast(tf.range(tf.size(words.flat_values, out_type=tf.int64))
+                                - tf.gather(words.row_starts(), words.value_rowids()), tf.int32)
+        word_ids = per_word.word_ids.with_flat_values(
+            tf.gather(word_position, tf.cast(per_word.word_ids.value_rowids(), tf.int32)))
+        per_word = Tokens(per_word.ids, per_word.starts, per_word.ends, word_ids)
+        return Tokens(*(tf.RaggedTensor.from_row_splits(part, words.row_splits).merge_dims(1, 2) for part in per_word))
 
     def __call__(self, text, text_pair=None, max_length: int | None = None, padding: str = "longest",
-                 truncation: bool = True) -> dict[str, tf.Tensor]:
+                 truncation: bool = True, return_offsets: bool = False,
+                 is_split_into_words: bool = False) -> dict[str, tf.Tensor]:
         """Tokenizes and packs a batch as `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`.
 
         Args:
-            text: [batch] strings (a single string is a batch of one).
-            text_pair: optional [batch] second segments.
+            text: [batch] strings (a single string is a batch of one); with `is_split_into_words`,
+                [batch, (words)] strings (a ragged tensor or a list of lists).
+            text_pair: optional [batch] second segments (of words, with `is_split_into_words`).
             max_length: the packed length limit; defaults to `model_max_length`.
             padding: "longest" pads to the longest row of the batch, "max_length" to `max_length`.
             truncation: truncate to `max_length` (longest-first for pairs, as HF).
+            return_offsets: also return `offsets` and `word_ids` (see Returns).
+            is_split_into_words: the input is pre-split into words, as transformers'
+                `is_split_into_words=True`: word ids index the given words, offsets are
+                characters within each word.
 
         Returns:
-            `input_ids`, `token_type_ids`, `attention_mask`: int32 [batch, seq].
+            `input_ids`, `token_type_ids`, `attention_mask`: int32 [batch, seq]. With
+            `return_offsets`: `offsets` int32 [batch, seq, 2], the `[start, end)` characters of
+            each token in its ORIGINAL text (0, 0 for special tokens and padding), and
+            `word_ids` int32 [batch, seq], the word of each token in its own text (-1 for special
+            tokens and padding), as transformers' `offset_mapping` and `word_ids()`.
         """
-        first = self.tokenize(text)
-        second = None if text_pair is None else self.tokenize(text_pair)
+        tokenize = self.tokenize_words if is_split_into_words else self.tokenize_with_offsets
+        first = tokenize(text)
+        second = None if text_pair is None else tokenize(text_pair)
+        if not return_offsets:
+            first, second = first.ids, None if second is None else second.ids
         return self.pack(first, second, max_length=max_length, padding=padding, truncation=truncation)
 
-    def pack(self, first: tf.RaggedTensor, second: tf.RaggedTensor | None = None, max_length: int | None = None,
-             padding: str = "longest", truncation: bool = True) -> dict[str, tf.Tensor]:
-        """Packs tokenized segments (from `tokenize`) with special tokens, truncates and pads."""
+    def pack(self, first: "tf.RaggedTensor | Tokens", second: "tf.RaggedTensor | Tokens | None" = None,
+             max_length: int | None = None, padding: str = "longest", truncation: bool = True) -> dict[str, tf.Tensor]:
+        """Packs tokenized segments (ids from `tokenize`, or `Tokens`) with special tokens, truncates and
+        pads. Given `Tokens`, the result also has `offsets` and `word_ids` (see `__call__`)."""
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', found {padding!r}")
         max_length = int(max_length or self.model_max_length)
         num_special = 2 if second is None else 3
         if max_length < num_special:
             raise ValueError(f"max_length {max_length} leaves no room for the {num_special} special tokens")
+        with_offsets = isinstance(first, Tokens)
+        # Each segment as its parts: (ids, starts, ends, word_ids) or (ids,).
+        segments = [tuple(segment) if with_offsets else (segment,) for segment in (first, second) if segment is not None]
         if truncation:
             budget = max_length - num_special
+            lengths = [segment[0].row_lengths() for segment in segments]
             if second is None:
-                first = _truncate(first, tf.minimum(first.row_lengths(), budget))
+                keep = [tf.minimum(lengths[0], budget)]
             else:
-                keep_first, keep_second = longest_first_lengths(first.row_lengths(), second.row_lengths(), budget)
-                first, second = _truncate(first, keep_first), _truncate(second, keep_second)
-        batch = first.nrows()
-        cls = tf.fill([batch, 1], self.cls_id)
-        sep = tf.fill([batch, 1], self.sep_id)
-        parts = [cls, first, sep]
-        types = [tf.zeros_like(cls), tf.zeros_like(first), tf.zeros_like(sep)]
-        if second is not None:
-            parts += [second, sep]
-            types += [tf.ones_like(second), tf.ones_like(sep)]
-        ids = tf.concat(parts, axis=1)
-        type_ids = tf.concat(types, axis=1)
+                keep = longest_first_lengths(lengths[0], lengths[1], budget)
+            segments = [tuple(_truncate(part, k) for part in segment) for segment, k in zip(segments, keep)]
+        batch = segments[0][0].nrows()
+
+        def special(value):
+            return tf.fill([batch, 1], tf.constant(value, tf.int32))
+
+        # Part by part, with the value each takes at [CLS] and at [SEP].
+        at_special = [(self.cls_id, self.sep_id), (0, 0), (0, 0), (-1, -1)]
+        packed = []
+        for index in range(len(segments[0])):
+            at_cls, at_sep = at_special[index]
+            parts = [special(at_cls)]
+            for segment in segments:
+                parts += [segment[index], special(at_sep)]
+            packed.append(tf.concat(parts, axis=1))
+        type_parts = [special(0)]
+        for type_id, segment in enumerate(segments):
+            type_parts += [tf.ones_like(segment[0]) * type_id, special(type_id)]
+        ids = packed[0]
         shape = [None, max_length] if padding == "max_length" else None
-        return {
+        result = {
             "input_ids": ids.to_tensor(default_value=self.pad_id, shape=shape),
-            "token_type_ids": type_ids.to_tensor(default_value=0, shape=shape),
+            "token_type_ids": tf.concat(type_parts, axis=1).to_tensor(default_value=0, shape=shape),
             "attention_mask": tf.ones_like(ids).to_tensor(default_value=0, shape=shape),
         }
+        if with_offsets:
+            result["offsets"] = tf.stack([packed[1].to_tensor(default_value=0, shape=shape),
+                                          packed[2].to_tensor(default_value=0, shape=shape)], axis=-1)
+            result["word_ids"] = packed[3].to_tensor(default_value=-1, shape=shape)
+        return result
 
 
 def longest_first_lengths(len_a, len_b, budget: int):
@@ -283,3 +418,38 @@ def longest_first_lengths(len_a, len_b, budget: int):
 def _truncate(tokens: tf.RaggedTensor, keep) -> tf.RaggedTensor:
     positions = tf.ragged.range(tokens.row_lengths())
     return tf.ragged.boolean_mask(tokens, positions < tf.expand_dims(tf.cast(keep, tf.int64), 1))
+
+
+class Tokens(NamedTuple):
+    """Tokenized texts, all int32 [n, (tokens)] with the same row lengths.
+
+    Attributes:
+        ids: WordPiece ids.
+        starts, ends: `[start, end)` character offsets (code points) of each token in its text.
+        word_ids: the index of the word each token belongs to, counted from 0 in each text.
+    """
+
+    ids: tf.RaggedTensor
+    starts: tf.RaggedTensor
+    ends: tf.RaggedTensor
+    word_ids: tf.RaggedTensor
+
+
+class _Words(NamedTuple):
+    """What `BertTokenizer._words` finds in a batch of texts: the ordinary words (normalised, flat over
+    the batch, in text order) and the literal special tokens, each with its segment (the piece of text
+    between special tokens, numbered over the batch) and its text (row)."""
+
+    num_texts: tf.Tensor
+    chars: tf.RaggedTensor  # [words, (chars)] int32 code points
+    strings: tf.Tensor  # [words] the word as UTF-8 ([UNK] for a word over the length limit)
+    too_long: tf.Tensor  # [words] bool
+    positions: tf.Tensor  # [chars] int32 position of each char in its original text
+    segment: tf.Tensor  # [words] int32
+    row: tf.Tensor  # [words] int32
+    special_ids: tf.Tensor  # [specials] int32
+    special_strings: tf.Tensor
+    special_segment: tf.Tensor
+    special_row: tf.Tensor
+    special_starts: tf.Tensor
+    special_ends: tf.Tensor
