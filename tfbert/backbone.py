@@ -95,15 +95,35 @@ class BertBackbone(keras.Model):
 
     # ---- checkpoints -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, **kwargs) -> "BertBackbone":
-        """Loads a Hugging Face BERT directory, an original Google BERT checkpoint, a named
-        preset (e.g. "minilm-l6") or a Hugging Face hub id. See `tfbert.checkpoints.load_backbone`."""
-        from tfbert.checkpoints import load_backbone
-        return load_backbone(path_or_preset, dtype=dtype, backbone_cls=cls, **kwargs)
+    def from_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, return_report: bool = False,
+                        **overrides):
+        """Builds a backbone from a checkpoint and loads its weights.
 
-    def save_pretrained(self, directory: str | os.PathLike, vocab_file: str | None = None) -> None:
-        """Writes `config.json` + `model.safetensors` (+ `vocab.txt`) that transformers'
-        `BertModel.from_pretrained` loads. See `tfbert.checkpoints.save_backbone`."""
-        from tfbert.checkpoints import save_backbone
-        save_backbone(self, directory, vocab_file=vocab_file)
+        Args:
+            path_or_preset: a Hugging Face BERT directory, an original Google BERT checkpoint
+                directory, a named preset (e.g. "minilm-l6") or a Hugging Face hub id
+                (see `tfbert.checkpoints.resolve`).
+            dtype: Keras dtype policy for the model, e.g. "mixed_bfloat16".
+            return_report: also return the `tfbert.checkpoints.LoadReport` (loaded, missing and
+                unexpected keys).
+            **overrides: config fields to change, e.g. `hidden_dropout_prob=0.2`.
 
+        Raises:
+            tfbert.checkpoints.CheckpointError: unreadable files, a shape mismatch or a missing
+                encoder weight, by name.
+        """
+        from tfbert.checkpoints import assign_state, read_checkpoint
+
+        config, state, source = read_checkpoint(path_or_preset, **overrides)
+        backbone = cls(config, dtype=dtype)
+        report = assign_state(backbone, state, source)
+        return (backbone, report) if return_report else backbone
+
+    def save_pretrained(self, directory: str | os.PathLike, vocab_file: str | None = None,
+                        tokenizer_dir: str | None = None) -> None:
+        """Writes `config.json` + `model.safetensors` (+ `vocab.txt` or a tokenizer directory's
+        files) that transformers' `BertModel.from_pretrained` loads."""
+        from tfbert.checkpoints import backbone_state, huggingface
+
+        huggingface.write_directory(os.fspath(directory), self.config, backbone_state(self),
+                                    tokenizer_dir=tokenizer_dir, vocab_file=vocab_file)

@@ -8,10 +8,12 @@ import json
 import os
 from typing import Any
 
+from tfbert.errors import TfbertError
+
 # Activations we implement exactly as transformers' ACT2FN does.
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
 
-class ConfigError(ValueError):
+class ConfigError(TfbertError):
     """A config file or field that tfbert cannot build a model from."""
 
 

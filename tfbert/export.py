@@ -35,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from tfbert.data.readers import LabelVocab
+from tfbert.errors import TfbertError
 from tfbert.text import BertTokenizer
 
 ALLOWLIST_FILE = os.path.join(os.path.dirname(__file__), "serving_ops_allowlist.txt")
@@ -44,7 +45,7 @@ METADATA_FILE = "tfbert_export.json"
 EXAMPLE_METHODS = {"classify": "tensorflow/serving/classify", "regress": "tensorflow/serving/regress"}
 
 
-class ExportError(ValueError):
+class ExportError(TfbertError):
     """An export that cannot be written; the message names the directory."""
 
 

@@ -39,6 +39,7 @@ from typing import IO, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from tfbert.data.readers import DataError
+from tfbert.errors import TfbertError
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
@@ -54,7 +55,7 @@ Result = dict[str, Any]
 Classification = list[tuple[str, float]]
 
 
-class ServingClientError(Exception):
+class ServingClientError(TfbertError):
     """A prediction that could not be made: a bad export folder, an unreachable server, or an
     error answer. The message names the folder, URL or address, and the server's own message.
 

@@ -42,6 +42,7 @@ import yaml
 from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
+from tfbert.errors import TfbertError
 from tfbert.training import classification, distribution
 from tfbert.training.run_config import ClassifierRunConfig, read_yaml_mapping, without_placement
 
@@ -72,7 +73,7 @@ DEFAULT_DATA_MAX_TRAIN_EXAMPLES = 320
 DEFAULT_DATA_MAX_SEQ_LENGTH = 64
 
 
-class SearchError(RuntimeError):
+class SearchError(TfbertError, RuntimeError):
     """A search that cannot start or cannot go on; the message says why and what to do."""
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbert.checkpoints import load_backbone
+from tfbert import BertBackbone
 from tfbert.checkpoints.google import google_to_hf_name
 from tfbert.checkpoints.mapping import backbone_state
 
@@ -56,7 +56,7 @@ def test_google_checkpoint_matches_transformers(tmp_path):
     directory.mkdir()
     _save_tf1(variables, str(directory / "bert_model.ckpt"))
     (directory / "bert_config.json").write_text(json.dumps(config))
-    backbone, report = load_backbone(str(directory), return_report=True)
+    backbone, report = BertBackbone.from_pretrained(str(directory), return_report=True)
     assert report.unexpected == ["cls.predictions.output_bias"]
     state = backbone_state(backbone)
     np.testing.assert_array_equal(state["encoder.layer.1.attention.self.query.weight"],

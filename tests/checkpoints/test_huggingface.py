@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from tfbert import BertBackbone  # noqa: E402
-from tfbert.checkpoints import CheckpointError, load_backbone, resolve  # noqa: E402
+from tfbert.checkpoints import CheckpointError, resolve  # noqa: E402
 
 RANDOM_CONFIGS = [
     dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
@@ -65,7 +65,7 @@ def test_random_bert_models_match_transformers(tmp_path, index):
     config = RANDOM_CONFIGS[index]
     model = _random_torch_model(transformers.BertModel, seed=index, **config)
     model.save_pretrained(tmp_path, safe_serialization=True)
-    backbone, report = load_backbone(str(tmp_path), return_report=True)
+    backbone, report = BertBackbone.from_pretrained(str(tmp_path), return_report=True)
     assert not report.missing and not report.unexpected
     max_len = min(config["max_position_embeddings"], 24)
     assert_parity(backbone, model, _batch(config["vocab_size"], config["type_vocab_size"], max_len, seed=index))
@@ -101,7 +101,7 @@ def test_task_checkpoints_with_bert_prefix_list_unused_heads(tmp_path, caplog):
     model = _random_torch_model(transformers.BertForSequenceClassification, seed=3, **config)
     model.save_pretrained(tmp_path, safe_serialization=True)
     with caplog.at_level(logging.INFO, logger="tfbert"):
-        backbone, report = load_backbone(str(tmp_path), return_report=True)
+        backbone, report = BertBackbone.from_pretrained(str(tmp_path), return_report=True)
     assert report.unexpected == ["classifier.bias", "classifier.weight"]
     assert "classifier.weight" in caplog.text
     assert_parity(backbone, model.bert, _batch(99, 2, 16))
@@ -110,7 +110,7 @@ def test_task_checkpoints_with_bert_prefix_list_unused_heads(tmp_path, caplog):
 def test_mlm_checkpoint_without_pooler_loads_and_lists_it(tmp_path):
     model = _random_torch_model(transformers.BertForMaskedLM, seed=4, **RANDOM_CONFIGS[0])
     model.save_pretrained(tmp_path, safe_serialization=True)
-    backbone, report = load_backbone(str(tmp_path), return_report=True)
+    backbone, report = BertBackbone.from_pretrained(str(tmp_path), return_report=True)
     assert report.missing == ["pooler.dense.weight", "pooler.dense.bias"]
     assert any(k.startswith("cls.predictions") for k in report.unexpected)
     batch = _batch(99, 2, 16)
@@ -129,12 +129,12 @@ def test_missing_encoder_weight_and_wrong_shape_are_errors_by_name(tmp_path):
     del state["encoder.layer.1.output.dense.weight"]
     save_file(state, str(path))
     with pytest.raises(CheckpointError, match=r"encoder\.layer\.1\.output\.dense\.weight"):
-        load_backbone(str(tmp_path))
+        BertBackbone.from_pretrained(str(tmp_path))
     state["encoder.layer.1.output.dense.weight"] = np.zeros((5, 5), "float32")
     save_file(state, str(path))
     with pytest.raises(CheckpointError, match=r"model\.safetensors: weight 'encoder\.layer\.1\.output\.dense\.weight' "
                                               r"has shape \(5, 5\)"):
-        load_backbone(str(tmp_path))
+        BertBackbone.from_pretrained(str(tmp_path))
 
 
 def test_pytorch_bin_is_loaded_only_with_weights_only(tmp_path):
@@ -142,7 +142,7 @@ def test_pytorch_bin_is_loaded_only_with_weights_only(tmp_path):
     # transformers 5 writes safetensors only; older releases wrote this pickle.
     model.config.to_json_file(tmp_path / "config.json")
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
-    assert_parity(load_backbone(str(tmp_path)), model, _batch(99, 2, 12))
+    assert_parity(BertBackbone.from_pretrained(str(tmp_path)), model, _batch(99, 2, 12))
     # A pickle that carries code is refused, not executed.
     marker = tmp_path / "pwned"
 
@@ -152,7 +152,7 @@ def test_pytorch_bin_is_loaded_only_with_weights_only(tmp_path):
 
     torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="weights_only"):
-        load_backbone(str(tmp_path))
+        BertBackbone.from_pretrained(str(tmp_path))
     assert not marker.exists()
 
 
@@ -162,7 +162,7 @@ def test_truncated_safetensors_names_the_file(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot read"):
-        load_backbone(str(tmp_path))
+        BertBackbone.from_pretrained(str(tmp_path))
 
 
 def test_presets_paths_and_hub_ids_resolve_or_fail_clearly(tmp_path, monkeypatch):
@@ -173,7 +173,7 @@ def test_presets_paths_and_hub_ids_resolve_or_fail_clearly(tmp_path, monkeypatch
     with pytest.raises(CheckpointError, match="pass a local directory"):
         resolve("google-bert/bert-base-uncased")
     with pytest.raises(CheckpointError, match="not a BERT checkpoint directory"):
-        load_backbone(str(tmp_path))
+        BertBackbone.from_pretrained(str(tmp_path))
 
 
 def test_saved_config_is_what_transformers_reads(tmp_path, tiny_backbone):

@@ -15,7 +15,7 @@ from tfbert.checkpoints.mapping import CheckpointError, LoadReport, assign_state
 from tfbert.checkpoints.presets import PRESETS, resolve
 from tfbert.config import BertConfig
 
-__all__ = ["CheckpointError", "LoadReport", "PRESETS", "resolve", "load_backbone", "save_backbone",
+__all__ = ["CheckpointError", "LoadReport", "PRESETS", "resolve",
            "read_checkpoint"]
 
 
@@ -48,31 +48,3 @@ def read_checkpoint(path_or_preset: str | os.PathLike, **overrides) -> tuple[Ber
         setattr(config, key, value)
     config.validate(source)
     return config, state, source
-
-
-def load_backbone(path_or_preset, dtype=None, backbone_cls=None, return_report: bool = False, **overrides):
-    """Builds a `BertBackbone` from a checkpoint and loads its weights.
-
-    Args:
-        path_or_preset: a HF directory, a Google checkpoint directory, a preset name
-            (e.g. "minilm-l6") or a Hugging Face hub id (downloaded when online).
-        dtype: Keras dtype policy for the model, e.g. "mixed_bfloat16".
-        return_report: also return the `LoadReport` (loaded / missing / unexpected keys).
-        **overrides: config fields to change, e.g. `hidden_dropout_prob=0.2`.
-
-    Raises:
-        CheckpointError: unreadable files, a shape mismatch or a missing encoder weight, by name.
-    """
-    if backbone_cls is None:
-        from tfbert.backbone import BertBackbone as backbone_cls
-    config, state, source = read_checkpoint(path_or_preset, **overrides)
-    backbone = backbone_cls(config, dtype=dtype)
-    report = assign_state(backbone, state, source)
-    return (backbone, report) if return_report else backbone
-
-
-def save_backbone(backbone, directory: str | os.PathLike, vocab_file: str | None = None,
-                  tokenizer_dir: str | None = None) -> None:
-    """Writes the backbone as a HF `BertModel` directory (config.json, model.safetensors, vocab)."""
-    huggingface.write_directory(os.fspath(directory), backbone.config, backbone_state(backbone),
-                                tokenizer_dir=tokenizer_dir, vocab_file=vocab_file)

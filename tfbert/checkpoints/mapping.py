@@ -12,10 +12,12 @@ import logging
 
 import numpy as np
 
+from tfbert.errors import TfbertError
+
 logger = logging.getLogger("tfbert")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TfbertError):
     """A checkpoint that cannot be loaded into the model; the message names file and key."""
 
 

@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from tfbert.errors import TfbertError
+
 TASKS = ("classification", "multi_label", "regression")
 FILE_FORMATS = ("csv", "tsv", "jsonl", "folder", "tfds")
 DEFAULT_TEXT_COLUMNS = ("text", "sentence")
@@ -47,7 +49,7 @@ _INTEGER_LABEL = re.compile(r"[+-]?[0-9]+")
 _MAX_LABELS_IN_MESSAGE = 20
 
 
-class DataError(ValueError):
+class DataError(TfbertError):
     """A problem with user data: the message starts with ``path:line: `` or ``path: ``.
 
     Attributes:

@@ -3,17 +3,14 @@ from BERT's pooled `[CLS]` output, the head of transformers' `BertForSequenceCla
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Sequence
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from tfbert import fileio
 from tfbert.backbone import BertBackbone
+from tfbert.tasks.base import BertTaskModel, check_dropout, check_label_names, label_fields
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +23,6 @@ PROBLEM_TYPES = {
     "regression": "regression",
 }
 
-# (weight, bias) names of a sequence-classification head, [num_labels, hidden] layout:
-# transformers' BertForSequenceClassification, then Google's run_classifier.py.
-HEAD_KEYS = (("classifier.weight", "classifier.bias"), ("output_weights", "output_bias"))
 
 
 def _check_head_args(num_classes, task: str, dropout) -> None:
@@ -42,12 +36,11 @@ def _check_head_args(num_classes, task: str, dropout) -> None:
     if task == "classification" and num_classes < 2:
         raise ValueError("BertClassifier: task='classification' needs num_classes >= 2 (softmax over classes); "
                          "for a single binary label use task='multi_label' with num_classes=1")
-    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ValueError(f"BertClassifier: dropout must be in [0, 1), found {dropout!r}")
+    check_dropout(dropout, "BertClassifier")
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
-class BertClassifier(keras.Model):
+class BertClassifier(BertTaskModel):
     """BERT with a classification or regression head on the pooled `[CLS]` output.
 
     The model is functional: its inputs are the backbone's own input dict
@@ -92,68 +85,27 @@ class BertClassifier(keras.Model):
         >>> clf.save_pretrained("out/", label_names=["negative", "positive"])         # doctest: +SKIP
     """
 
+    HEAD_ARGS = ("num_classes", "task", "dropout")
+    # transformers' BertForSequenceClassification, then Google's run_classifier.py.
+    HEAD_KEYS = (("classifier.weight", "classifier.bias"), ("output_weights", "output_bias"))
+
     def __init__(self, backbone: BertBackbone, num_classes: int, task: str = "classification",
                  dropout: float | None = None, **kwargs):
         _check_head_args(num_classes, task, dropout)
-        config = backbone.config
         if dropout is None:
-            dropout = config.hidden_dropout_prob
-        # `BertBackbone` gives its dtype to its layers, not to the Model itself, so the policy
-        # it was built with is `policy_name`; None means "the global policy at build time".
-        policy = backbone.policy_name if backbone.policy_name is not None else backbone.dtype_policy
-
-        # === Layers ===
+            dropout = backbone.config.hidden_dropout_prob
         self.backbone = backbone
-        self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name="classifier_dropout")
-        self.output_dense = keras.layers.Dense(
-            num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
-            dtype=policy, name="classifier")
+        head = self.linear_head(num_classes, dropout)
 
         # === Functional model ===
         inputs = backbone.input
-        pooled = backbone(inputs)["pooled_output"]
-        logits = self.output_dense(self.output_dropout(pooled))
-        # Losses on bfloat16 logits lose precision; the head's last op is always float32.
-        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        logits = self.float32_logits(head(backbone(inputs)["pooled_output"]))
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
         self.task = task
         self.dropout = float(dropout)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy, Keras (TF backend) builds the optimizer and metrics from
-        # a batch it draws from a *new* iterator over the training data. A dataset that reshuffles
-        # on every iteration (ours) then starts each epoch one order later than a run without a
-        # strategy, so a mirrored run would not see the batches of a one-device run with the same
-        # seed. Build from zeros shaped like the data instead; no iterator is created.
-        if iterator is not None and data_batch is None and hasattr(iterator, "data_adapter"):
-            spec = iterator.data_adapter.get_tf_dataset().element_spec
-            data_batch = keras.tree.map_structure(
-                lambda s: tf.zeros([d if d is not None else 1 for d in s.shape], s.dtype), spec)
-            if not isinstance(data_batch, tuple):
-                data_batch = (data_batch,)
-            data_batch = data_batch + (None,) * (3 - len(data_batch))
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "task": self.task,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> "BertClassifier":
-        config = dict(config)
-        if isinstance(config["backbone"], dict):
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
     @property
     def problem_type(self) -> str:
@@ -209,49 +161,17 @@ class BertClassifier(keras.Model):
             TypeError: an override that is not a `BertConfig` field.
             ValueError: invalid `num_classes` / `task` / `dropout` (see the class docstring).
         """
-        from tfbert.checkpoints import assign_state, read_checkpoint, resolve
-
         _check_head_args(num_classes, task, dropout)
-        directory = resolve(path_or_preset)
-        config, state, source = read_checkpoint(directory, **overrides)
-        head_fields = _read_head_fields(directory)
+        backbone, head, head_fields, source = cls.read_pretrained(path_or_preset, dtype=dtype, **overrides)
         if dropout is None:
             dropout = head_fields.get("classifier_dropout")
-
-        # Taken out before the encoder load, so they are not reported as unused keys.
-        head = None
-        for weight_key, bias_key in HEAD_KEYS:
-            if weight_key in state and bias_key in state:
-                head = (weight_key, state.pop(weight_key), state.pop(bias_key))
-                break
-
-        backbone = BertBackbone(config, dtype=dtype)
-        assign_state(backbone, state, source)
         model = cls(backbone, num_classes=num_classes, task=task, dropout=dropout)
-
-        if head is None:
-            logger.info("%s: no sequence-classification head in the checkpoint; the %d-class head "
-                        "starts from random weights", source, num_classes)
-            return model
-        weight_key, weight, bias = head
-        dense = model.output_dense
-        expected = (num_classes, config.hidden_size)
-        if tuple(weight.shape) == expected and tuple(bias.shape) == (num_classes,):
-            order = _head_order(head_fields.get("id2label"), label_names, source)
-            if order is not None:
-                weight, bias = np.asarray(weight)[order], np.asarray(bias)[order]
-            dense.kernel.assign(np.asarray(weight, np.float32).T)
-            dense.bias.assign(np.asarray(bias, np.float32))
-            logger.info("%s: loaded the classification head '%s' %s", source, weight_key, tuple(weight.shape))
-            checkpoint_problem = head_fields.get("problem_type")
-            if checkpoint_problem and checkpoint_problem != PROBLEM_TYPES[task]:
-                logger.warning("%s: the head was trained with problem_type=%r, but task=%r expects %r; "
-                               "its logits may mean something else", source, checkpoint_problem, task,
-                               PROBLEM_TYPES[task])
-        else:
-            logger.warning("%s: the checkpoint's classification head '%s' has shape %s (bias %s) but this model "
-                           "needs %s (num_classes=%d); the head was not loaded and starts from random weights",
-                           source, weight_key, tuple(weight.shape), tuple(bias.shape), expected, num_classes)
+        loaded = model.load_linear_head(head, head_fields, source, label_names, "sequence-classification")
+        checkpoint_problem = head_fields.get("problem_type")
+        if loaded and checkpoint_problem and checkpoint_problem != PROBLEM_TYPES[task]:
+            logger.warning("%s: the head was trained with problem_type=%r, but task=%r expects %r; "
+                           "its logits may mean something else", source, checkpoint_problem, task,
+                           PROBLEM_TYPES[task])
         return model
 
     def save_pretrained(self, directory: str | os.PathLike, label_names: Sequence[str] | None = None,
@@ -270,58 +190,7 @@ class BertClassifier(keras.Model):
         Raises:
             ValueError: `label_names` of the wrong length, duplicated, or not strings.
         """
-        from tfbert.checkpoints import backbone_state, huggingface
-
-        if label_names is None:
-            label_names = [f"LABEL_{i}" for i in range(self.num_classes)]
-        label_names = list(label_names)
-        if len(label_names) != self.num_classes:
-            raise ValueError(f"save_pretrained: got {len(label_names)} label_names for a model with "
-                             f"num_classes={self.num_classes}")
-        if not all(isinstance(name, str) for name in label_names):
-            raise ValueError(f"save_pretrained: label_names must be strings, found {label_names!r}")
-        if len(set(label_names)) != len(label_names):
-            raise ValueError(f"save_pretrained: label_names must be unique, found {label_names!r}")
-
-        directory = os.fspath(directory)
-        state = {f"bert.{key}": value for key, value in backbone_state(self.backbone).items()}
-        dense = self.output_dense
-        state["classifier.weight"] = np.ascontiguousarray(np.asarray(dense.kernel.numpy(), np.float32).T)
-        state["classifier.bias"] = np.asarray(dense.bias.numpy(), np.float32)
-        huggingface.write_directory(directory, self.backbone.config, state, vocab_file=vocab_file)
-
-        hf_config = self.backbone.config.to_hf_dict()
-        hf_config.update({
-            "architectures": ["BertForSequenceClassification"],
-            "num_labels": self.num_classes,
-            "id2label": {str(i): name for i, name in enumerate(label_names)},
-            "label2id": {name: i for i, name in enumerate(label_names)},
-            "problem_type": self.problem_type,
-            "classifier_dropout": self.dropout,
-        })
-        fileio.write_json(os.path.join(directory, "config.json"), hf_config, sort_keys=True)
-
-
-def _head_order(id2label: dict | None, label_names: Sequence[str] | None, source: str) -> list[int] | None:
-    """Row order that makes a checkpoint head's classes line up with `label_names`, or None to keep it."""
-    if not id2label or not label_names:
-        return None
-    names = [id2label.get(str(i), id2label.get(i)) for i in range(len(label_names))]
-    if names == list(label_names) or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
-        return None
-    if sorted(map(str, names)) == sorted(label_names):
-        logger.info("%s: the head's classes %s are reordered to the data's %s", source, names, list(label_names))
-        return [names.index(name) for name in label_names]
-    logger.warning("%s: the checkpoint's head was trained for the classes %s, but this model's are %s; "
-                   "its logits start out meaning the checkpoint's classes", source, names, list(label_names))
-    return None
-
-
-def _read_head_fields(directory: str) -> dict:
-    """`classifier_dropout`, `problem_type` and `id2label` from a HF config.json, if any."""
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)  # read_checkpoint has already parsed it, so it is valid JSON
-    return {key: data[key] for key in ("classifier_dropout", "problem_type", "id2label") if data.get(key) is not None}
+        label_names = check_label_names(label_names, self.num_classes, "save_pretrained")
+        self.write_pretrained(directory, self.linear_head_state(), {
+            "architectures": ["BertForSequenceClassification"], **label_fields(label_names),
+            "problem_type": self.problem_type, "classifier_dropout": self.dropout}, vocab_file=vocab_file)

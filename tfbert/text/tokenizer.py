@@ -16,6 +16,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfbert.errors import TfbertError
 from tfbert.text import normalization
 
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -23,7 +24,7 @@ DEFAULT_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token
                           "cls_token": "[CLS]", "mask_token": "[MASK]"}
 
 
-class TokenizerError(ValueError):
+class TokenizerError(TfbertError):
     """A vocabulary or tokenizer config that cannot be used; the message names the file and line."""
 
 

@@ -1,0 +1,41 @@
+"""One base error for bad user input; the modules below it stay importable without TensorFlow."""
+
+import ast
+import subprocess
+import sys
+
+import tfbert.errors
+from tfbert.errors import TfbertError
+
+
+def test_errors_module_imports_nothing_of_tfbert():
+    tree = ast.parse(open(tfbert.errors.__file__, encoding="utf-8").read())
+    imported = [node.module if isinstance(node, ast.ImportFrom) else alias.name
+                for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in getattr(node, "names", [])]
+    assert not [name for name in imported if name and name.startswith("tfbert")]
+
+
+def test_every_module_error_is_a_tfbert_error():
+    from tfbert.checkpoints import CheckpointError
+    from tfbert.config import ConfigError
+    from tfbert.data.readers import DataError
+    from tfbert.export import ExportError
+    from tfbert.serving_client import ServingClientError
+    from tfbert.text.tokenizer import TokenizerError
+    from tfbert.tuning import SearchError
+
+    for error in (CheckpointError, ConfigError, DataError, ExportError, ServingClientError, TokenizerError,
+                  SearchError):
+        assert issubclass(error, TfbertError), error
+    try:
+        raise DataError("label 'x' not in labels.txt", "train.csv:3")
+    except TfbertError as e:  # what the pipelines catch
+        assert str(e).startswith("train.csv:3")
+
+
+def test_rest_client_and_errors_load_without_tensorflow():
+    script = ("import sys, tfbert.errors, tfbert.serving_client; "
+              "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -1,0 +1,210 @@
+"""What every task head shares: `BertTaskModel`, a functional Keras model on `BertBackbone`.
+
+A head subclass builds its layers on `backbone.input` and calls `BertTaskModel.__init__` with its
+outputs. The base holds what no head should write again:
+
+* building from the dataset's element spec under a `tf.distribute` strategy (`_maybe_symbolic_build`);
+* `get_config` / `from_config` (the backbone serialized, plus each head's own arguments);
+* the linear head that transformers' `BertFor{Sequence,Token}Classification` and
+  `BertForQuestionAnswering` share (`classifier.weight` [num_labels, hidden], `classifier.bias`):
+  read from a checkpoint with its label names (`id2label`), reordered to the caller's labels, and
+  written back with the HF config fields that transformers reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbert import fileio
+from tfbert.backbone import BertBackbone
+
+logger = logging.getLogger("tfbert")
+
+
+def backbone_policy(backbone: BertBackbone):
+    """The dtype policy a head on `backbone` must use.
+
+    `BertBackbone` gives its dtype to its layers, not to the Model itself, so the policy it was built
+    with is `policy_name`; None means "the global policy at build time"."""
+    return backbone.policy_name if backbone.policy_name is not None else backbone.dtype_policy
+
+
+def check_dropout(dropout, owner: str) -> None:
+    if dropout is not None and not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        raise ValueError(f"{owner}: dropout must be in [0, 1), found {dropout!r}")
+
+
+def check_label_names(label_names: Sequence[str] | None, count: int, owner: str) -> list[str]:
+    """`label_names` as a list (default LABEL_0, LABEL_1, ...), checked against the head's size."""
+    if label_names is None:
+        return [f"LABEL_{i}" for i in range(count)]
+    label_names = list(label_names)
+    if len(label_names) != count:
+        raise ValueError(f"{owner}: got {len(label_names)} label_names for a head with {count} outputs")
+    if not all(isinstance(name, str) for name in label_names):
+        raise ValueError(f"{owner}: label_names must be strings, found {label_names!r}")
+    if len(set(label_names)) != len(label_names):
+        raise ValueError(f"{owner}: label_names must be unique, found {label_names!r}")
+    return label_names
+
+
+class BertTaskModel(keras.Model):
+    """Base of the task heads; not used on its own.
+
+    Subclasses set `HEAD_ARGS` (their `__init__` arguments other than `backbone`, which
+    `get_config` returns from attributes of the same names) and, for a linear head, build it with
+    `linear_head(...)` so that `load_linear_head` / `linear_head_state` can move it to and from
+    transformers' checkpoints.
+    """
+
+    HEAD_ARGS: tuple[str, ...] = ()
+    # (weight, bias) names of the linear head, [num_labels, hidden] layout, in the order tried.
+    HEAD_KEYS: tuple[tuple[str, str], ...] = (("classifier.weight", "classifier.bias"),)
+
+    def linear_head(self, units: int, dropout: float, name: str = "classifier"):
+        """Dropout + Dense(units) in the backbone's policy, initialised as transformers does."""
+        policy = backbone_policy(self.backbone)
+        self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name=f"{name}_dropout")
+        self.output_dense = keras.layers.Dense(
+            units, kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=self.backbone.config.initializer_range),
+            dtype=policy, name=name)
+        return lambda hidden: self.output_dense(self.output_dropout(hidden))
+
+    @staticmethod
+    def float32_logits(outputs, name: str = "logits"):
+        # Losses on bfloat16 logits lose precision; the head's last op is always float32.
+        return keras.layers.Activation("linear", dtype="float32", name=name)(outputs)
+
+    # ---- Keras plumbing ----------------------------------------------------------------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras (TF backend) builds the optimizer and metrics from
+        # a batch it draws from a *new* iterator over the training data. A dataset that reshuffles
+        # on every iteration (ours) then starts each epoch one order later than a run without a
+        # strategy, so a mirrored run would not see the batches of a one-device run with the same
+        # seed. Build from zeros shaped like the data instead; no iterator is created.
+        if iterator is not None and data_batch is None and hasattr(iterator, "data_adapter"):
+            spec = iterator.data_adapter.get_tf_dataset().element_spec
+            data_batch = keras.tree.map_structure(
+                lambda s: tf.zeros([d if d is not None else 1 for d in s.shape], s.dtype), spec)
+            if not isinstance(data_batch, tuple):
+                data_batch = (data_batch,)
+            data_batch = data_batch + (None,) * (3 - len(data_batch))
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable,
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                **{arg: getattr(self, arg) for arg in self.HEAD_ARGS}}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        if isinstance(config["backbone"], dict):
+            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def read_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, **overrides):
+        """The backbone of a checkpoint with its weights loaded, the head's (key, weight, bias) if
+        the checkpoint has one (else None), the head fields of its config.json and its name.
+
+        The head's weights are taken out before the encoder is loaded, so they are not reported as
+        unused keys; the checkpoint is read once.
+        """
+        from tfbert.checkpoints import assign_state, read_checkpoint, resolve
+
+        directory = resolve(path_or_preset)
+        config, state, source = read_checkpoint(directory, **overrides)
+        head = None
+        for weight_key, bias_key in cls.HEAD_KEYS:
+            if weight_key in state and bias_key in state:
+                head = (weight_key, state.pop(weight_key), state.pop(bias_key))
+                break
+        backbone = BertBackbone(config, dtype=dtype)
+        assign_state(backbone, state, source)
+        return backbone, head, read_head_fields(directory), source
+
+    def load_linear_head(self, head, head_fields: dict, source: str, label_names: Sequence[str] | None,
+                         what: str) -> bool:
+        """Assigns a checkpoint's linear head when its shape fits (rows reordered to `label_names`
+        when the checkpoint names the same labels in another order); otherwise warns, naming both
+        shapes, and keeps the random head. Returns whether it loaded."""
+        units = self.output_dense.units
+        if head is None:
+            logger.info("%s: no %s head in the checkpoint; the %d-output head starts from random weights",
+                        source, what, units)
+            return False
+        weight_key, weight, bias = head
+        expected = (units, self.backbone.config.hidden_size)
+        if tuple(weight.shape) != expected or tuple(bias.shape) != (units,):
+            logger.warning("%s: the checkpoint's %s head '%s' has shape %s (bias %s) but this model needs %s; "
+                           "the head was not loaded and starts from random weights", source, what, weight_key,
+                           tuple(weight.shape), tuple(bias.shape), expected)
+            return False
+        order = head_order(head_fields.get("id2label"), label_names, source)
+        if order is not None:
+            weight, bias = np.asarray(weight)[order], np.asarray(bias)[order]
+        self.output_dense.kernel.assign(np.asarray(weight, np.float32).T)
+        self.output_dense.bias.assign(np.asarray(bias, np.float32))
+        logger.info("%s: loaded the %s head '%s' %s", source, what, weight_key, tuple(weight.shape))
+        return True
+
+    def write_pretrained(self, directory: str | os.PathLike, head_state: dict[str, np.ndarray],
+                         hf_fields: dict[str, Any], vocab_file: str | None = None) -> None:
+        """Writes a transformers directory: the encoder as `bert.*`, `head_state` beside it, and
+        config.json with the backbone's fields updated by `hf_fields` (architectures, labels...)."""
+        from tfbert.checkpoints import backbone_state, huggingface
+
+        directory = os.fspath(directory)
+        state = {f"bert.{key}": value for key, value in backbone_state(self.backbone).items()}
+        state.update(head_state)
+        huggingface.write_directory(directory, self.backbone.config, state, vocab_file=vocab_file)
+        hf_config = self.backbone.config.to_hf_dict()
+        hf_config.update(hf_fields)
+        fileio.write_json(os.path.join(directory, "config.json"), hf_config, sort_keys=True)
+
+    def linear_head_state(self, prefix: str = "classifier") -> dict[str, np.ndarray]:
+        dense = self.output_dense
+        return {f"{prefix}.weight": np.ascontiguousarray(np.asarray(dense.kernel.numpy(), np.float32).T),
+                f"{prefix}.bias": np.asarray(dense.bias.numpy(), np.float32)}
+
+
+def label_fields(label_names: Sequence[str]) -> dict[str, Any]:
+    """transformers' `num_labels`, `id2label` and `label2id` for a head's labels, in output order."""
+    return {"num_labels": len(label_names), "id2label": {str(i): name for i, name in enumerate(label_names)},
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def head_order(id2label: dict | None, label_names: Sequence[str] | None, source: str) -> list[int] | None:
+    """Row order that makes a checkpoint head's labels line up with `label_names`, or None to keep it."""
+    if not id2label or not label_names:
+        return None
+    names = [id2label.get(str(i), id2label.get(i)) for i in range(len(label_names))]
+    if names == list(label_names) or all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+        return None
+    if sorted(map(str, names)) == sorted(label_names):
+        logger.info("%s: the head's classes %s are reordered to the data's %s", source, names, list(label_names))
+        return [names.index(name) for name in label_names]
+    logger.warning("%s: the checkpoint's head was trained for the classes %s, but this model's are %s; "
+                   "its logits start out meaning the checkpoint's classes", source, names, list(label_names))
+    return None
+
+
+def read_head_fields(directory: str) -> dict:
+    """`classifier_dropout`, `problem_type` and `id2label` from a HF config.json, if any."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)  # read_checkpoint has already parsed it, so it is valid JSON
+    return {key: data[key] for key in ("classifier_dropout", "problem_type", "id2label") if data.get(key) is not None}
