@@ -1,0 +1,101 @@
+"""BertTokenClassifier: parity with transformers' BertForTokenClassification both ways (logits and
+loss over the -100-masked labels), head loading rules, and the shared task-head checks."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from task_harness import TINY, make_inputs, run_standard_checks, tiny_config
+from tfbert import BertBackbone
+from tfbert.tasks import BertTokenClassifier
+from tfbert.tasks.token_classifier import IGNORE_LABEL
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def token_labels(batch, seq, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(TAGS), size=(batch, seq))
+    labels[:, 0] = IGNORE_LABEL  # [CLS]
+    labels[:, -2:] = IGNORE_LABEL  # later sub-tokens / [SEP] / padding
+    return labels
+
+
+@pytest.fixture(scope="module")
+def hf_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**TINY, num_labels=len(TAGS), id2label=dict(enumerate(TAGS)),
+                                     label2id={t: i for i, t in enumerate(TAGS)})
+    model = transformers.BertForTokenClassification(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    directory = tmp_path_factory.mktemp("hf_tok")
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory, model
+
+
+def test_parity_with_transformers_both_ways(hf_checkpoint, tmp_path, caplog):
+    directory, hf_model = hf_checkpoint
+    inputs = make_inputs(batch=3, seq=9)
+    with caplog.at_level(logging.INFO, logger="tfbert"):
+        tagger = BertTokenClassifier.from_pretrained(directory, num_labels=len(TAGS), label_names=TAGS)
+    assert "loaded the token-classification head" in caplog.text and "unused" not in caplog.text
+    ours = np.asarray(tagger(inputs, training=False))
+    assert ours.shape == (3, 9, len(TAGS)) and ours.dtype == np.float32
+    labels = token_labels(3, 9)
+    with torch.no_grad():
+        hf = hf_model(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()},
+                      labels=torch.from_numpy(labels))
+    np.testing.assert_allclose(ours, hf.logits.numpy(), atol=1e-4, rtol=0)
+    # The loss skips the -100 positions exactly as transformers' CrossEntropyLoss(ignore_index=-100).
+    loss = float(tagger.default_loss()(labels, ours))
+    np.testing.assert_allclose(loss, float(hf.loss), rtol=1e-5)
+
+    tagger.save_pretrained(tmp_path, label_names=TAGS)
+    reloaded = transformers.BertForTokenClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.id2label == dict(enumerate(TAGS))
+    with torch.no_grad():
+        logits = reloaded(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}).logits.numpy()
+    np.testing.assert_allclose(logits, ours, atol=1e-4, rtol=0)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+
+
+def test_head_rows_follow_the_datas_tag_order(hf_checkpoint, caplog):
+    directory, _ = hf_checkpoint
+    inputs = make_inputs(batch=2, seq=7)
+    reference = np.asarray(BertTokenClassifier.from_pretrained(directory, num_labels=5, label_names=TAGS)(inputs))
+    shuffled = ["I-LOC", "O", "B-LOC", "I-PER", "B-PER"]
+    with caplog.at_level(logging.INFO, logger="tfbert"):
+        tagger = BertTokenClassifier.from_pretrained(directory, num_labels=5, label_names=shuffled)
+    assert "reordered" in caplog.text
+    np.testing.assert_allclose(np.asarray(tagger(inputs)), reference[..., [TAGS.index(t) for t in shuffled]],
+                               atol=1e-6)
+
+
+def test_a_sequence_classification_checkpoint_gives_a_fresh_head(tmp_path, caplog):
+    BertBackbone(tiny_config()).save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO, logger="tfbert"):
+        tagger = BertTokenClassifier.from_pretrained(tmp_path, num_labels=3)
+    assert "no token-classification head" in caplog.text
+    assert tagger.output_shape == (None, None, 3)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="num_labels must be a positive integer"):
+        BertTokenClassifier(BertBackbone(tiny_config()), num_labels=0)
+    with pytest.raises(ValueError, match="dropout"):
+        BertTokenClassifier(BertBackbone(tiny_config()), num_labels=2, dropout=1.5)
+
+
+def test_standard_checks(tmp_path):
+    run_standard_checks(
+        build_model=lambda dtype=None: BertTokenClassifier(BertBackbone(tiny_config(), dtype=dtype), num_labels=5),
+        make_labels=lambda batch, seq: token_labels(batch, seq),
+        expected_output_shape=lambda batch, seq: (batch, seq, 5),
+        tmp_path=tmp_path)
