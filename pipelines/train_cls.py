@@ -12,7 +12,7 @@ import logging
 import sys
 
 from tfbert.errors import USER_ERRORS
-from tfbert.training.classification import train_classifier
+from tfbert.training.runner import train
 from tfbert.training.run_config import ClassifierRunConfig
 
 
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = ClassifierRunConfig.from_args(argv, description=__doc__)
     try:
-        train_classifier(config)
+        train(config)
     except USER_ERRORS as e:  # bad data, config, checkpoint or vocabulary: the message says where
         print(f"train_cls.py: error: {e}", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """Hyperparameter search over train_cls runs with KerasTuner: search space, hypermodel, tuner, runner.
 
 A trial is a `train_cls.py` run whose recipe values (learning rate, batch size, epochs, ...) come
-from the tuner: `BertHyperModel.build` calls `classification.start_run` (seed, datasets, compiled
-`BertClassifier`) and `BertHyperModel.fit` calls `classification.fit_and_evaluate` (the train_cls
+from the tuner: `BertHyperModel.build` calls `runner.start_run` (seed, datasets, compiled
+`BertClassifier`) and `BertHyperModel.fit` calls `runner.fit_and_evaluate` (the train_cls
 callbacks, best-epoch checkpoint, exact validation metrics). The data and the tokenizer are
 loaded once per search and shared by the trials.
 
@@ -43,7 +43,8 @@ from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
 from tfbert.errors import TfbertError
-from tfbert.training import classification, distribution
+from tfbert.tasks import task_for
+from tfbert.training import distribution, runner
 from tfbert.training.run_config import ClassifierRunConfig, read_yaml_mapping, without_placement
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -346,26 +347,20 @@ def load_search_space(path: str | None = None) -> dict[str, ParamSpec]:
 # Objective
 
 
-def validation_metric_names(task: str) -> list[str]:
-    """The `val_*` metrics a run of `task` reports each epoch, plus `val_loss`."""
-    labels, outputs = {
-        "classification": (np.array([0, 1, 1]), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])),
-        "multi_label": (np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
-                        np.array([[1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]])),
-        "regression": (np.array([0.0, 1.0, 2.0]), np.array([[0.0], [1.5], [2.0]])),
-    }[task]
-    computed = classification.compute_metrics(task, 2)(labels, outputs)
-    return sorted({f"val_{k}" for k, v in computed.items() if np.isscalar(v)} | {"val_loss"})
+def validation_metric_names(config) -> list[str]:
+    """The `val_*` metrics a run of the config's task reports each epoch, plus `val_loss`."""
+    task = task_for(config)
+    return sorted({f"val_{name}" for name in task.metric_names(config)} | {"val_loss"})
 
 
 def resolved_objective(config: TuneRunConfig) -> keras_tuner.Objective:
     """`keras_tuner.Objective(name, direction)` of `--objective` (default: train_cls' best metric)."""
-    name = config.objective or config.metric_for_best or classification.DEFAULT_BEST_METRIC[config.task]
-    known = validation_metric_names(config.task)
+    name = config.objective or runner.best_metric_of(config)
+    known = validation_metric_names(config)
     if name not in known:
         raise ValueError(f"--objective {name}: not a validation metric of a {config.task} run; "
                          f"choose one of {', '.join(known)}")
-    return keras_tuner.Objective(name, direction=classification.metric_direction(name))
+    return keras_tuner.Objective(name, direction=runner.metric_direction(name))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,7 +525,7 @@ class BertHyperModel(keras_tuner.HyperModel):
     Args:
         config: the search's flags (data, model, fixed recipe values).
         search_space: `load_search_space(...)`.
-        prepared: the data and tokenizer; loaded on first use (`classification.prepare`) if None.
+        prepared: the data and tokenizer; loaded on first use (`runner.prepare`) if None.
 
     Example:
         space = load_search_space("space.yaml")
@@ -541,7 +536,7 @@ class BertHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, config: TuneRunConfig, search_space: dict[str, ParamSpec],
-                 prepared: classification.PreparedData | None = None):
+                 prepared: runner.PreparedData | None = None):
         super().__init__(name="bert_classifier", tunable=True)
         self.config = config
         self.search_space = search_space
@@ -551,9 +546,9 @@ class BertHyperModel(keras_tuner.HyperModel):
         self.run_overrides: dict[str, Any] = {}
 
     @property
-    def prepared(self) -> classification.PreparedData:
+    def prepared(self) -> runner.PreparedData:
         if self._prepared is None:
-            self._prepared = classification.prepare(self.config.base_run_config())
+            self._prepared = runner.prepare(self.config.base_run_config())
         return self._prepared
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
@@ -582,7 +577,7 @@ class BertHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         self.declare_hyperparameters(hp)
         config = self.run_config(hp)
-        inputs = classification.start_run(config, self.prepared)
+        inputs = runner.start_run(config, self.prepared)
         self._built = (config, inputs)
         return inputs.model
 
@@ -592,7 +587,7 @@ class BertHyperModel(keras_tuner.HyperModel):
             raise ValueError("BertHyperModel.fit: pass the model that BertHyperModel.build returned")
         config, inputs = self._built
         self._built = None
-        summary = classification.fit_and_evaluate(
+        summary = runner.fit_and_evaluate(
             config, self.prepared, inputs, best_weights=best_weights,
             extra_callbacks=(FailOnNaN(), *(callbacks or ())), write_exports=False, evaluate_test=False)
         return trial_metrics(summary)
@@ -859,7 +854,7 @@ def write_search_summary(log_dir: str, space: dict[str, ParamSpec], objective: k
         else:
             domain = hparams_api.Discrete(list(spec.values))
         hparams.append(hparams_api.HParam(spec.name, domain))
-    names = [objective.name] + [m for m in validation_metric_names(config.task)
+    names = [objective.name] + [m for m in validation_metric_names(config)
                                 if m not in (objective.name, "val_loss")]
     metrics = [hparams_api.Metric(name, display_name=name) for name in names]
     metrics += [hparams_api.Metric(name, display_name=name) for name in ("optimizer_steps", "seconds")]
@@ -1056,7 +1051,7 @@ def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> 
             os.remove(os.path.join(output_dir, name))
 
 
-def run_search(config: TuneRunConfig, prepared: classification.PreparedData | None = None) -> dict:
+def run_search(config: TuneRunConfig, prepared: runner.PreparedData | None = None) -> dict:
     """Runs (or resumes) the search `config` describes; see the module docstring for its outputs.
 
     In one process it runs every trial. With `role="chief"` it serves the oracle to workers and
@@ -1181,7 +1176,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         mode = "retrain"
     if mode == "retrain":
         print(f"best model: retraining with the best values into {export_dir}", flush=True)
-        summary = classification.fit_and_evaluate(export_config, hypermodel.prepared, classification.start_run(
+        summary = runner.fit_and_evaluate(export_config, hypermodel.prepared, runner.start_run(
             export_config, hypermodel.prepared))
     else:
         print(f"best model: exporting the weights of trial {best.trial_id} into {export_dir}", flush=True)
@@ -1199,7 +1194,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
             trial_summary = json.load(f)
         facts = {k: trial_summary[k] for k in ("best_metric", "steps_per_epoch", "resumed_from_epoch", "epochs_run",
                                                 "optimizer_steps", "examples_per_second")}
-        summary = classification.finish_run(model, export_config, hypermodel.prepared, facts)
+        summary = runner.finish_run(model, export_config, hypermodel.prepared, facts)
     summary.update(best_trial=best.trial_id, export=config.export)
     fileio.write_json(marker, summary, default=float)
     print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import write_sentiment_csv
 from tfbert.data.readers import DataError
-from tfbert.training.classification import train_classifier
+from tfbert.training.runner import train as train_classifier
 from tfbert.training.run_config import ClassifierRunConfig
 
 
@@ -23,9 +23,9 @@ def _config(tmp_path, model_dir, **overrides):
 def _fit(config):
     """A train_cls run without its exports (config.yaml, model.keras, hf_model/, saved_model/), which
     the first test checks once; the other runs only need the training and the metrics."""
-    from tfbert.training import classification
+    from tfbert.training import runner
 
-    return classification.fit_and_evaluate(config, classification.prepare(config), write_exports=False)
+    return runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
 
 
 def _scalars(log_dir):
@@ -175,12 +175,14 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
         tmp_path, tiny_model_dir, train_file=train, epochs=2, mixed_precision="mixed_bfloat16", jit_compile=True,
         gradient_accumulation_steps=2, layerwise_lr_decay=0.8, padding="max_length"))
     assert summary["optimizer_steps"] == 2 * summary["steps_per_epoch"] // 2
-    from tfbert.training.classification import build_model, seed_everything
+    from tfbert.tasks.classification import ClassificationData, ClassificationTask
     from tfbert.training.run_config import ClassifierRunConfig as Config
+    from tfbert.training.runner import build_model, seed_everything
 
     config = Config(model=tiny_model_dir, jit_compile=True)
     seed_everything(config)
-    assert build_model(config, 2, 10).jit_compile  # Keras drops XLA while op determinism is on
+    data = ClassificationData(None, None, None, ["neg", "pos"], "", label_vocab=[0, 1])
+    assert build_model(config, ClassificationTask(), data, 10).jit_compile  # Keras drops XLA while op determinism is on
     assert np.isfinite(summary["validation"]["accuracy"])
     # the export of a bfloat16 model is a float32 graph that still gives the same labels
     from tfbert.serving_client import LocalPredictor
@@ -194,7 +196,7 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
 
     import keras
 
-    from tfbert.training import classification
+    from tfbert.training import runner
 
     class Interrupt(Exception):
         pass
@@ -207,15 +209,15 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
     train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=4)
     # so small a learning rate that epoch 2 scores exactly what epoch 1 did: not an improvement
     config = _config(tmp_path, tiny_model_dir, train_file=train, learning_rate=1e-9)
-    prepared = classification.prepare(config)
+    prepared = runner.prepare(config)
     with pytest.raises(Interrupt):
-        classification.fit_and_evaluate(config, prepared, extra_callbacks=(StopInEpoch2(),), write_exports=False)
+        runner.fit_and_evaluate(config, prepared, extra_callbacks=(StopInEpoch2(),), write_exports=False)
     run = tmp_path / "run"
     record = json.loads((run / "backup" / "best_value.json").read_text())
     assert record["monitor"] == "val_accuracy" and record["epoch"] == 1
     best_after_epoch_1 = hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest()
 
-    summary = classification.fit_and_evaluate(config, prepared, write_exports=False)
+    summary = runner.fit_and_evaluate(config, prepared, write_exports=False)
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 1
     # a fresh ModelCheckpoint would have taken epoch 2 as the best (its optimizer state differs)
     assert hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest() == best_after_epoch_1

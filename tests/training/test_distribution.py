@@ -101,7 +101,7 @@ def test_run_config_flags_and_their_errors(tmp_path, capsys):
 
 
 def test_an_interrupted_run_resumes_on_other_devices(tmp_path):
-    from tfbert.training.classification import check_backup_matches
+    from tfbert.training.runner import check_backup_matches
 
     backup = str(tmp_path / "backup")
     check_backup_matches(backup, ClassifierRunConfig(strategy="default"))

@@ -159,26 +159,71 @@ def make_dataset(
     if cache:
         dataset = dataset.cache()
 
+    padding_values = {"input_ids": tf.constant(tokenizer.pad_id, tf.int32),
+                      "token_type_ids": tf.constant(0, tf.int32),
+                      "attention_mask": tf.constant(0, tf.int32)}
+    if labels is not None:
+        padding_values = (padding_values, tf.zeros([], labels.dtype))
+    return batch_sequences(dataset, len(examples), padding_values, batch_size=batch_size,
+                           max_seq_length=max_seq_length, shuffle=shuffle, seed=seed, padding=padding,
+                           bucket_boundaries=boundaries, drop_remainder=drop_remainder, repeat=repeat)
+
+
+def batch_sequences(
+    dataset: tf.data.Dataset,
+    num_examples: int,
+    padding_values,
+    *,
+    batch_size: int,
+    max_seq_length: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    padding: str = "bucket",
+    bucket_boundaries: list[int] | None = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    lengths: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """Shuffles and batches a dataset of unpadded examples: the second half of `make_dataset`, for
+    any task's features.
+
+    Args:
+        dataset: elements `features` or `(features, labels)` (any nesting), each example's tensors
+            unpadded; `features["input_ids"]` is the [length] sequence that decides the bucket. Every
+            tensor whose first dimension is unknown is a per-token sequence, padded to the batch's
+            longest (or to `max_seq_length` under "max_length"); the others (class ids, multi-hot
+            vectors) are stacked as they are.
+        num_examples: the number of elements (the shuffle buffer holds them all).
+        padding_values: the structure of an element, with the value each tensor is padded with
+            (e.g. `tokenizer.pad_id` for input_ids, -100 for token labels).
+        lengths: the sequence lengths, if known; else counted in one pass (which fills a cache).
+        The rest: as in `make_dataset`.
+
+    Returns:
+        The batched dataset; unless `repeat`, its cardinality is the exact number of batches.
+    """
+    boundaries = _resolve_boundaries(bucket_boundaries, max_seq_length) if padding == "bucket" else []
     num_batches = None
     if padding == "bucket":
         if not repeat:
             # One pass over the (cached) tokens counts the batches that bucketing will yield.
-            lengths = _lengths_of(dataset)
+            lengths = _lengths_of(dataset) if lengths is None else lengths
             num_batches = _count_bucket_batches(lengths, boundaries, batch_size, drop_remainder)
     else:
-        num_batches = len(examples) // batch_size if drop_remainder else math.ceil(len(examples) / batch_size)
+        num_batches = num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
 
     if shuffle:
-        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
 
-    padding_values = {"input_ids": tf.constant(tokenizer.pad_id, tf.int32),
-                      "token_type_ids": tf.constant(0, tf.int32),
-                      "attention_mask": tf.constant(0, tf.int32)}
-    padded_shapes = {name: [max_seq_length if padding == "max_length" else None] for name in FEATURE_NAMES}
-    if labels is not None:
-        padding_values = (padding_values, tf.zeros([], labels.dtype))
-        padded_shapes = (padded_shapes, list(labels.shape[1:]))
+    def padded_shape(spec):
+        shape = spec.shape.as_list()
+        if shape and shape[0] is None:
+            return [max_seq_length if padding == "max_length" else None] + shape[1:]
+        return shape
 
+    padded_shapes = tf.nest.map_structure(padded_shape, dataset.element_spec)
+    padding_values = tf.nest.map_structure(lambda value, spec: tf.cast(value, spec.dtype), padding_values,
+                                           dataset.element_spec)
     if padding == "bucket":
         dataset = _bucket(dataset, boundaries, batch_size, padded_shapes, padding_values, drop_remainder)
     else:

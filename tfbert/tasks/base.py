@@ -13,6 +13,7 @@ outputs. The base holds what no head should write again:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -208,3 +209,113 @@ def read_head_fields(directory: str) -> dict:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)  # read_checkpoint has already parsed it, so it is valid JSON
     return {key: data[key] for key in ("classifier_dropout", "problem_type", "id2label") if data.get(key) is not None}
+
+
+# ---- predictions ---------------------------------------------------------------------------
+
+
+def predict_batches(model: keras.Model, dataset: tf.data.Dataset):
+    """Yields (features, labels, outputs) per batch of a (features, labels) dataset, numpy, with
+    one traced prediction function per model."""
+    predict = getattr(model, "_tfbert_predict_fn", None)
+    if predict is None:
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._tfbert_predict_fn = predict
+    for features, labels in dataset:
+        yield features, np.asarray(labels), keras.tree.map_structure(np.asarray, predict(features))
+
+
+def predict_with_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Runs the model over a (features, labels) dataset; returns aligned (labels, outputs)."""
+    labels, outputs = [], []
+    for _, y, out in predict_batches(model, dataset):
+        labels.append(y)
+        outputs.append(out)
+    return np.concatenate(labels), np.concatenate(outputs)
+
+
+# ---- the task contract -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task's examples, read and checked before any training starts.
+
+    Attributes:
+        train / validation / test: the splits, in the task's own example type (anything with
+            `len()`); `test` may be None.
+        label_names: the task's labels in output order (None for regression).
+        description: where the data came from, for the run log and metrics.json.
+    """
+
+    train: Any
+    validation: Any
+    test: Any | None
+    label_names: list[str] | None
+    description: str
+
+    def split(self, name: str):
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+
+class Task:
+    """What a task supplies to the one runner (`tfbert.training.runner`); everything else (seeding,
+    strategy, optimizer, fit with resume, best epoch, early stopping, TensorBoard, run directory,
+    metrics.json, config.yaml, HF export, SavedModel export) is the runner's.
+
+    A subclass is stateless: the runner passes the run config (the task's own `RunConfig`
+    subclass), the `TaskData` and the tokenizer to each method.
+    """
+
+    name: str = ""
+
+    def load_data(self, config) -> TaskData:
+        """Reads every split the config names and checks them all before training starts.
+
+        Raises:
+            tfbert.data.readers.DataError: naming the file and line of the first bad row.
+        """
+        raise NotImplementedError
+
+    def make_dataset(self, data: TaskData, split: str, tokenizer, config, training: bool):
+        """The batched `(features, labels)` `tf.data.Dataset` of a split; shuffled when `training`."""
+        raise NotImplementedError
+
+    def truncation_report(self, data: TaskData, tokenizer, max_seq_length: int) -> dict:
+        """How many training examples `max_seq_length` cuts (see `tfbert.data.pipeline`)."""
+        raise NotImplementedError
+
+    def build_model(self, config, data: TaskData, dtype) -> keras.Model:
+        """The task model from `config.model`, with its head sized for `data` (called under the
+        run's strategy scope)."""
+        raise NotImplementedError
+
+    def loss(self, model):
+        return model.default_loss()
+
+    def train_metrics(self, config) -> list:
+        """Keras metrics shown in the progress bar while training (cheap, per batch)."""
+        return []
+
+    def metric_names(self, config) -> list[str]:
+        """The scalar metrics `evaluate` returns (without the `val_` prefix)."""
+        raise NotImplementedError
+
+    def default_best_metric(self, config) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, model, dataset, data: TaskData, config, with_loss: bool = False) -> dict:
+        """Metrics over a whole split from the model's predictions: scalars (logged and used for the
+        best epoch) and, optionally, reports (lists, dicts, text) that go to metrics.json."""
+        raise NotImplementedError
+
+    def save_pretrained(self, model, directory: str, data: TaskData) -> None:
+        """Writes the transformers-format model (config.json with the labels, safetensors)."""
+        model.save_pretrained(directory, label_names=data.label_names)
+
+    def write_extras(self, model, data: TaskData, config, results: dict, output_dir: str, log_dir: str) -> None:
+        """Task-specific files and TensorBoard summaries (label lists, confusion matrices...)."""
+
+    def export(self, model, tokenizer, data: TaskData, config, base_dir: str) -> str:
+        """Writes the task's SavedModel for TF Serving; returns the version directory."""
+        raise NotImplementedError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from typing import Callable
@@ -13,47 +12,31 @@ import tensorflow as tf
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    """Computes exact metrics on the whole validation set after each epoch.
+    """Computes exact metrics on the whole validation split after each epoch.
 
-    Keras' streaming metrics cannot give macro-F1 or MCC; this runs `predict` once per epoch
-    and adds `val_<name>` entries to the epoch logs, so `EarlyStopping`, `ModelCheckpoint`
-    and `TensorBoard` (placed after this callback) all see them.
+    Keras' streaming metrics cannot give macro-F1, MCC or entity-level F1; this calls the task's
+    evaluation once per epoch and adds `val_<name>` entries to the epoch logs, so `EarlyStopping`,
+    `ModelCheckpoint` and `TensorBoard` (placed after this callback) all see them.
 
     Args:
-        dataset: the validation `tf.data.Dataset` of (features, labels).
-        compute: `fn(labels, outputs) -> dict[str, float]`.
+        evaluate: `fn(model) -> dict` of the split's metrics; entries that are not numbers (reports) are
+            not logged.
         prefix: key prefix in the logs.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, compute: Callable[[np.ndarray, np.ndarray], dict],
-                 prefix: str = "val_"):
+    def __init__(self, evaluate: Callable[[keras.Model], dict], prefix: str = "val_"):
         super().__init__()
-        self.dataset = dataset
-        self.compute = compute
+        self.evaluate = evaluate
         self.prefix = prefix
         self.last: dict[str, float] = {}
 
     def on_epoch_end(self, epoch, logs=None):
-        labels, outputs = predict_with_labels(self.model, self.dataset)
-        self.last = {f"{self.prefix}{k}": float(v) for k, v in self.compute(labels, outputs).items()
-                     if np.isscalar(v)}
+        self.last = {f"{self.prefix}{k}": float(v) for k, v in self.evaluate(self.model).items()
+                     if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
         if logs is not None:
             logs.update(self.last)
         shown = "  ".join(f"{k}={v:.4f}" for k, v in self.last.items())
         print(f"\nepoch {epoch + 1} validation: {shown}", flush=True)
-
-
-def predict_with_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Runs the model over a (features, labels) dataset; returns aligned (labels, outputs)."""
-    labels, outputs = [], []
-    predict = getattr(model, "_tfbert_predict_fn", None)
-    if predict is None:
-        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model._tfbert_predict_fn = predict
-    for features, y in dataset:
-        outputs.append(np.asarray(predict(features)))
-        labels.append(np.asarray(y))
-    return np.concatenate(labels), np.concatenate(outputs)
 
 
 class TrainingLogger(keras.callbacks.Callback):
@@ -146,28 +129,3 @@ def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: di
         for key, value in (metrics or {}).items():
             tf.summary.scalar(key, value)
     writer.close()
-
-
-def confusion_matrix_image(matrix: np.ndarray, labels: list[str]) -> tf.Tensor:
-    """A [1, h, w, 4] PNG-decoded image of a confusion matrix, for `tf.summary.image`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    size = max(4.0, 0.6 * len(labels) + 2)
-    fig = Figure(figsize=(size, size))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return tf.expand_dims(tf.image.decode_png(buffer.getvalue(), channels=4), 0)

