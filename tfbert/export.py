@@ -94,8 +94,16 @@ def float32_copy(model: keras.Model) -> keras.Model:
 def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: str, version: int | None = None, *,
                        label_names: list[str] | None = None, task: str = "classification",
                        text_pair: bool = False, max_seq_length: int | None = None, threshold: float = 0.5,
-                       warmup_texts: list[str] | None = None, overwrite: bool = False) -> str:
+                       warmup_texts: list[str] | None = None, overwrite: bool = False,
+                       signatures=None, metadata: dict | None = None) -> str:
     """Writes a versioned SavedModel for TF Serving and returns its directory.
+
+    The signatures are a task's: `signatures(archive, model, tokenizer, max_seq_length)` adds its
+    endpoints to a `keras.export.ExportArchive` (the model given is the float32 serving copy), and
+    `metadata` (the task's name, labels, ...) goes to `assets.extra/tfbert_export.json` beside the
+    tokenizer's config. Without `signatures`, the text classification signatures are written
+    (`serving_default` raw text -> label/probabilities, `encoded`, `classify`/`regress`) from
+    `task`, `label_names`, `text_pair` and `threshold`.
 
     Args:
         model: a task model taking the backbone's input dict (e.g. `BertClassifier`).
@@ -131,13 +139,23 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         raise ExportError(f"{base_dir}: max_seq_length {max_seq_length} exceeds the model's "
                           f"max_position_embeddings ({max_positions})")
     num_outputs = int(model.outputs[0].shape[-1])
-    if task in ("classification", "multi_label"):
+    if signatures is None and task in ("classification", "multi_label"):
         label_names = list(label_names) if label_names else [str(i) for i in range(num_outputs)]
         if len(label_names) != num_outputs:
             raise ExportError(f"{base_dir}: {len(label_names)} label names for a model with {num_outputs} outputs")
 
     serving_model = float32_copy(model)
-    archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length, threshold)
+    if signatures is None:
+        archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length, threshold)
+        metadata = {"task": task, "labels": label_names, "text_pair": text_pair, "threshold": threshold}
+    else:
+        archive = keras.export.ExportArchive()
+        archive.track(serving_model)
+        archive.track(tokenizer.vocab_table)
+        signatures(archive, serving_model, tokenizer, max_seq_length)
+        metadata = dict(metadata or {})
+        label_names = metadata.get("labels")
+        text_pair = False
     # A hidden sibling of the versions: TF Serving only loads numeric folder names.
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
@@ -150,9 +168,8 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         os.makedirs(extra, exist_ok=True)
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_texts or DEFAULT_WARMUP_TEXTS, text_pair)
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump({"task": task, "labels": label_names, "text_pair": text_pair,
-                       "max_seq_length": max_seq_length, "threshold": threshold,
-                       "tokenizer": tokenizer.get_config()}, f, indent=2, ensure_ascii=False)
+            json.dump({**metadata, "max_seq_length": max_seq_length, "tokenizer": tokenizer.get_config()}, f,
+                      indent=2, ensure_ascii=False)
         _replace_dir(tmp_dir, final_dir, overwrite)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -304,9 +304,12 @@ class Task:
     def default_best_metric(self, config) -> str:
         raise NotImplementedError
 
-    def evaluate(self, model, dataset, data: TaskData, config, with_loss: bool = False) -> dict:
-        """Metrics over a whole split from the model's predictions: scalars (logged and used for the
-        best epoch) and, optionally, reports (lists, dicts, text) that go to metrics.json."""
+    def evaluate(self, model, dataset, data: TaskData, split: str, tokenizer, config,
+                 with_loss: bool = False) -> dict:
+        """Metrics over a whole split from the model's predictions on `dataset` (the split's
+        `make_dataset(..., training=False)`): numbers (logged, and used for the best epoch) and,
+        optionally, reports (lists, dicts, text) that go to metrics.json. With `with_loss`, also
+        the split's "loss"."""
         raise NotImplementedError
 
     def save_pretrained(self, model, directory: str, data: TaskData) -> None:

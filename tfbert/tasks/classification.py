@@ -160,7 +160,8 @@ class ClassificationTask(Task):
     def default_best_metric(self, config) -> str:
         return DEFAULT_BEST_METRIC[config.task]
 
-    def evaluate(self, model, dataset, data: ClassificationData, config, with_loss: bool = False) -> dict:
+    def evaluate(self, model, dataset, data: ClassificationData, split: str, tokenizer, config,
+                 with_loss: bool = False) -> dict:
         labels, outputs = predict_with_labels(model, dataset)
         num_classes = self.num_classes(config, data)
         compute = compute_metrics(config.task, num_classes, config.threshold,

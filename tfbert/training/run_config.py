@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 TASKS = ("classification", "multi_label", "regression")
+TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")  # see tfbert.training.distribution
@@ -209,6 +210,31 @@ class ClassifierRunConfig(RunConfig):
     def validate(self, source: str = "run config") -> None:
         if self.task not in TASKS:
             self.fail(source, "task", " | ".join(TASKS), self.task)
+        super().validate(source)
+
+
+@dataclasses.dataclass
+class TokenClassifierRunConfig(RunConfig):
+    """Everything a `train_ner.py` run needs; `config.yaml` in the output dir reproduces it.
+
+    With no data arguments it fine-tunes on WNUT-17 (emerging entities, shipped with tfbert).
+    """
+
+    TASK: typing.ClassVar[str] = "token_classification"
+    RUN_PREFIX: typing.ClassVar[str] = "ner"
+    DEFAULT_DATA_NAME: typing.ClassVar[str] = "wnut17"
+
+    epochs: int = 3
+    token_column: int = dataclasses.field(default=0, metadata={"help": "CoNLL column of the token (0-based)"})
+    tag_column: int = dataclasses.field(default=-1, metadata={"help": "CoNLL column of the tag (-1: the last)"})
+    tag_scheme: str = dataclasses.field(default="auto", metadata={
+        "help": "tag scheme of the files, converted to IOB2 for training", "choices": TAG_SCHEMES})
+    label_all_subtokens: bool = dataclasses.field(default=False, metadata={
+        "help": "label every sub-token of a word, not only its first (B- becomes I- after the first)"})
+
+    def validate(self, source: str = "run config") -> None:
+        if self.tag_scheme not in TAG_SCHEMES:
+            self.fail(source, "tag_scheme", " | ".join(TAG_SCHEMES), self.tag_scheme)
         super().validate(source)
 
 

@@ -243,7 +243,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
     validation = cbs.ValidationMetrics(
-        lambda m: task.evaluate(m, inputs.validation, prepared.data, config, with_loss=with_loss))
+        lambda m: task.evaluate(m, inputs.validation, prepared.data, "validation", prepared.tokenizer, config,
+                                with_loss=with_loss))
     training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
     best_record = os.path.join(backup_dir, "best_value.json")
     best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
@@ -296,9 +297,11 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     os.makedirs(output_dir, exist_ok=True)
     data, task = prepared.data, prepared.task
     validation_dataset = validation_dataset or prepared.dataset("validation", config)
-    results = {"validation": task.evaluate(model, validation_dataset, data, config, with_loss=with_loss)}
+    results = {"validation": task.evaluate(model, validation_dataset, data, "validation", prepared.tokenizer, config,
+                                           with_loss=with_loss)}
     if data.test is not None and evaluate_test:
-        results["test"] = task.evaluate(model, prepared.dataset("test", config), data, config, with_loss=with_loss)
+        results["test"] = task.evaluate(model, prepared.dataset("test", config), data, "test", prepared.tokenizer,
+                                        config, with_loss=with_loss)
     for split, split_metrics in results.items():
         shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
         print(f"{split}: {shown}", flush=True)

@@ -1,0 +1,80 @@
+"""The NER task's features: labels aligned to sub-tokens exactly as transformers' run_ner.py aligns
+them (first sub-token, or every sub-token with B- -> I-), truncation, batching with -100 padding."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tfbert.data.conll import TaggedSentences
+from tfbert.data.readers import DataError
+from tfbert.tasks.token_classification import IGNORE_LABEL, encode_sentences, features_dataset
+from tfbert.text import BertTokenizer
+
+transformers = pytest.importorskip("transformers")
+
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+SENTENCES = TaggedSentences(
+    words=[["hello", "world", "playing", "unable"], ["Héllo", "xyzzy", "foo", "bar"], ["good"],
+           ["the", "movie", "was", "unplayable", "in", "the", "world"]],
+    tags=[["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "I-PER", "O", "B-LOC"], ["O"],
+          ["O", "O", "O", "B-LOC", "O", "O", "B-PER"]],
+    sources=[f"s.conll:{i}" for i in range(4)])
+
+
+def reference_labels(hf, words, tags, max_length, label_all):
+    """transformers' examples/pytorch/token-classification/run_ner.py tokenize_and_align_labels."""
+    tag_ids = {t: i for i, t in enumerate(TAGS)}
+    b_to_i = {i: tag_ids.get("I-" + t[2:], i) if t.startswith("B-") else i for t, i in tag_ids.items()}
+    encoding = hf(words, is_split_into_words=True, truncation=True, max_length=max_length)
+    labels, previous = [], None
+    for word in encoding.word_ids():
+        if word is None:
+            labels.append(-100)
+        elif word != previous:
+            labels.append(tag_ids[tags[word]])
+        else:
+            labels.append(b_to_i[tag_ids[tags[word]]] if label_all else -100)
+        previous = word
+    return encoding["input_ids"], labels
+
+
+@pytest.mark.parametrize("max_length", [32, 6])
+@pytest.mark.parametrize("label_all", [False, True])
+def test_labels_align_like_run_ner(tiny_vocab_file, max_length, label_all):
+    tokenizer = BertTokenizer(tiny_vocab_file)
+    hf = transformers.BertTokenizerFast.from_pretrained(os.path.dirname(tiny_vocab_file))
+    encoded = encode_sentences(SENTENCES, tokenizer, max_length, {t: i for i, t in enumerate(TAGS)}, label_all)
+    for index, (words, tags) in enumerate(zip(SENTENCES.words, SENTENCES.tags)):
+        ids, labels = reference_labels(hf, words, tags, max_length, label_all)
+        assert encoded.input_ids[index].tolist() == ids
+        assert encoded.labels[index].tolist() == labels
+        # each word's first sub-token, -1 for words cut off
+        word_ids = hf(words, is_split_into_words=True, truncation=True, max_length=max_length).word_ids()
+        expected = [word_ids.index(w) if w in word_ids else -1 for w in range(len(words))]
+        assert encoded.first_tokens[index].tolist() == expected
+    assert encoded.truncated == (2 if max_length == 6 else 0)
+
+
+def test_unknown_tag_names_the_sentence(tiny_vocab_file):
+    with pytest.raises(DataError, match="s.conll:1: tag 'I-LOC' does not occur"):
+        encode_sentences(TaggedSentences([["a"], ["b"]], [["O"], ["I-LOC"]], ["s.conll:0", "s.conll:1"]),
+                         BertTokenizer(tiny_vocab_file), 16, {"O": 0, "B-LOC": 1})
+
+
+def test_batches_pad_labels_with_ignore(tiny_vocab_file):
+    from tfbert.data import pipeline
+
+    tokenizer = BertTokenizer(tiny_vocab_file)
+    encoded = encode_sentences(SENTENCES, tokenizer, 32, {t: i for i, t in enumerate(TAGS)})
+    dataset = pipeline.batch_sequences(
+        features_dataset(encoded), len(SENTENCES), ({"input_ids": tokenizer.pad_id, "token_type_ids": 0,
+                                                     "attention_mask": 0}, IGNORE_LABEL),
+        batch_size=4, max_seq_length=32, padding="batch")
+    features, labels = next(iter(dataset))
+    lengths = [len(ids) for ids in encoded.input_ids]
+    assert features["input_ids"].shape == (4, max(lengths)) and labels.shape == (4, max(lengths))
+    for row, length in enumerate(lengths):
+        assert np.all(labels[row, length:] == IGNORE_LABEL)
+        assert np.all(features["attention_mask"][row, :length] == 1)
+        assert np.all(features["attention_mask"][row, length:] == 0)

@@ -1,0 +1,291 @@
+"""Token classification (named-entity recognition) as a task on the one runner.
+
+Reads tagged sentences (CoNLL or JSON Lines, IOB1/IOB2/BIOES; WNUT-17 by default, shipped in the
+package), tokenizes the given words with the in-graph tokenizer (transformers'
+`is_split_into_words=True`) and labels the FIRST sub-token of each word with its IOB2 tag; the other
+sub-tokens, [CLS], [SEP] and padding get -100 and are skipped by the loss and the metrics, as in
+transformers' `run_ner.py` (`--label_all_subtokens` labels every sub-token instead, B- becoming I-
+after the first). A word's prediction is the tag at its first sub-token. Entity-level precision,
+recall and F1 are computed over whole sentences (`tfbert.metrics.ner_metrics`, checked against
+seqeval); words cut off by `max_seq_length` count as predicted "O", so truncation costs recall
+instead of hiding entities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfbert import datasets
+from tfbert import metrics as metric_fns
+from tfbert.data import conll, pipeline
+from tfbert.data.readers import DataError, train_validation_split
+from tfbert.tasks.base import Task, TaskData, predict_batches
+from tfbert.tasks.token_classifier import IGNORE_LABEL, BertTokenClassifier
+
+logger = logging.getLogger("tfbert")
+
+TOKENIZE_BATCH_SIZE = 256
+
+
+@dataclasses.dataclass
+class Encoded:
+    """A split's sentences as model features, in the split's order (numpy, one array per sentence).
+
+    Attributes:
+        input_ids / labels: the packed [CLS] ... [SEP] sequences and their label ids (-100 where unlabelled).
+        first_tokens: per sentence, the position of each word's first sub-token in the packed
+            sequence, -1 for a word that was cut off or that gives no token.
+        truncated: sentences with at least one word cut off.
+    """
+
+    input_ids: list[np.ndarray]
+    labels: list[np.ndarray]
+    first_tokens: list[np.ndarray]
+    truncated: int
+
+
+@dataclasses.dataclass
+class TaggedData(TaskData):
+    _encoded: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+def encode_sentences(sentences: conll.TaggedSentences, tokenizer, max_seq_length: int, tag_ids: dict[str, int],
+                     label_all_subtokens: bool = False) -> Encoded:
+    """Tokenizes the words of every sentence (in batches, in the graph) and aligns the tags.
+
+    Raises:
+        DataError: a tag that the label set does not know (e.g. a type seen only in validation),
+            naming the sentence's file and line.
+    """
+    ids_out, labels_out, first_out, truncated = [], [], [], 0
+    budget = max_seq_length - 2
+    for start in range(0, len(sentences), TOKENIZE_BATCH_SIZE):
+        words = sentences.words[start:start + TOKENIZE_BATCH_SIZE]
+        tokens = tokenizer.tokenize_words(tf.ragged.constant(words, dtype=tf.string))
+        splits = tokens.ids.row_splits.numpy()
+        flat_ids, flat_words = tokens.ids.flat_values.numpy(), tokens.word_ids.flat_values.numpy()
+        for row, sentence_words in enumerate(words):
+            index = start + row
+            ids = flat_ids[splits[row]:splits[row + 1]][:budget]
+            word_ids = flat_words[splits[row]:splits[row + 1]]
+            if len(word_ids) > budget:
+                truncated += 1
+            word_ids = word_ids[:budget]
+            first = np.full(len(sentence_words), -1, np.int32)
+            is_first = np.ones(len(word_ids), bool)
+            is_first[1:] = word_ids[1:] != word_ids[:-1]
+            first[word_ids[is_first]] = np.nonzero(is_first)[0] + 1  # +1: [CLS]
+            labels = np.full(len(ids) + 2, IGNORE_LABEL, np.int32)
+            if sentences.tags:
+                try:
+                    tags = np.array([tag_ids[tag] for tag in sentences.tags[index]], np.int32)
+                except KeyError as e:
+                    raise DataError(f"tag {e.args[0]!r} does not occur in the training data (known: "
+                                    f"{', '.join(tag_ids)})", sentences.sources[index]) from None
+                token_tags = tags[word_ids]
+                if label_all_subtokens:
+                    inside = np.array([tag_ids.get("I-" + tag[2:], tag_ids[tag]) if tag.startswith("B-") else
+                                       tag_ids[tag] for tag in sentences.tags[index]], np.int32)
+                    labels[1:-1] = np.where(is_first, token_tags, inside[word_ids])
+                else:
+                    labels[1:-1] = np.where(is_first, token_tags, IGNORE_LABEL)
+            ids_out.append(np.concatenate([[tokenizer.cls_id], ids, [tokenizer.sep_id]]).astype(np.int32))
+            labels_out.append(labels)
+            first_out.append(first)
+    return Encoded(ids_out, labels_out, first_out, truncated)
+
+
+def _ragged(rows: list[np.ndarray]) -> tf.RaggedTensor:
+    lengths = np.array([len(row) for row in rows], np.int64)
+    flat = np.concatenate(rows) if rows else np.zeros([0], np.int32)
+    return tf.RaggedTensor.from_row_lengths(flat, lengths)
+
+
+def features_dataset(encoded: Encoded, order: np.ndarray | None = None) -> tf.data.Dataset:
+    """Unpadded (features, labels) per sentence, in `order` (default: the split's order)."""
+    order = np.arange(len(encoded.input_ids)) if order is None else order
+    ids = _ragged([encoded.input_ids[i] for i in order])
+    labels = _ragged([encoded.labels[i] for i in order])
+
+    def features(input_ids, label_ids):
+        ones = tf.ones_like(input_ids)
+        return {"input_ids": input_ids, "token_type_ids": tf.zeros_like(input_ids), "attention_mask": ones}, label_ids
+
+    # Slices of a ragged tensor are ragged specs; inside `map` they are plain 1-D tensors.
+    return tf.data.Dataset.from_tensor_slices((ids, labels)).map(features)
+
+
+class MaskedTokenAccuracy(keras.metrics.Mean):
+    """Accuracy over the labelled tokens only (labels != -100): the progress-bar metric of NER."""
+
+    def __init__(self, name: str = "token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        mask = keras.ops.cast(keras.ops.not_equal(y_true, IGNORE_LABEL), "float32")
+        correct = keras.ops.cast(keras.ops.equal(keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32"), y_true),
+                                 "float32")
+        return super().update_state(correct, sample_weight=mask)
+
+
+class TokenClassificationTask(Task):
+    """`train_ner.py`'s task: `TokenClassifierRunConfig` -> `BertTokenClassifier`."""
+
+    name = "token_classification"
+
+    def load_data(self, config) -> TaggedData:
+        read = dict(token_column=config.token_column, tag_column=config.tag_column, scheme=config.tag_scheme,
+                    skip_bad_rows=config.skip_bad_rows)
+        if config.dataset:
+            raise DataError("--dataset (TFDS) is not supported for token classification yet; pass --train_file "
+                            "with a CoNLL or JSON Lines file", "dataset")
+        if config.train_file:
+            # Every split is read (and so checked) before the first training step.
+            train = conll.read_tagged(config.train_file, **read)
+            test = conll.read_tagged(config.test_file, **read) if config.test_file else None
+            if config.validation_file:
+                validation = conll.read_tagged(config.validation_file, **read)
+            else:
+                train, validation = _split(train, config.validation_fraction, config.seed, config.train_file)
+            description = config.train_file
+        else:
+            train, validation, test = (conll.read_tagged(datasets.path("wnut17", f"{split}.conll"), **read)
+                                       for split in ("train", "validation", "test"))
+            description = "WNUT-17 (emerging entities, CC BY 4.0, shipped with tfbert)"
+        if config.max_train_examples and len(train) > config.max_train_examples:
+            keep = np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples]
+            train = train.select(np.sort(keep))
+        tags = train.tag_names()
+        if len(tags) < 2:
+            raise DataError(f"the training data has only the tag(s) {tags}; token classification needs at "
+                            "least two (e.g. O and B-PER)", config.train_file or "train")
+        for split in (validation, test):  # an unknown tag fails now, naming its line, not after training
+            unknown = next(((tag, source) for sentence, source in zip(split.tags if split else [],
+                                                                       split.sources if split else [])
+                            for tag in sentence if tag not in tags), None)
+            if unknown:
+                raise DataError(f"tag {unknown[0]!r} does not occur in the training data (known: {', '.join(tags)})",
+                                unknown[1])
+        return TaggedData(train, validation, test, tags, description)
+
+    @staticmethod
+    def encoded(data: TaggedData, split: str, tokenizer, max_seq_length: int,
+                label_all_subtokens: bool = False) -> Encoded:
+        """A split's features, encoded once per (max_seq_length, label_all_subtokens)."""
+        key = (split, max_seq_length, label_all_subtokens)
+        if key not in data._encoded:
+            tag_ids = {tag: i for i, tag in enumerate(data.label_names)}
+            data._encoded[key] = encode_sentences(data.split(split), tokenizer, max_seq_length, tag_ids,
+                                                  label_all_subtokens)
+        return data._encoded[key]
+
+    def eval_order(self, data: TaggedData, split: str, tokenizer, config) -> np.ndarray:
+        """Evaluation batches go shortest first, in a known order (so that predictions map back to
+        their sentences) and with little padding."""
+        encoded = self.encoded(data, split, tokenizer, config.max_seq_length, config.label_all_subtokens)
+        return np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")
+
+    def make_dataset(self, data: TaggedData, split: str, tokenizer, config, training: bool):
+        encoded = self.encoded(data, split, tokenizer, config.max_seq_length, config.label_all_subtokens)
+        order = None if training else self.eval_order(data, split, tokenizer, config)
+        lengths = np.array([len(encoded.input_ids[i]) for i in (order if order is not None else
+                                                                 range(len(encoded.input_ids)))])
+        padding_values = ({"input_ids": tokenizer.pad_id, "token_type_ids": 0, "attention_mask": 0}, IGNORE_LABEL)
+        return pipeline.batch_sequences(
+            features_dataset(encoded, order).cache(), len(lengths), padding_values, batch_size=config.batch_size,
+            max_seq_length=config.max_seq_length, shuffle=training, seed=config.seed,
+            padding=config.padding if training or config.padding == "max_length" else "batch", lengths=lengths)
+
+    def truncation_report(self, data: TaggedData, tokenizer, max_seq_length: int) -> dict:
+        encoded = self.encoded(data, "train", tokenizer, max_seq_length)
+        lengths = np.array([len(ids) for ids in encoded.input_ids])
+        return {"examples": len(lengths), "truncated": encoded.truncated,
+                "max_tokens": int(lengths.max()) if len(lengths) else 0,
+                "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0}
+
+    def build_model(self, config, data: TaggedData, dtype) -> BertTokenClassifier:
+        return BertTokenClassifier.from_pretrained(config.model, num_labels=len(data.label_names), dtype=dtype,
+                                                   dropout=config.dropout, label_names=data.label_names)
+
+    def train_metrics(self, config) -> list:
+        return [MaskedTokenAccuracy()]
+
+    def metric_names(self, config) -> list[str]:
+        return ["accuracy", "f1", "precision", "recall"]
+
+    def default_best_metric(self, config) -> str:
+        return "val_f1"
+
+    def predict_tags(self, model, dataset, data: TaggedData, split: str, tokenizer, config):
+        """Per sentence of the split (in its order): the predicted tag of each word, and the summed
+        loss and count of labelled tokens."""
+        encoded = self.encoded(data, split, tokenizer, config.max_seq_length, config.label_all_subtokens)
+        order = self.eval_order(data, split, tokenizer, config)
+        names = np.array(data.label_names)
+        predicted: list = [None] * len(order)
+        position = 0
+        loss_sum, loss_count = 0.0, 0
+        loss_fn = model.default_loss()
+        for _, labels, logits in predict_batches(model, dataset):
+            best = logits.argmax(-1)
+            count = int(np.sum(labels != IGNORE_LABEL))
+            if count:
+                loss_sum += float(loss_fn(labels, logits)) * count
+                loss_count += count
+            for row in range(len(best)):
+                index = order[position]
+                first = encoded.first_tokens[index]
+                tags = np.full(len(first), "O", dtype=object)
+                tags[first >= 0] = names[best[row][first[first >= 0]]]
+                predicted[index] = list(tags)
+                position += 1
+        return predicted, (loss_sum / loss_count if loss_count else 0.0)
+
+    def evaluate(self, model, dataset, data: TaggedData, split: str, tokenizer, config,
+                 with_loss: bool = False) -> dict:
+        predicted, loss = self.predict_tags(model, dataset, data, split, tokenizer, config)
+        truth = data.split(split).tags
+        result = metric_fns.ner_metrics(truth, predicted)
+        words = sum(len(sentence) for sentence in truth)
+        correct = sum(t == p for ts, ps in zip(truth, predicted) for t, p in zip(ts, ps))
+        out = {"precision": result["precision"], "recall": result["recall"], "f1": result["f1"],
+               "accuracy": correct / words if words else 0.0, "per_type": result["per_type"],
+               "report": format_entity_report(result)}
+        if with_loss:
+            out["loss"] = loss
+        return out
+
+    def export(self, model, tokenizer, data: TaggedData, config, base_dir: str) -> str:
+        from tfbert.export import export_saved_model
+        from tfbert.tasks.ner_serving import tagging_signatures
+
+        return export_saved_model(model, tokenizer, base_dir, max_seq_length=config.max_seq_length,
+                                  signatures=tagging_signatures(data.label_names),
+                                  metadata={"task": "token_classification", "labels": data.label_names})
+
+
+def format_entity_report(result: dict) -> str:
+    """The per-type scores of `ner_metrics` as a table, as seqeval's classification_report prints it."""
+    rows = [(name, scores["precision"], scores["recall"], scores["f1"], scores["support"])
+            for name, scores in result["per_type"].items()]
+    rows.append(("micro avg", result["precision"], result["recall"], result["f1"], result["support"]))
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
+    lines += [f"{name:>{width}}  {p:9.4f}  {r:6.4f}  {f:8.4f}  {s:7d}" for name, p, r, f, s in rows]
+    return "\n".join(lines)
+
+
+def _split(sentences: conll.TaggedSentences, fraction: float, seed: int, path: str):
+    if fraction <= 0:
+        raise DataError("no validation data: pass --validation_file or a --validation_fraction above 0", path)
+    order = np.random.default_rng(seed).permutation(len(sentences))
+    cut = max(1, int(round(len(sentences) * fraction)))
+    if cut >= len(sentences):
+        raise DataError(f"{len(sentences)} sentence(s) are too few to hold out {fraction:.0%} for validation", path)
+    return sentences.select(np.sort(order[cut:])), sentences.select(np.sort(order[:cut]))
