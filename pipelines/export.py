@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from tfbert.errors import USER_ERRORS
-from tfbert.export import export_training_run
+from tfbert.training.runner import export_run
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a train_cls.py --output_dir")
+    parser.add_argument("--checkpoint", required=True, help="a training run's --output_dir (train_cls.py, train_ner.py)")
     parser.add_argument("--export_dir", help="the model base path TF Serving polls (default: <checkpoint>/saved_model)")
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
@@ -25,8 +25,7 @@ def main(argv=None) -> int:
     if args.overwrite and args.version is None:
         parser.error("--overwrite replaces an existing --version; give the version to replace")
     try:
-        path = export_training_run(args.checkpoint, args.export_dir, args.version, args.overwrite,
-                                   args.max_seq_length)
+        path = export_run(args.checkpoint, args.export_dir, args.version, args.overwrite, args.max_seq_length)
     except USER_ERRORS as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1

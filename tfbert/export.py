@@ -34,7 +34,6 @@ import uuid
 import keras
 import tensorflow as tf
 
-from tfbert.data.readers import LabelVocab
 from tfbert.errors import TfbertError
 from tfbert.text import BertTokenizer
 
@@ -176,38 +175,6 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     return final_dir
 
 
-def export_training_run(run_dir: str, base_dir: str | None = None, version: int | None = None,
-                        overwrite: bool = False, max_seq_length: int | None = None) -> str:
-    """Exports a `train_cls.py` output directory (model.keras, labels.txt, config.yaml, hf_model/).
-
-    Args:
-        run_dir: the run's `--output_dir`.
-        base_dir: the serving base path; defaults to `<run_dir>/saved_model`.
-        max_seq_length: defaults to the run's `max_seq_length`.
-    """
-    import tfbert.tasks  # noqa: F401  (registers the task models that load_model rebuilds)
-    from tfbert.training.run_config import ClassifierRunConfig
-
-    needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model")]
-    missing = [path for path in needed if not os.path.exists(path)]
-    if missing:
-        raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
-    try:
-        config = ClassifierRunConfig.load_yaml(os.path.join(run_dir, "config.yaml"))
-    except ValueError as e:
-        raise ExportError(str(e)) from None
-    task = config.get("task", "classification")
-    labels_file = os.path.join(run_dir, "labels.txt")
-    label_names = LabelVocab.load(labels_file).labels if os.path.exists(labels_file) else None
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
-    return export_saved_model(
-        model, tokenizer, base_dir or os.path.join(run_dir, "saved_model"), version, label_names=label_names,
-        task=task, text_pair=bool(config.get("text_pair_column")),
-        max_seq_length=int(max_seq_length or config.get("max_seq_length", 128)),
-        threshold=float(config.get("threshold", 0.5)), overwrite=overwrite)
-
-
 def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
     if not os.path.exists(final_dir):
         os.rename(new_dir, final_dir)  # fails if another export created it meanwhile
@@ -345,5 +312,5 @@ def read_allowlist(path: str = ALLOWLIST_FILE) -> set[str]:
 
 
 
-__all__ = ["export_saved_model", "export_training_run", "next_version", "ExportError", "saved_model_op_types", "read_allowlist",
+__all__ = ["export_saved_model", "next_version", "ExportError", "saved_model_op_types", "read_allowlist",
            "write_warmup_requests", "find_versions", "float32_copy"]

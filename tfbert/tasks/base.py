@@ -161,13 +161,16 @@ class BertTaskModel(keras.Model):
         return True
 
     def write_pretrained(self, directory: str | os.PathLike, head_state: dict[str, np.ndarray],
-                         hf_fields: dict[str, Any], vocab_file: str | None = None) -> None:
+                         hf_fields: dict[str, Any], vocab_file: str | None = None,
+                         drop_prefixes: tuple[str, ...] = ()) -> None:
         """Writes a transformers directory: the encoder as `bert.*`, `head_state` beside it, and
-        config.json with the backbone's fields updated by `hf_fields` (architectures, labels...)."""
+        config.json with the backbone's fields updated by `hf_fields` (architectures, labels...);
+        encoder weights whose names start with `drop_prefixes` (e.g. "pooler.") are left out."""
         from tfbert.checkpoints import backbone_state, huggingface
 
         directory = os.fspath(directory)
-        state = {f"bert.{key}": value for key, value in backbone_state(self.backbone).items()}
+        state = {f"bert.{key}": value for key, value in backbone_state(self.backbone).items()
+                 if not key.startswith(drop_prefixes)}
         state.update(head_state)
         huggingface.write_directory(directory, self.backbone.config, state, vocab_file=vocab_file)
         hf_config = self.backbone.config.to_hf_dict()
@@ -219,7 +222,7 @@ def predict_batches(model: keras.Model, dataset: tf.data.Dataset):
     one traced prediction function per model."""
     predict = getattr(model, "_tfbert_predict_fn", None)
     if predict is None:
-        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
         model._tfbert_predict_fn = predict
     for features, labels in dataset:
         yield features, np.asarray(labels), keras.tree.map_structure(np.asarray, predict(features))
@@ -319,6 +322,16 @@ class Task:
     def write_extras(self, model, data: TaskData, config, results: dict, output_dir: str, log_dir: str) -> None:
         """Task-specific files and TensorBoard summaries (label lists, confusion matrices...)."""
 
-    def export(self, model, tokenizer, data: TaskData, config, base_dir: str) -> str:
-        """Writes the task's SavedModel for TF Serving; returns the version directory."""
+    def export(self, model, tokenizer, data: TaskData, config, base_dir: str, version: int | None = None,
+               overwrite: bool = False) -> str:
+        """Writes the task's SavedModel for TF Serving (`tfbert.export.export_saved_model` with the
+        task's signatures); returns the version directory."""
         raise NotImplementedError
+
+    def data_for_export(self, run_dir: str, config) -> TaskData:
+        """What `export` needs of the data, read back from a finished run directory: the label names
+        (from `hf_model/config.json`'s id2label)."""
+        with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
+            id2label = json.load(f).get("id2label") or {}
+        names = [id2label[key] for key in sorted(id2label, key=int)] or None
+        return TaskData(None, None, None, names, run_dir)

@@ -32,6 +32,7 @@ DEFAULT_BEST_METRIC = {"classification": "val_accuracy", "multi_label": "val_mic
 @dataclasses.dataclass
 class ClassificationData(TaskData):
     label_vocab: readers.LabelVocab | None = None
+    text_pair: bool = False  # the examples are sentence pairs
 
 
 def default_bbc_news_dir() -> str:
@@ -127,7 +128,8 @@ class ClassificationTask(Task):
         if config.max_train_examples and len(train) > config.max_train_examples:
             train = train.select(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples])
         vocab = None if config.task == "regression" else readers.LabelVocab.build(train, config.task)
-        return ClassificationData(train, validation, test, vocab.labels if vocab else None, description, vocab)
+        return ClassificationData(train, validation, test, vocab.labels if vocab else None, description, vocab,
+                                  text_pair=train.text_pairs is not None)
 
     def make_dataset(self, data: ClassificationData, split: str, tokenizer, config, training: bool):
         examples = data.split(split)
@@ -185,10 +187,17 @@ class ClassificationTask(Task):
             with tf.summary.create_file_writer(log_dir).as_default(step=0):
                 tf.summary.image(f"confusion_matrix/{split}", image)
 
-    def export(self, model, tokenizer, data: ClassificationData, config, base_dir: str) -> str:
-        return export_saved_model(model, tokenizer, base_dir, label_names=data.label_names, task=config.task,
-                                  text_pair=data.train.text_pairs is not None,
-                                  max_seq_length=config.max_seq_length, threshold=config.threshold)
+    def export(self, model, tokenizer, data: ClassificationData, config, base_dir: str, version: int | None = None,
+               overwrite: bool = False) -> str:
+        return export_saved_model(model, tokenizer, base_dir, version, label_names=data.label_names,
+                                  task=config.task, text_pair=data.text_pair, max_seq_length=config.max_seq_length,
+                                  threshold=config.threshold, overwrite=overwrite)
+
+    def data_for_export(self, run_dir: str, config) -> ClassificationData:
+        labels_file = os.path.join(run_dir, "labels.txt")
+        vocab = readers.LabelVocab.load(labels_file) if os.path.exists(labels_file) else None
+        return ClassificationData(None, None, None, vocab.labels if vocab else None, run_dir, vocab,
+                                  text_pair=bool(config.text_pair_column))
 
 
 def confusion_matrix_image(matrix: np.ndarray, labels: list[str]) -> tf.Tensor:

@@ -23,8 +23,10 @@ import tensorflow as tf
 from tfbert import datasets
 from tfbert import metrics as metric_fns
 from tfbert.data import conll, pipeline
-from tfbert.data.readers import DataError, train_validation_split
+from tfbert.data.readers import DataError
+from tfbert.export import export_saved_model
 from tfbert.tasks.base import Task, TaskData, predict_batches
+from tfbert.tasks.ner_serving import tagging_signatures
 from tfbert.tasks.token_classifier import IGNORE_LABEL, BertTokenClassifier
 
 logger = logging.getLogger("tfbert")
@@ -261,12 +263,10 @@ class TokenClassificationTask(Task):
             out["loss"] = loss
         return out
 
-    def export(self, model, tokenizer, data: TaggedData, config, base_dir: str) -> str:
-        from tfbert.export import export_saved_model
-        from tfbert.tasks.ner_serving import tagging_signatures
-
-        return export_saved_model(model, tokenizer, base_dir, max_seq_length=config.max_seq_length,
-                                  signatures=tagging_signatures(data.label_names),
+    def export(self, model, tokenizer, data: TaskData, config, base_dir: str, version: int | None = None,
+               overwrite: bool = False) -> str:
+        return export_saved_model(model, tokenizer, base_dir, version, max_seq_length=config.max_seq_length,
+                                  signatures=tagging_signatures(data.label_names), overwrite=overwrite,
                                   metadata={"task": "token_classification", "labels": data.label_names})
 
 

@@ -61,6 +61,8 @@ class BertTokenClassifier(BertTaskModel):
         if dropout is None:
             dropout = backbone.config.hidden_dropout_prob
         self.backbone = backbone
+        # The pooler plays no part in token outputs (transformers builds this head without one).
+        backbone.pooler.trainable = False
         head = self.linear_head(num_labels, dropout)
 
         inputs = backbone.input
@@ -107,4 +109,4 @@ class BertTokenClassifier(BertTaskModel):
         label_names = check_label_names(label_names, self.num_labels, "save_pretrained")
         self.write_pretrained(directory, self.linear_head_state(), {
             "architectures": ["BertForTokenClassification"], **label_fields(label_names),
-            "classifier_dropout": self.dropout}, vocab_file=vocab_file)
+            "classifier_dropout": self.dropout}, vocab_file=vocab_file, drop_prefixes=("pooler.",))

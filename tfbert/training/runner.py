@@ -264,7 +264,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
                                                        patience=config.early_stopping_patience,
                                                        restore_best_weights=True))
     callbacks.extend(extra_callbacks)
-    history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1)
+    # (the dataset shuffles itself; shuffle=False only silences Keras' warning that it ignores the flag)
+    history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1, shuffle=False)
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
     # optimizer state, which .weights.h5 files include) are loaded back
 
@@ -349,3 +350,45 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     task.write_extras(model, data, config, results, output_dir, log_dir)
     print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/, saved_model/); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)
+
+
+# transformers architecture (hf_model/config.json) -> the run config class of the task that wrote it.
+def _config_class_of(architectures: list[str]):
+    from tfbert.training.run_config import ClassifierRunConfig, TokenClassifierRunConfig
+
+    return TokenClassifierRunConfig if "BertForTokenClassification" in architectures else ClassifierRunConfig
+
+
+def export_run(run_dir: str, base_dir: str | None = None, version: int | None = None, overwrite: bool = False,
+               max_seq_length: int | None = None) -> str:
+    """Exports a finished run directory (model.keras, config.yaml, hf_model/) as a SavedModel again, with
+    the signatures of the task that trained it.
+
+    Args:
+        run_dir: the run's `--output_dir`.
+        base_dir: the serving base path; defaults to `<run_dir>/saved_model`.
+        max_seq_length: defaults to the run's `max_seq_length`.
+
+    Raises:
+        ExportError: not a finished run, or an unreadable config.yaml (named).
+    """
+    from tfbert.export import ExportError
+
+    needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model")]
+    missing = [path for path in needed if not os.path.exists(path)]
+    if missing:
+        raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
+    with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
+        config_cls = _config_class_of(json.load(f).get("architectures") or [])
+    try:
+        values = config_cls.load_yaml(os.path.join(run_dir, "config.yaml"))
+        if max_seq_length:
+            values["max_seq_length"] = int(max_seq_length)
+        config = config_cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"{os.path.join(run_dir, 'config.yaml')}: {e}") from None
+    task = task_for(config)
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
+    return task.export(model, tokenizer, task.data_for_export(run_dir, config), config,
+                       base_dir or os.path.join(run_dir, "saved_model"), version, overwrite=overwrite)

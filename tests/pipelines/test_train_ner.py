@@ -1,0 +1,162 @@
+"""`python pipelines/train_ner.py` as a user runs it: killed and resumed, then every output checked
+(metrics, the transformers directory, the SavedModel in a process with only TF and TF Text)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILLER = "the a movie film good bad was is very it this that".split()
+
+
+def write_conll(path, n, seed, long_every=0):
+    """Learnable toy NER: 'hello world' is a person, 'foo' or 'bar' a location."""
+    rng = random.Random(seed)
+    sentences = []
+    for i in range(n):
+        words = []
+        for _ in range(rng.randint(2, 6) + (14 if long_every and i % long_every == 0 else 0)):
+            r = rng.random()
+            if r < 0.2:
+                words += [("hello", "B-PER"), ("world", "I-PER")]
+            elif r < 0.35:
+                words += [(rng.choice(["foo", "bar"]), "B-LOC")]
+            else:
+                words += [(rng.choice(FILLER), "O")]
+        sentences.append(words)
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n", encoding="utf-8")
+    return sentences
+
+
+def _command(model_dir, tmp_path, out):
+    return [sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--model", model_dir,
+            "--train_file", str(tmp_path / "train.conll"), "--validation_file", str(tmp_path / "dev.conll"),
+            "--test_file", str(tmp_path / "test.conll"), "--epochs", "4", "--batch_size", "8",
+            "--max_seq_length", "24", "--learning_rate", "0.002", "--output_dir", str(out),
+            "--log_dir", str(tmp_path / "tb"), "--seed", "3"]
+
+
+@pytest.mark.slow
+def test_train_kill_resume_and_serve(tmp_path, tiny_model_dir):
+    write_conll(tmp_path / "train.conll", 200, seed=1)
+    write_conll(tmp_path / "dev.conll", 40, seed=2)
+    test_sentences = write_conll(tmp_path / "test.conll", 40, seed=3, long_every=10)  # some cut at 24 tokens
+    out = tmp_path / "run"
+    command = _command(tiny_model_dir, tmp_path, out)
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming from the backup" in result.stdout
+    assert "micro avg" in result.stdout  # the per-type report
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] >= 1 and metrics["optimizer_steps"] == 4 * metrics["steps_per_epoch"]
+    assert metrics["best_metric"] == "val_f1"
+    assert metrics["validation"]["f1"] > 0.9, metrics["validation"]
+    assert set(metrics["test"]["per_type"]) == {"PER", "LOC"}
+    assert metrics["truncation"]["truncated"] == 0 and metrics["label_vocab"] == ["O", "B-LOC", "B-PER", "I-PER"]
+
+    # transformers reads the HF directory as a BertForTokenClassification with the tag names
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    import keras
+
+    import tfbert.tasks  # noqa: F401  (registers the task models)
+
+    hf = transformers.BertForTokenClassification.from_pretrained(out / "hf_model").eval()
+    assert hf.config.id2label == {0: "O", 1: "B-LOC", 2: "B-PER", 3: "I-PER"}
+    model = keras.models.load_model(out / "model.keras", compile=False)
+    ids = np.array([[2, 25, 26, 29, 3, 0]], np.int32)
+    inputs = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids > 0).astype(np.int32)}
+    with torch.no_grad():
+        theirs = hf(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}).logits.numpy()
+    np.testing.assert_allclose(np.asarray(model(inputs)), theirs, atol=1e-4)
+
+    # Python decoding of the test split, as metrics.json was computed
+    from tfbert.tasks.token_classification import TokenClassificationTask
+    from tfbert.text import BertTokenizer
+    from tfbert.training.run_config import TokenClassifierRunConfig
+
+    config = TokenClassifierRunConfig(model=tiny_model_dir, train_file=str(tmp_path / "train.conll"),
+                                      test_file=str(tmp_path / "test.conll"),
+                                      validation_file=str(tmp_path / "dev.conll"), max_seq_length=24, batch_size=8)
+    task, tokenizer = TokenClassificationTask(), BertTokenizer.from_pretrained(tiny_model_dir)
+    data = task.load_data(config)
+    python_tags, _ = task.predict_tags(model, task.make_dataset(data, "test", tokenizer, config, training=False),
+                                       data, "test", tokenizer, config)
+    assert any(tags[-1] == "O" and len(tags) > 20 for tags in python_tags)  # words past the cut are O
+
+    saved = metrics["saved_model"]
+    texts = [" ".join(w for w, _ in sentence) for sentence in test_sentences]
+    script = f"""
+import json, sys
+import tensorflow as tf, tensorflow_text  # noqa: F401
+m = tf.saved_model.load({saved!r})
+out = m.signatures["serving_default"](text=tf.constant({texts!r} + ["", "H\\u00e9llo  WORLD!! foo"]))
+words = m.signatures["tokens"](tokens=tf.ragged.constant({[[w for w, _ in s] for s in test_sentences]!r}).to_tensor(""))
+dec = lambda t: [[x.decode() for x in row] for row in t.numpy()]
+print(json.dumps({{"tags": dec(out["tags"]), "words": dec(out["words"]), "entity_type": dec(out["entity_type"]),
+                  "entity_text": dec(out["entity_text"]), "start": out["entity_start"].numpy().tolist(),
+                  "end": out["entity_end"].numpy().tolist(), "n": out["num_entities"].numpy().tolist(),
+                  "word_start": out["word_start"].numpy().tolist(), "token_tags": dec(words["tags"]),
+                  "modules": sorted(m for m in ("tfbert", "torch") if m in sys.modules)}}))
+"""
+    served = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert served.returncode == 0, served.stderr[-3000:]
+    got = json.loads(served.stdout.strip().splitlines()[-1])
+    assert got["modules"] == []
+    from tfbert.data.conll import iob2_to_entities
+
+    for i, (sentence, expected) in enumerate(zip(test_sentences, python_tags)):
+        words = [w for w, _ in sentence]
+        assert got["tags"][i][:len(words)] == expected, i  # raw text in the graph == Python decoding
+        assert got["token_tags"][i][:len(words)] == expected, i  # pre-split words too
+        assert got["words"][i][:len(words)] == words
+        entities = iob2_to_entities(words, expected)
+        assert got["n"][i] == len(entities)
+        starts = got["word_start"][i]
+        for k, (kind, first, end) in enumerate(entities):
+            assert got["entity_type"][i][k] == kind
+            assert got["entity_text"][i][k] == " ".join(words[first:end])
+            assert texts[i][got["start"][i][k]:got["end"][i][k]] == got["entity_text"][i][k]
+            assert got["start"][i][k] == starts[first]
+    assert got["n"][-2] == 0 and got["tags"][-2] == [""] * len(got["tags"][-2])
+    accented = got["words"][-1]
+    assert accented[:5] == ["Héllo", "WORLD", "!", "!", "foo"]  # cut from the original text
+
+    from tfbert.export import read_allowlist, saved_model_op_types
+
+    assert not saved_model_op_types(saved) - read_allowlist(), sorted(saved_model_op_types(saved) - read_allowlist())
+
+
+def test_bad_input_fails_before_training_naming_the_line(tmp_path):
+    write_conll(tmp_path / "train.conll", 20, seed=1)
+    (tmp_path / "dev.conll").write_text("hello\tB-PER\nParis\tB-CITY\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--model", "unused",
+                             "--train_file", str(tmp_path / "train.conll"), "--validation_file",
+                             str(tmp_path / "dev.conll")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'dev.conll'}:1: tag 'B-CITY' does not occur in the training data" in result.stderr
+    assert "Traceback" not in result.stderr
+    help_text = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--help"],
+                               capture_output=True, text=True, timeout=300).stdout
+    assert "--tag_column" in help_text and "--label_all_subtokens" in help_text
+    assert "--text_pair_column" not in help_text and "--threshold" not in help_text  # classification's own
