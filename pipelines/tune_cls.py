@@ -16,7 +16,7 @@ import logging
 import sys
 
 from tfbert.errors import USER_ERRORS
-from tfbert.tuning import SearchError, TuneRunConfig, run_search
+from tfbert.tuning import TuneRunConfig, run_search
 
 
 def main(argv=None) -> int:
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     config = TuneRunConfig.from_args(argv, description=__doc__)
     try:
         run_search(config)
-    except (*USER_ERRORS, SearchError) as e:  # the message says where and what to do
+    except USER_ERRORS as e:  # the message says where and what to do (SearchError is one)
         print(f"tune_cls.py: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Hyperparameter search over train_cls runs with KerasTuner: search space, hypermodel, tuner, runner.
+"""Hyperparameter search over training runs of any task with KerasTuner: search space, hypermodel, tuner.
 
 A trial is a `train_cls.py` run whose recipe values (learning rate, batch size, epochs, ...) come
 from the tuner: `BertHyperModel.build` calls `runner.start_run` (seed, datasets, compiled
@@ -32,6 +32,7 @@ import shutil
 import socket
 import time
 import traceback
+import typing
 from typing import Any
 
 import keras
@@ -45,7 +46,8 @@ from tfbert import fileio
 from tfbert.errors import TfbertError
 from tfbert.tasks import task_for
 from tfbert.training import distribution, runner
-from tfbert.training.run_config import ClassifierRunConfig, read_yaml_mapping, without_placement
+from tfbert.training.run_config import (ClassifierRunConfig, RunConfig, TokenClassifierRunConfig, read_yaml_mapping,
+                                        without_placement)
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 EXPORTS = ("best_trial", "retrain", "none")
@@ -83,13 +85,17 @@ class SearchError(TfbertError, RuntimeError):
 
 
 @dataclasses.dataclass
-class TuneRunConfig(ClassifierRunConfig):
-    """Everything a `tune_cls.py` search needs: the train_cls flags (data, model, the fixed recipe
-    values) plus the search settings. Values in the search space override the recipe flags.
+class SearchSettings:
+    """The search fields, mixed into a task's run config by `search_config_for` (`TuneRunConfig` for
+    classification, `TuneNerRunConfig` for NER): the training flags (data, model, the fixed recipe
+    values) plus these. Values in the search space override the recipe flags.
 
-    With no data flags it searches on a 320-article subset of BBC News cut at 64 tokens, so the
-    default search ends within 20 minutes on 2 CPU cores; pass --max_train_examples 0 for all of it.
+    With no data flags it searches on a 320-example subset of the task's default data cut at 64 tokens,
+    so the default search ends within 20 minutes on 2 CPU cores; --max_train_examples 0 takes all of it.
     """
+
+    BASE_CONFIG: typing.ClassVar[type] = RunConfig  # the run config of one trial
+    TRAIN_SCRIPT: typing.ClassVar[str] = ""  # the pipeline that trains one such run
 
     # train_cls fields whose default differs for the default (BBC News) search; None = train_cls' default
     max_seq_length: int | None = None
@@ -158,16 +164,16 @@ class TuneRunConfig(ClassifierRunConfig):
         if self.search_name:
             return self.search_name
         name = super().resolved_run_name()
-        return name if self.run_name else "tune-" + name[len("cls-"):]
+        return name if self.run_name else "tune-" + name[len(self.RUN_PREFIX) + 1:]
 
-    def base_run_config(self, **overrides) -> ClassifierRunConfig:
-        """The train_cls config of this search's data, model and fixed recipe values; its best
+    def base_run_config(self, **overrides) -> RunConfig:
+        """The training run config of this search's data, model and fixed recipe values; its best
         epoch is picked by the search's objective."""
-        names = {f.name for f in dataclasses.fields(ClassifierRunConfig)}
+        names = {f.name for f in dataclasses.fields(self.BASE_CONFIG)}
         values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
         values["metric_for_best"] = resolved_objective(self).name
         values.update(overrides)
-        return ClassifierRunConfig(**values)
+        return self.BASE_CONFIG(**values)
 
     def search_settings(self, space: dict[str, "ParamSpec"]) -> dict:
         """What must not change when a search resumes (max_trials may grow; outputs may move)."""
@@ -176,6 +182,18 @@ class TuneRunConfig(ClassifierRunConfig):
         return {"tuner": self.tuner, "objective": resolved_objective(self).name,
                 "executions_per_trial": self.executions_per_trial,
                 "search_space": {name: spec.to_yaml() for name, spec in space.items()}, "run": run}
+
+
+def search_config_for(run_config_cls: type, train_script: str) -> type:
+    """The search config of a task: its run config's flags plus the search settings."""
+    return dataclasses.make_dataclass(
+        f"Tune{run_config_cls.__name__}", fields=[], bases=(SearchSettings, run_config_cls),
+        namespace={"BASE_CONFIG": run_config_cls, "TRAIN_SCRIPT": train_script, "__module__": __name__,
+                   "__doc__": SearchSettings.__doc__})
+
+
+TuneRunConfig = search_config_for(ClassifierRunConfig, "train_cls.py")
+TuneNerRunConfig = search_config_for(TokenClassifierRunConfig, "train_ner.py")
 
 
 def parse_address(address: str, source: str = "--oracle_address") -> tuple[str, int]:
@@ -358,7 +376,7 @@ def resolved_objective(config: TuneRunConfig) -> keras_tuner.Objective:
     name = config.objective or runner.best_metric_of(config)
     known = validation_metric_names(config)
     if name not in known:
-        raise ValueError(f"--objective {name}: not a validation metric of a {config.task} run; "
+        raise ValueError(f"--objective {name}: not a validation metric of a {task_for(config).name} run; "
                          f"choose one of {', '.join(known)}")
     return keras_tuner.Objective(name, direction=runner.metric_direction(name))
 
@@ -566,7 +584,7 @@ class BertHyperModel(keras_tuner.HyperModel):
             values["epochs"] = int(hp.values["tuner/epochs"])
         return values
 
-    def run_config(self, hp: keras_tuner.HyperParameters, **overrides) -> ClassifierRunConfig:
+    def run_config(self, hp: keras_tuner.HyperParameters, **overrides) -> RunConfig:
         """The train_cls config of a trial; a value train_cls rejects fails the trial."""
         values = self.values(hp)
         try:
@@ -1143,11 +1161,12 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
     best_hparams = os.path.join(output_dir, "best_hparams.yaml")
     with fileio.atomic_write(best_hparams) as f:
         f.write(f"# Best trial {best.trial_id} of the search {config.resolved_run_name()}: "
-                f"{oracle.objective.name}={best.score:.6g}\n# python pipelines/train_cls.py --config {best_hparams}\n")
+                f"{oracle.objective.name}={best.score:.6g}\n# python pipelines/{config.TRAIN_SCRIPT} --config {best_hparams}\n")
         yaml.safe_dump(best_config.to_dict(), f, sort_keys=False)
     print(f"best trial {best.trial_id}: {oracle.objective.name}={_format(best.score)}; "
           f"{', '.join(f'{k}={_format(v)}' for k, v in hypermodel.values(best.hyperparameters).items())}", flush=True)
-    print(f"best hyperparameters: {best_hparams} (python pipelines/train_cls.py --config {best_hparams})", flush=True)
+    print(f"best hyperparameters: {best_hparams} (python pipelines/{config.TRAIN_SCRIPT} --config {best_hparams})",
+          flush=True)
     export = _export_best(tuner, config, best, best_config, output_dir, log_dir)
     return {"best_trial": best.trial_id, "best_value": best.score, "best_hparams": best_hparams, "export": export,
             "results": os.path.join(output_dir, "results.csv"), "completed": len(completed), "failed": len(failed)}

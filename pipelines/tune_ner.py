@@ -1,0 +1,33 @@
+"""Hyperparameter search for token classification (NER): each trial is a train_ner run.
+
+With no arguments: a random search of 8 trials over the default space (learning rate, warmup,
+weight decay, batch size, dropout, epochs, layer-wise LR decay) for all-MiniLM-L6-v2 on 320 WNUT-17
+training sentences cut at 64 tokens, validated on WNUT-17 dev. Outputs under runs/<search_name>/
+(results.md, best_hparams.yaml for train_ner.py --config, best_model/) and TensorBoard's HParams
+dashboard under tensorboard_logs/<search_name>/. Killed, the same command resumes the search.
+The flags are train_ner.py's plus the search settings (see tune_cls.py for distributed searches).
+
+    python pipelines/tune_ner.py
+    python pipelines/tune_ner.py --train_file train.conll --validation_file dev.conll --max_trials 20
+"""
+
+import logging
+import sys
+
+from tfbert.errors import USER_ERRORS
+from tfbert.tuning import TuneNerRunConfig, run_search
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = TuneNerRunConfig.from_args(argv, description=__doc__)
+    try:
+        run_search(config)
+    except USER_ERRORS as e:  # the message says where and what to do
+        print(f"tune_ner.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
