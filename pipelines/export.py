@@ -10,8 +10,12 @@ unless --overwrite is given with --version.
 import argparse
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.training.runner import export_run
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.training.runner import export_run  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -21,6 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
     parser.add_argument("--max_seq_length", type=int, help="truncation length in the graph (default: the run's)")
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     args = parser.parse_args(argv)
     if args.overwrite and args.version is None:
         parser.error("--overwrite replaces an existing --version; give the version to replace")

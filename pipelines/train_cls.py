@@ -11,9 +11,13 @@ tensorboard_logs/. Run with --help for every flag; --config reads a YAML run con
 import logging
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.training.runner import train
-from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.training.runner import train  # noqa: E402
+from tfbert.training.run_config import ClassifierRunConfig  # noqa: E402
 
 
 def main(argv=None) -> int:

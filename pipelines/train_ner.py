@@ -12,9 +12,13 @@ or BIOES) or JSON Lines ({"tokens": [...], "tags": [...]}). Run with --help for 
 import logging
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.training.run_config import TokenClassifierRunConfig
-from tfbert.training.runner import train
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.training.run_config import TokenClassifierRunConfig  # noqa: E402
+from tfbert.training.runner import train  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -15,8 +15,12 @@ dashboard under tensorboard_logs/<search_name>/. Killed, the same command resume
 import logging
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.tuning import TuneRunConfig, run_search
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.tuning import TuneRunConfig, run_search  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -14,8 +14,12 @@ The flags are train_ner.py's plus the search settings (see tune_cls.py for distr
 import logging
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.tuning import TuneNerRunConfig, run_search
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.tuning import TuneNerRunConfig, run_search  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -244,3 +244,35 @@ def test_early_stopping_stops_once_nothing_improves(tmp_path, tiny_model_dir):
     summary = _fit(_config(tmp_path, tiny_model_dir, train_file=train, epochs=6, learning_rate=1e-9,
                            early_stopping_patience=1))
     assert summary["epochs_run"] == 2 and summary["optimizer_steps"] == 2 * summary["steps_per_epoch"]
+
+
+def test_every_split_is_checked_before_training(tmp_path):
+    from tfbert.tasks.classification import ClassificationTask
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 20, seed=1)
+    (tmp_path / "test.csv").write_text("text,label\ngood,pos\nodd,meh\n", encoding="utf-8")
+    (tmp_path / "one.csv").write_text("text,label\ngood,pos\nfine,pos\n", encoding="utf-8")
+    (tmp_path / "train.tsv").mkdir()
+    task = ClassificationTask()
+    with pytest.raises(DataError, match=r"test.csv:3: label 'meh' is not in the label vocabulary"):
+        task.load_data(ClassifierRunConfig(train_file=train, test_file=str(tmp_path / "test.csv")))
+    with pytest.raises(DataError, match=r"one.csv: the training data has a single label \('pos'\)"):
+        task.load_data(ClassifierRunConfig(train_file=str(tmp_path / "one.csv"), validation_file=train))
+    with pytest.raises(DataError, match=r"train.tsv: is a directory with no label sub-folders"):
+        task.load_data(ClassifierRunConfig(train_file=str(tmp_path / "train.tsv")))
+
+
+def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_path, tiny_model_dir, capsys):
+    train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=2)
+    with pytest.raises(ValueError, match="early_stopping_patience' must be unset when there is no validation data"):
+        _config(tmp_path, tiny_model_dir, train_file=train, validation_fraction=0, early_stopping_patience=1)
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "events.out.tfevents.old").write_text("an earlier run")
+    summary = _fit(_config(tmp_path, tiny_model_dir, train_file=train, validation_fraction=0))
+    assert summary["num_examples"] == {"train": 40, "validation": 0, "test": 0}
+    assert summary["best_metric"] is None and summary["epochs_run"] == 2 and "validation" not in summary
+    assert not (tmp_path / "run" / "best.weights.h5").exists()
+    # the earlier run's TensorBoard files were moved aside, not mixed with this run's curves
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("tb.old-")]
+    assert len(moved) == 1 and (moved[0] / "events.out.tfevents.old").exists()
+    assert "held an earlier run's logs" in capsys.readouterr().out

@@ -960,8 +960,8 @@ def _read_folder(path: str, options: _RowOptions) -> Examples:
     label_dirs = sorted(entry for entry in os.listdir(path)
                         if not entry.startswith(".") and os.path.isdir(os.path.join(path, entry)))
     if not label_dirs:
-        raise DataError("no label sub-folders: expected one sub-folder per label, each holding "
-                        "one text file per example", path)
+        raise DataError("is a directory with no label sub-folders: expected a data file (.csv, .tsv, .jsonl), "
+                        "or a folder with one sub-folder per label, each holding one text file per example", path)
     collector = _Collector(path, options, with_labels=True, with_pairs=False)
     for label in label_dirs:
         for file_path in _walk_files(os.path.join(path, label)):

@@ -102,7 +102,7 @@ class ClassificationTask(Task):
             train, validation, test = splits["train"], splits.get("validation"), splits.get("test")
             if test is not None and test.labels and all(label is None for label in test.labels):
                 test = None  # GLUE test splits carry no labels
-            if validation is None:
+            if validation is None and config.validation_fraction > 0:
                 train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
             description = f"tfds:{name}"
         elif config.train_file:
@@ -111,8 +111,10 @@ class ClassificationTask(Task):
             test = readers.read_examples(config.test_file, **read) if config.test_file else None
             if config.validation_file:
                 validation = readers.read_examples(config.validation_file, **read)
-            else:
+            elif config.validation_fraction > 0:
                 train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
+            else:
+                validation = None  # --validation_fraction 0: train on every row, keep the last epoch
             description = config.train_file
         else:
             folder = default_bbc_news_dir()
@@ -128,6 +130,14 @@ class ClassificationTask(Task):
         if config.max_train_examples and len(train) > config.max_train_examples:
             train = train.select(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples])
         vocab = None if config.task == "regression" else readers.LabelVocab.build(train, config.task)
+        where = config.train_file or config.dataset or description
+        if config.task == "classification" and len(vocab) < 2:
+            raise readers.DataError(f"the training data has a single label ({vocab.labels[0]!r}); single-label "
+                                    "classification needs at least two (for one yes/no label use --multi_label)",
+                                    where)
+        for examples in (validation, test):  # an unknown label fails now, naming its row, not after training
+            if examples is not None:
+                encode_labels(examples, vocab, config.task)
         return ClassificationData(train, validation, test, vocab.labels if vocab else None, description, vocab,
                                   text_pair=train.text_pairs is not None)
 

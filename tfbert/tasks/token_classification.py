@@ -283,7 +283,7 @@ def format_entity_report(result: dict) -> str:
 
 def _split(sentences: conll.TaggedSentences, fraction: float, seed: int, path: str):
     if fraction <= 0:
-        raise DataError("no validation data: pass --validation_file or a --validation_fraction above 0", path)
+        return sentences, None  # --validation_fraction 0: train on every sentence, keep the last epoch
     order = np.random.default_rng(seed).permutation(len(sentences))
     cut = max(1, int(round(len(sentences) * fraction)))
     if cut >= len(sentences):

@@ -111,6 +111,11 @@ class RunConfig:
                  self.validation_fraction)
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             fail("layerwise_lr_decay", "in (0, 1]", self.layerwise_lr_decay)
+        if self.validation_fraction == 0 and not self.validation_file and not self.dataset:
+            for name in ("early_stopping_patience", "metric_for_best"):
+                if getattr(self, name) is not None:
+                    fail(name, "unset when there is no validation data (validation_fraction 0 and no "
+                         "validation_file)", getattr(self, name))
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
 
@@ -172,6 +177,7 @@ class RunConfig:
         args = vars(parser.parse_args(argv))
         values: dict[str, Any] = {}
         config_file = args.pop("config", None)
+        args.pop("verbose", None)  # read by tfbert.cli before TensorFlow is imported
         try:
             if config_file:
                 values.update(cls.load_yaml(config_file))
@@ -278,6 +284,8 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
                                      argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file with run fields (e.g. a previous run's config.yaml); "
                                          "flags given on the command line override it")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's native log lines (hidden by default; see tfbert.cli)")
     choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS, "strategy": STRATEGIES}
     for field in dataclasses.fields(cls):
         kind = _field_type(cls, field)

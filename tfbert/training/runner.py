@@ -98,7 +98,7 @@ class RunInputs:
 
     model: keras.Model
     train: tf.data.Dataset
-    validation: tf.data.Dataset
+    validation: tf.data.Dataset | None  # None: no validation split (--validation_fraction 0)
     steps_per_epoch: int
 
 
@@ -108,7 +108,7 @@ def prepare(config: RunConfig) -> PreparedData:
     data = task.load_data(config)
     prepared = PreparedData(task, data, BertTokenizer.from_pretrained(config.model))
     truncation = prepared.truncation_report(config.max_seq_length)
-    print(f"data: {data.description}: train {len(data.train)}, validation {len(data.validation)}, "
+    print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
           f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
           f"training examples truncated at {config.max_seq_length} tokens", flush=True)
     return prepared
@@ -121,7 +121,7 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
     train_ds = prepared.dataset("train", config)
-    validation_ds = prepared.dataset("validation", config)
+    validation_ds = prepared.dataset("validation", config) if has_validation(prepared.data) else None
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
     model = build_model(config, prepared.task, prepared.data, total_updates)
@@ -181,6 +181,23 @@ def metric_direction(name: str) -> str:
     return "min" if bare in ("loss", "mse", "mae", "rmse") or bare.endswith(("_loss", "_error")) else "max"
 
 
+def has_validation(data: TaskData) -> bool:
+    return data.validation is not None and len(data.validation) > 0
+
+
+def _size(examples) -> int:
+    return len(examples) if examples is not None else 0
+
+
+def move_aside_old_logs(log_dir: str) -> None:
+    """A fresh run (not a resume) never writes into an old run's TensorBoard folder, where its curves
+    would mix with the old ones: a non-empty folder is renamed `<log_dir>.old-<time>` (and reported)."""
+    if os.path.isdir(log_dir) and os.listdir(log_dir):
+        old = f"{os.path.normpath(log_dir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.rename(log_dir, old)
+        print(f"TensorBoard: {log_dir} held an earlier run's logs; moved them to {old}", flush=True)
+
+
 def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
     """`--metric_for_best`, else the task's default (e.g. val_accuracy, val_f1)."""
     return config.metric_for_best or (task or task_for(config)).default_best_metric(config)
@@ -236,30 +253,36 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
         print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
 
+    else:
+        move_aside_old_logs(log_dir)
+
     task = prepared.task
-    best_metric = best_metric_of(config, task)
-    mode = metric_direction(best_metric)
+    validating = inputs.validation is not None
+    # Without a validation split the last epoch is kept (as transformers' Trainer does without evaluation).
+    best_metric = best_metric_of(config, task) if validating else None
+    mode = metric_direction(best_metric) if validating else None
     # The validation loss is computed only when it picks the best epoch (the default metrics omit it).
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
-    validation = cbs.ValidationMetrics(
-        lambda m: task.evaluate(m, inputs.validation, prepared.data, "validation", prepared.tokenizer, config,
-                                with_loss=with_loss))
     training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
-    best_record = os.path.join(backup_dir, "best_value.json")
-    best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
-    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode, save_best_only=True,
-                                                 save_weights_only=True, verbose=0,
-                                                 initial_value_threshold=best_so_far)
     callbacks = [
-        validation,
-        checkpoint,
-        cbs.RecordBestValue(checkpoint, best_record),
         keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True),
         keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
         training_logger,
     ]
-    if config.early_stopping_patience:
+    if validating:
+        best_record = os.path.join(backup_dir, "best_value.json")
+        best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
+        checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode,
+                                                     save_best_only=True, save_weights_only=True, verbose=0,
+                                                     initial_value_threshold=best_so_far)
+        callbacks[:0] = [
+            cbs.ValidationMetrics(lambda m: task.evaluate(m, inputs.validation, prepared.data, "validation",
+                                                          prepared.tokenizer, config, with_loss=with_loss)),
+            checkpoint,
+            cbs.RecordBestValue(checkpoint, best_record),
+        ]
+    if config.early_stopping_patience and validating:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode=mode,
                                                        patience=config.early_stopping_patience,
                                                        restore_best_weights=True))
@@ -269,7 +292,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
     # optimizer state, which .weights.h5 files include) are loaded back
 
-    if os.path.exists(best_weights):
+    if validating and os.path.exists(best_weights):
         model.load_weights(best_weights)
     summary = {
         "best_metric": best_metric,
@@ -297,9 +320,11 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     output_dir = config.resolved_output_dir()
     os.makedirs(output_dir, exist_ok=True)
     data, task = prepared.data, prepared.task
-    validation_dataset = validation_dataset or prepared.dataset("validation", config)
-    results = {"validation": task.evaluate(model, validation_dataset, data, "validation", prepared.tokenizer, config,
-                                           with_loss=with_loss)}
+    results = {}
+    if has_validation(data):
+        validation_dataset = validation_dataset or prepared.dataset("validation", config)
+        results["validation"] = task.evaluate(model, validation_dataset, data, "validation", prepared.tokenizer,
+                                              config, with_loss=with_loss)
     if data.test is not None and evaluate_test:
         results["test"] = task.evaluate(model, prepared.dataset("test", config), data, "test", prepared.tokenizer,
                                         config, with_loss=with_loss)
@@ -312,7 +337,7 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     summary = {
         "run_name": config.resolved_run_name(),
         "data": data.description,
-        "num_examples": {"train": len(data.train), "validation": len(data.validation),
+        "num_examples": {"train": len(data.train), "validation": _size(data.validation),
                          "test": len(data.test) if data.test else 0},
         "truncation": truncation,
         **summary,
@@ -348,7 +373,9 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     hparams = {k: v for k, v in config.to_dict().items() if v is not None}
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
     task.write_extras(model, data, config, results, output_dir, log_dir)
-    print(f"outputs: {output_dir} (metrics.json, best.weights.h5, model.keras, hf_model/, saved_model/); "
+    shown = ["metrics.json"] + [name for name in ("best.weights.h5", "model.keras", "hf_model/", "labels.txt")
+                                if os.path.exists(os.path.join(output_dir, name))]
+    print(f"outputs: {output_dir} ({', '.join(shown + ['saved_model/'])}); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)
 
 

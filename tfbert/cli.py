@@ -1,0 +1,81 @@
+"""What every command-line pipeline does before it imports TensorFlow: quiet native logs.
+
+TensorFlow's C++ runtime writes its own lines to the process's stderr (oneDNN notes, "Could not find
+cuda drivers", `cuInit` errors on machines without a GPU, absl's "All log messages before
+absl::InitializeLog()" banner); `TF_CPP_MIN_LOG_LEVEL` does not silence the ones printed before absl
+is initialised. Unless `--verbose` is given, `quiet_native_logs()` routes file descriptor 2 through a
+filter that drops those lines and passes everything else (Python's warnings, tracebacks, our errors)
+through unchanged. This module imports nothing of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+
+VERBOSE_FLAG = "--verbose"
+# glog/absl lines: "I0000 00:00:1796218588.881057   14149 port.cc:153] ...", and TF's startup notes.
+NATIVE_LOG_LINE = re.compile(
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|To enable the following instructions: .* rebuild TensorFlow"
+    rb"|This TensorFlow binary is optimized to use available CPU instructions)")
+
+_installed = False
+
+
+def verbose_requested(argv: list[str] | None = None) -> bool:
+    return VERBOSE_FLAG in (sys.argv[1:] if argv is None else argv)
+
+
+def quiet_native_logs(argv: list[str] | None = None) -> bool:
+    """Filters TensorFlow's native log lines out of stderr unless `--verbose` is in `argv` (default
+    `sys.argv`); also keeps TensorFlow's Python INFO messages out of the log. Returns whether it
+    filters. Call it before TensorFlow is imported."""
+    global _installed
+    if verbose_requested(argv):
+        return False
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _installed:
+        return True
+    try:
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+        sys.stderr.flush()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    except OSError:  # no usable fd 2 (embedded interpreters): leave stderr alone
+        return False
+    _installed = True
+
+    def forward():
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            pending = b""
+            while True:
+                chunk = source.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line))
+                if kept:
+                    os.write(original, kept)
+            if pending and not NATIVE_LOG_LINE.match(pending):
+                os.write(original, pending)
+
+    thread = threading.Thread(target=forward, name="tfbert-stderr-filter", daemon=True)
+    thread.start()
+
+    def restore():
+        # Put the real stderr back (which closes the pipe's last writer) and let the filter drain.
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+    return True
