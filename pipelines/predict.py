@@ -1,10 +1,14 @@
 """Predict with an exported model: in this process, or from TF Serving over REST or gRPC.
 
+A classifier's export prints labels and probabilities; a token classifier's (NER) prints the entities
+it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag).
+
 Texts come from the arguments, from --input_file (one per line), or from stdin when neither
 is given and stdin is not a terminal. For sentence-pair models each line is
 `text<TAB>text_pair` (detected from a local export; pass --text_pair for a server).
 
     python pipelines/predict.py --export_dir exports/sentiment "a good film" "a dull film"
+    python pipelines/predict.py --export_dir runs/ner-wnut17-minilm-l6/saved_model "Ada Lovelace met Babbage in London"
     python pipelines/predict.py --rest_url http://localhost:8501 --model_name sentiment --input_file reviews.txt
     cat reviews.txt | python pipelines/predict.py --grpc_address localhost:8500 --model_name sentiment \\
         --signature classify --format jsonl
@@ -14,10 +18,14 @@ import argparse
 import os
 import sys
 
-from tfbert.errors import USER_ERRORS
-from tfbert.serving_client import (GrpcPredictor, LocalPredictor, RestPredictor, ServingClientError, format_jsonl,
-                                   format_table, load_text_pairs, load_texts, read_export_metadata,
-                                   resolve_export_dir)
+from tfbert.cli import quiet_native_logs
+
+quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
+
+from tfbert.errors import USER_ERRORS  # noqa: E402
+from tfbert.serving_client import (GrpcPredictor, LocalPredictor, RestPredictor,  # noqa: E402
+                                   ServingClientError, format_jsonl, format_table, load_text_pairs, load_texts,
+                                   read_export_metadata, resolve_export_dir)
 
 PROG = "predict.py"
 
@@ -40,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the model reads sentence pairs: split each text at its first TAB")
     parser.add_argument("--batch_size", type=int, default=64, help="texts per request")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server's answer")
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     return parser.parse_args(argv)
 
 

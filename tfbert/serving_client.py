@@ -742,8 +742,30 @@ def _preview(text: str | bytes, width: int = 80) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def is_tagging(result: Result | Classification) -> bool:
+    """Whether a predict row comes from a token-classification (NER) export."""
+    return isinstance(result, dict) and "entity_type" in result and "tags" in result
+
+
+def entities_of(result: Result) -> list[dict[str, Any]]:
+    """The entities of an NER export's row: [{"text", "type", "start", "end", "score"}], in text order
+    (`start`/`end`: character offsets into the input, or word indices for the `tokens` signature)."""
+    count = int(result.get("num_entities", 0))
+    return [{"text": result["entity_text"][i], "type": result["entity_type"][i], "start": int(result["entity_start"][i]),
+             "end": int(result["entity_end"][i]), "score": float(result["entity_score"][i])} for i in range(count)]
+
+
+def tagged_words(result: Result) -> list[tuple[str, str]]:
+    """(word, tag) of each word of an NER export's row (the padding left out)."""
+    words = result.get("words") or [str(i) for i in range(len(result["tags"]))]
+    return [(word, tag) for word, tag in zip(words, result["tags"]) if tag]
+
+
 def _summary(result: Result | Classification, label_names: Sequence[str] | None) -> dict[str, str]:
     """The columns of one table row: the answer and how sure the model is."""
+    if is_tagging(result):
+        shown = [f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in entities_of(result)]
+        return {"entities": "; ".join(shown) or "-"}
     if isinstance(result, list):  # classify: [(class, score), ...]
         ranked = sorted(result, key=lambda pair: -pair[1])
         if not ranked:
@@ -821,13 +843,18 @@ def format_jsonl(texts: Sequence[str], results: Sequence[Result | Classification
             record["text_pair"] = pairs[i]
         if isinstance(result, list):
             record["classes"] = [{"label": label, "score": _finite(score)} for label, score in result]
+        elif is_tagging(result):  # the entities, and each word with its tag, without the batch padding
+            record["entities"] = [{**e, "score": _finite(e["score"])} for e in entities_of(result)]
+            words = tagged_words(result)
+            record["words"] = [word for word, _ in words]
+            record["tags"] = [tag for _, tag in words]
         else:
             record.update({name: _finite(value) for name, value in result.items()})
         lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
     return "\n".join(lines)
 
 
-__all__ = ["ServingClientError", "load_texts", "load_text_pairs", "Predictor", "LocalPredictor", "RestPredictor",
+__all__ = ["ServingClientError", "is_tagging", "entities_of", "tagged_words", "load_texts", "load_text_pairs", "Predictor", "LocalPredictor", "RestPredictor",
            "GrpcPredictor", "rest_predict_request", "rest_classify_request", "grpc_predict_request",
            "grpc_classify_request", "parse_rest_predictions", "parse_rest_classifications", "make_example",
            "resolve_export_dir", "read_export_metadata", "rows_from_columns", "format_table", "format_jsonl"]

@@ -142,6 +142,25 @@ print(json.dumps({{"tags": dec(out["tags"]), "words": dec(out["words"]), "entity
     accented = got["words"][-1]
     assert accented[:5] == ["Héllo", "WORLD", "!", "!", "foo"]  # cut from the original text
 
+    # predict.py prints the entities; a REST answer (JSON rows) formats exactly like the local outputs
+    predicted = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "predict.py"), "--export_dir",
+                                os.path.dirname(saved), "--format", "jsonl", *texts[:5]],
+                               capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0 and predicted.stderr == "", predicted.stderr[-2000:]
+    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    for i, record in enumerate(records):
+        assert record["tags"] == python_tags[i] and record["words"] == texts[i].split()
+        assert [(e["text"], e["type"], e["start"], e["end"]) for e in record["entities"]] == [
+            (got["entity_text"][i][k], got["entity_type"][i][k], got["start"][i][k], got["end"][i][k])
+            for k in range(got["n"][i])]
+    from tfbert.serving_client import LocalPredictor, format_jsonl, format_table, parse_rest_predictions
+
+    rows = LocalPredictor(saved).predict(texts[:5])
+    as_rest = parse_rest_predictions(json.loads(json.dumps({"predictions": rows})), 5)
+    assert format_jsonl(texts[:5], as_rest) == predicted.stdout.strip()
+    table = format_table(texts[:5], rows)
+    assert table.splitlines()[0].split() == ["text", "entities"] and "[PER]" in table
+
     from tfbert.export import read_allowlist, saved_model_op_types
 
     assert not saved_model_op_types(saved) - read_allowlist(), sorted(saved_model_op_types(saved) - read_allowlist())

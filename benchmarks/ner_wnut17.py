@@ -1,0 +1,170 @@
+"""WNUT-17 entity F1: tfbert's `train_ner.py` vs transformers' PyTorch `BertForTokenClassification`.
+
+Same model (minilm-l6), data (WNUT-17 as shipped in tfbert/datasets/wnut17), labels (IOB2 tags on each
+word's first sub-token, as run_ner.py aligns them) and recipe: AdamW at 1e-4 with 10% linear warmup and
+linear decay, weight decay 0.01 except biases and LayerNorm, global-norm clip 1.0, batch 32, 3 epochs,
+128 tokens, seed 42; the epoch with the best dev F1 is evaluated on test. Entity F1 from seqeval
+(default mode). Each implementation runs in its own process, one after the other.
+
+    pip install -e ".[bench]" seqeval
+    python benchmarks/ner_wnut17.py               # both; prints a table and writes results to --out
+    python benchmarks/ner_wnut17.py --only torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = dict(learning_rate=1e-4, warmup_ratio=0.1, weight_decay=0.01, batch_size=32, epochs=3, max_seq_length=128,
+              seed=42)
+
+
+def run_tfbert(out_dir: str) -> dict:
+    started = time.time()
+    command = [sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--output_dir", out_dir,
+               "--log_dir", os.path.join(out_dir, "tb")] + [f"--{k}={v}" for k, v in RECIPE.items()]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
+    metrics = json.load(open(os.path.join(out_dir, "metrics.json")))
+    return {"implementation": "tfbert (Keras 3, TF)", "dev_f1": metrics["validation"]["f1"],
+            "test_f1": metrics["test"]["f1"], "test_precision": metrics["test"]["precision"],
+            "test_recall": metrics["test"]["recall"], "seconds": round(time.time() - started, 1)}
+
+
+def run_torch() -> dict:
+    """transformers' BertForTokenClassification trained with a plain PyTorch loop (run_ner.py's recipe)."""
+    import numpy as np
+    import torch
+    import transformers
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    from tfbert import datasets
+    from tfbert.checkpoints import resolve
+    from tfbert.data.conll import read_tagged
+
+    started = time.time()
+    torch.manual_seed(RECIPE["seed"])
+    np.random.seed(RECIPE["seed"])
+    splits = {name: read_tagged(datasets.path("wnut17", f"{name}.conll")) for name in ("train", "validation", "test")}
+    tags = splits["train"].tag_names()
+    tag_ids = {t: i for i, t in enumerate(tags)}
+    model_dir = resolve("minilm-l6")
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(model_dir)
+    model = transformers.BertForTokenClassification.from_pretrained(
+        model_dir, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=tag_ids)
+
+    def encode(sentences):
+        features = []
+        for words, word_tags in zip(sentences.words, sentences.tags):
+            encoding = tokenizer(words, is_split_into_words=True, truncation=True,
+                                 max_length=RECIPE["max_seq_length"])
+            labels, previous = [], None
+            for word in encoding.word_ids():
+                labels.append(-100 if word is None or word == previous else tag_ids[word_tags[word]])
+                previous = word
+            features.append({**encoding, "labels": labels})
+        return features
+
+    collator = transformers.DataCollatorForTokenClassification(tokenizer)
+    encoded = {name: encode(split) for name, split in splits.items()}
+    batch = RECIPE["batch_size"]
+    steps = RECIPE["epochs"] * -(-len(encoded["train"]) // batch)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+               "weight_decay": RECIPE["weight_decay"]},
+              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=RECIPE["learning_rate"])
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(RECIPE["warmup_ratio"] * steps), steps)
+
+    def predict(name):
+        model.eval()
+        predicted = []
+        with torch.no_grad():
+            for start in range(0, len(encoded[name]), 64):
+                chunk = encoded[name][start:start + 64]
+                inputs = collator(chunk)
+                logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits.argmax(-1).numpy()
+                for row, feature in enumerate(chunk):
+                    word_tags = ["O"] * len(splits[name].words[start + row])
+                    previous = None
+                    for position, word in enumerate(tokenizer(splits[name].words[start + row],
+                                                              is_split_into_words=True, truncation=True,
+                                                              max_length=RECIPE["max_seq_length"]).word_ids()):
+                        if word is not None and word != previous:
+                            word_tags[word] = tags[logits[row, position]]
+                        previous = word
+                    predicted.append(word_tags)
+        truth = splits[name].tags
+        return {"f1": f1_score(truth, predicted), "precision": precision_score(truth, predicted),
+                "recall": recall_score(truth, predicted)}
+
+    best_dev, best_state = -1.0, None
+    generator = np.random.default_rng(RECIPE["seed"])
+    for _ in range(RECIPE["epochs"]):
+        model.train()
+        order = generator.permutation(len(encoded["train"]))
+        for start in range(0, len(order), batch):
+            inputs = collator([encoded["train"][i] for i in order[start:start + batch]])
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        dev = predict("validation")["f1"]
+        if dev > best_dev:
+            best_dev, best_state = dev, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    test = predict("test")
+    return {"implementation": f"transformers {transformers.__version__} (PyTorch {torch.__version__})",
+            "dev_f1": best_dev, "test_f1": test["f1"], "test_precision": test["precision"],
+            "test_recall": test["recall"], "seconds": round(time.time() - started, 1),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("tfbert", "torch"))
+    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "tfbert-ner-bench"))
+    parser.add_argument("--_torch_child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._torch_child:  # the PyTorch run in its own process, so the two never share memory
+        print(json.dumps(run_torch()))
+        return 0
+    try:
+        import seqeval  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"benchmarks/ner_wnut17.py needs PyTorch, transformers and seqeval: "
+                         f"pip install -e \".[bench]\" seqeval ({e})")
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    if args.only in (None, "tfbert"):
+        rows.append(run_tfbert(os.path.join(args.out, "tfbert")))
+    if args.only in (None, "torch"):
+        child = subprocess.run([sys.executable, __file__, "--_torch_child"], capture_output=True, text=True)
+        if child.returncode:
+            raise SystemExit(child.stderr[-3000:])
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    print("| implementation | dev F1 | test F1 | test precision | test recall | seconds |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['implementation']} | {row['dev_f1']:.4f} | {row['test_f1']:.4f} | {row['test_precision']:.4f} "
+              f"| {row['test_recall']:.4f} | {row['seconds']} |")
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
