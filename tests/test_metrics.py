@@ -351,6 +351,25 @@ def check_ner_against_seqeval(true_tags: list[list[str]], pred_tags: list[list[s
         assert scores["support"] == expected["support"]
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_strict_iob2_matches_seqeval_strict(seed):
+    from seqeval.scheme import IOB2
+
+    rng = np.random.default_rng(7000 + seed)
+    true_tags, pred_tags = [], []
+    for _ in range(int(rng.integers(1, 8))):
+        length = int(rng.integers(0, 12))
+        true_tags.append([random_tag(rng, "OBI") for _ in range(length)])
+        pred_tags.append([random_tag(rng, "OBI") if rng.random() < 0.4 else tag for tag in true_tags[-1]])
+    ours = metrics.ner_metrics(true_tags, pred_tags, mode="strict")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strict = dict(mode="strict", scheme=IOB2)
+        assert_close(ours["f1"], seqeval_metrics.f1_score(true_tags, pred_tags, **strict), "f1")
+        assert_close(ours["precision"], seqeval_metrics.precision_score(true_tags, pred_tags, **strict), "p")
+        assert_close(ours["recall"], seqeval_metrics.recall_score(true_tags, pred_tags, **strict), "r")
+
+
 @pytest.mark.parametrize("style", ["iob2", "iob1", "mixed", "iobes"])
 @pytest.mark.parametrize("seed", range(100))
 def test_ner_matches_seqeval_randomized(seed, style):

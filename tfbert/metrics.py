@@ -500,13 +500,32 @@ def _entity_spans(sentences: Sequence[Sequence[str]]) -> set[tuple[str, int, int
     return spans
 
 
+def _strict_iob2_spans(sentences: Sequence[Sequence[str]]) -> set[tuple[str, int, int]]:
+    """Entities as seqeval's strict IOB2 mode reads them: B-X then I-X...; an I- tag that does not
+    continue an entity of its type (after O, at the start, after another type) belongs to none."""
+    spans: set[tuple[str, int, int]] = set()
+    offset = 0
+    for sentence_index, sentence in enumerate(sentences):
+        start, kind = None, None
+        for position, tag in enumerate(list(sentence) + ["O"]):
+            prefix, entity_type = _split_tag(tag, sentence_index, position) if position < len(sentence) else ("O", "_")
+            if start is not None and not (prefix == "I" and entity_type == kind):
+                spans.add((kind, start, offset + position - 1))
+                start = None
+            if prefix == "B":
+                start, kind = offset + position, entity_type
+        offset += len(sentence) + 1
+    return spans
+
+
 def _f1_from_precision_recall(precision: float, recall: float) -> float:
     # seqeval combines precision and recall rather than counts; keep its arithmetic.
     total = precision + recall
     return 2 * precision * recall / total if total else 0.0
 
 
-def ner_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, Any]:
+def ner_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]],
+                mode: str = "default") -> dict[str, Any]:
     """Entity-level micro precision, recall and F1 of tagged sentences, with per-type scores.
 
     An entity counts as correct only if its type, first and last token all match. Chunking is
@@ -516,6 +535,9 @@ def ner_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence
     Args:
         true_tags: one list of tag strings ("B-PER", "I-PER", "O", ...) per sentence.
         pred_tags: predicted tags, same number of sentences and tokens per sentence.
+        mode: "default" (lenient, as above) or "strict": IOB2 read as seqeval's
+            `mode="strict", scheme=IOB2` reads it, where only B- starts an entity and an I- tag that
+            continues none is not part of one.
 
     Returns:
         {"precision", "recall", "f1": micro-averaged floats (0.0 where undefined),
@@ -541,8 +563,11 @@ def ner_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence
         if len(truth) != len(prediction):
             raise ValueError(f"ner_metrics: sentence {index} has {len(truth)} true tags but "
                              f"{len(prediction)} predicted tags; expected one tag per token")
-    true_entities = _entity_spans(true_tags)
-    pred_entities = _entity_spans(pred_tags)
+    if mode not in ("default", "strict"):
+        raise ValueError(f"ner_metrics: mode must be 'default' or 'strict', found {mode!r}")
+    spans_of = _entity_spans if mode == "default" else _strict_iob2_spans
+    true_entities = spans_of(true_tags)
+    pred_entities = spans_of(pred_tags)
 
     per_type: dict[str, dict[str, float | int]] = {}
     for entity_type in sorted({span[0] for span in true_entities | pred_entities}):

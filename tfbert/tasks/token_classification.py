@@ -7,8 +7,8 @@ sub-tokens, [CLS], [SEP] and padding get -100 and are skipped by the loss and th
 transformers' `run_ner.py` (`--label_all_subtokens` labels every sub-token instead, B- becoming I-
 after the first). A word's prediction is the tag at its first sub-token. Entity-level precision,
 recall and F1 are computed over whole sentences (`tfbert.metrics.ner_metrics`, checked against
-seqeval); words cut off by `max_seq_length` count as predicted "O", so truncation costs recall
-instead of hiding entities.
+seqeval's default mode; `strict_f1` as its strict IOB2 mode); words cut off by `max_seq_length` count
+as predicted "O", so truncation costs recall instead of hiding entities.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ class TokenClassificationTask(Task):
         return [MaskedTokenAccuracy()]
 
     def metric_names(self, config) -> list[str]:
-        return ["accuracy", "f1", "precision", "recall"]
+        return ["accuracy", "f1", "precision", "recall", "strict_f1"]
 
     def default_best_metric(self, config) -> str:
         return "val_f1"
@@ -256,7 +256,9 @@ class TokenClassificationTask(Task):
         result = metric_fns.ner_metrics(truth, predicted)
         words = sum(len(sentence) for sentence in truth)
         correct = sum(t == p for ts, ps in zip(truth, predicted) for t, p in zip(ts, ps))
+        strict = metric_fns.ner_metrics(truth, predicted, mode="strict")  # seqeval's mode="strict", IOB2
         out = {"precision": result["precision"], "recall": result["recall"], "f1": result["f1"],
+               "strict_f1": strict["f1"],
                "accuracy": correct / words if words else 0.0, "per_type": result["per_type"],
                "report": format_entity_report(result)}
         if with_loss:
