@@ -8,7 +8,7 @@ import pytest
 
 from tfbert.data.conll import TaggedSentences
 from tfbert.data.readers import DataError
-from tfbert.tasks.token_classification import IGNORE_LABEL, encode_sentences, features_dataset
+from tfbert.tasks.token_classification import IGNORE_LABEL, encode_sentences, features_dataset, sentence_predictions
 from tfbert.text import BertTokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -41,19 +41,30 @@ def reference_labels(hf, words, tags, max_length, label_all):
 
 @pytest.mark.parametrize("max_length", [32, 6])
 @pytest.mark.parametrize("label_all", [False, True])
-def test_labels_align_like_run_ner(tiny_vocab_file, max_length, label_all):
+def test_labels_align_like_run_ner_and_long_sentences_become_windows(tiny_vocab_file, max_length, label_all):
     tokenizer = BertTokenizer(tiny_vocab_file)
     hf = transformers.BertTokenizerFast.from_pretrained(os.path.dirname(tiny_vocab_file))
     encoded = encode_sentences(SENTENCES, tokenizer, max_length, {t: i for i, t in enumerate(TAGS)}, label_all)
+    budget, stride = max_length - 2, max(1, (max_length - 2) // 2)
     for index, (words, tags) in enumerate(zip(SENTENCES.words, SENTENCES.tags)):
+        windows = np.nonzero(encoded.window_sentence == index)[0]
+        # the first window is what transformers gives with truncation
         ids, labels = reference_labels(hf, words, tags, max_length, label_all)
-        assert encoded.input_ids[index].tolist() == ids
-        assert encoded.labels[index].tolist() == labels
-        # each word's first sub-token, -1 for words cut off
-        word_ids = hf(words, is_split_into_words=True, truncation=True, max_length=max_length).word_ids()
+        assert encoded.input_ids[windows[0]].tolist() == ids
+        assert encoded.labels[windows[0]].tolist() == labels
+        # all windows together: every token of the untruncated sequence, half a window apart
+        full_ids, full_labels = reference_labels(hf, words, tags, 512, label_all)
+        assert len(windows) == (1 if len(full_ids) - 2 <= budget else 1 + -(-(len(full_ids) - 2 - budget) // stride))
+        for k, window in enumerate(windows):
+            assert encoded.input_ids[window].tolist() == [2] + full_ids[1:-1][k * stride:k * stride + budget] + [3]
+            assert encoded.labels[window].tolist() == [-100] + full_labels[1:-1][k * stride:k * stride + budget] + [-100]
+        word_ids = hf(words, is_split_into_words=True).word_ids()[1:-1]
         expected = [word_ids.index(w) if w in word_ids else -1 for w in range(len(words))]
         assert encoded.first_tokens[index].tolist() == expected
-    assert encoded.truncated == (2 if max_length == 6 else 0)
+        # each word's prediction is read at its first token, in the window that centres it best
+        positions = {w: np.arange(len(encoded.input_ids[w])) - 1 + k * stride for k, w in enumerate(windows)}
+        assert sentence_predictions(encoded, positions, index, windows).tolist() == expected
+    assert encoded.windowed == (2 if max_length == 6 else 0)  # the 6- and 7-token sentences
 
 
 def test_unknown_tag_names_the_sentence(tiny_vocab_file):
@@ -72,7 +83,7 @@ def test_batches_pad_labels_with_ignore(tiny_vocab_file):
                                                      "attention_mask": 0}, IGNORE_LABEL),
         batch_size=4, max_seq_length=32, padding="batch")
     features, labels = next(iter(dataset))
-    lengths = [len(ids) for ids in encoded.input_ids]
+    lengths = [len(ids) for ids in encoded.input_ids][:4]
     assert features["input_ids"].shape == (4, max(lengths)) and labels.shape == (4, max(lengths))
     for row, length in enumerate(lengths):
         assert np.all(labels[row, length:] == IGNORE_LABEL)

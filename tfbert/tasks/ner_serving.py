@@ -15,7 +15,10 @@ entities, all in the graph, with only the ops that stock TF Serving runs.
     entity_start/end are word indices (end exclusive) and entity_text joins the words with spaces.
 `encoded(input_ids, token_type_ids, attention_mask)`: `logits` [batch, seq, num_labels].
 
-Words cut off by `max_seq_length`, or that give no token, are tagged "O" with score 0. Entities are
+A text longer than `max_seq_length` tokens is run as overlapping windows (half a window apart) and
+each token is read in the window that centres it best, exactly as training evaluates it
+(`tfbert.tasks.token_classification`), so every word gets one tag; a word that gives no token (e.g.
+only control characters) is tagged "O" with score 0. Entities are
 read from the IOB2 tags as seqeval does: B- starts one, and so does an I- that does not continue
 the previous word's type.
 """
@@ -34,7 +37,7 @@ def _word_predictions(probabilities, word_ids, num_words):
     """
     batch = tf.shape(word_ids)[0]
     width = tf.maximum(tf.reduce_max(num_words), 1)
-    previous = tf.concat([tf.fill([batch, 1], -1), word_ids[:, :-1]], axis=1)
+    previous = tf.concat([tf.fill([batch, 1], -1), word_ids], axis=1)[:, :-1]
     first = tf.logical_and(word_ids >= 0, tf.not_equal(word_ids, previous))
     tag_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     score = tf.reduce_max(probabilities, axis=-1)
@@ -92,10 +95,39 @@ def tagging_signatures(label_names: list[str]):
         kind_table = tf.constant(type_names)
         outside = label_names.index("O") if "O" in label_names else len(label_names)
 
-        def predict(tokens, num_words):
-            packed = tokenizer.pack(tokens, max_length=max_seq_length, padding="longest", truncation=True)
+        budget = max_seq_length - 2
+        stride = max(1, budget // 2)  # as tfbert.tasks.token_classification.window_layout
+
+        def token_probabilities(tokens):
+            """Softmax per token [b, max_tokens, labels]: every token of every text, a text longer than a
+            window run as overlapping windows, each token read in the window nearest to centring it."""
+            ids = tokens.ids
+            lengths = ids.row_lengths()
+            windows = tf.where(lengths <= budget, tf.ones_like(lengths),
+                               1 + (tf.maximum(lengths - budget, 0) + stride - 1) // stride)
+            window_number = tf.ragged.range(windows)
+            window_text = window_number.value_rowids()
+            starts = window_number.flat_values * stride
+            sizes = tf.minimum(tf.constant(budget, tf.int64), tf.gather(lengths, window_text) - starts)
+            positions = tf.ragged.range(starts, starts + sizes) + tf.gather(ids.row_starts(), window_text)[:, None]
+            window_ids = positions.with_flat_values(tf.gather(ids.flat_values, positions.flat_values))
+            packed = tokenizer.pack(window_ids, max_length=max_seq_length, padding="longest", truncation=True)
             logits = tf.cast(model({name: packed[name] for name in FEATURES}, training=False), tf.float32)
-            tag, score = _word_predictions(tf.nn.softmax(logits, axis=-1), packed["word_ids"], num_words)
+            probabilities = tf.nn.softmax(logits, axis=-1)
+            token = tf.ragged.range(lengths)
+            text = token.value_rowids()
+            t = token.flat_values
+            k = tf.clip_by_value((2 * t - budget + stride) // (2 * stride), 0, tf.gather(windows, text) - 1)
+            row = tf.gather(window_number.row_starts(), text) + k
+            position = t - k * stride + 1  # +1: [CLS]
+            width = tf.cast(tf.shape(probabilities)[1], tf.int64)
+            flat = tf.reshape(probabilities, [-1, tf.shape(probabilities)[2]])
+            per_token = tf.gather(flat, row * width + position)
+            return tf.RaggedTensor.from_row_lengths(per_token, lengths).to_tensor(0.0)
+
+        def predict(tokens, num_words):
+            probabilities = token_probabilities(tokens)
+            tag, score = _word_predictions(probabilities, tokens.word_ids.to_tensor(-1), num_words)
             width = tf.shape(tag)[1]
             in_sentence = tf.range(width)[None, :] < num_words[:, None]
             shown = tf.where(tag >= 0, tag, tf.where(in_sentence, outside, -1))

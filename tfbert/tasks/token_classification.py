@@ -7,8 +7,9 @@ sub-tokens, [CLS], [SEP] and padding get -100 and are skipped by the loss and th
 transformers' `run_ner.py` (`--label_all_subtokens` labels every sub-token instead, B- becoming I-
 after the first). A word's prediction is the tag at its first sub-token. Entity-level precision,
 recall and F1 are computed over whole sentences (`tfbert.metrics.ner_metrics`, checked against
-seqeval's default mode; `strict_f1` as its strict IOB2 mode); words cut off by `max_seq_length` count
-as predicted "O", so truncation costs recall instead of hiding entities.
+seqeval's default mode; `strict_f1` as its strict IOB2 mode). A sentence longer than `max_seq_length`
+becomes overlapping windows, in training and at prediction (in the SavedModel too), so every word gets
+exactly one tag.
 """
 
 from __future__ import annotations
@@ -34,21 +35,47 @@ logger = logging.getLogger("tfbert")
 TOKENIZE_BATCH_SIZE = 256
 
 
+def window_layout(num_tokens: int, budget: int) -> tuple[int, int]:
+    """(number of windows, stride) of a sentence of `num_tokens` sub-tokens when a window holds
+    `budget` (= max_seq_length - 2). Window k covers tokens [k * stride, k * stride + budget)."""
+    stride = max(1, budget // 2)
+    if num_tokens <= budget:
+        return 1, stride
+    return 1 + -(-(num_tokens - budget) // stride), stride
+
+
+def window_of_token(tokens: np.ndarray, windows: int, stride: int, budget: int) -> np.ndarray:
+    """The window each token's prediction comes from: the one whose centre is nearest (integer
+    arithmetic, so `ner_serving` computes the same in the graph)."""
+    return np.clip((2 * tokens - budget + stride) // (2 * stride), 0, windows - 1)
+
+
 @dataclasses.dataclass
 class Encoded:
-    """A split's sentences as model features, in the split's order (numpy, one array per sentence).
+    """A split's sentences as model features: windows of at most max_seq_length tokens (numpy).
+
+    A sentence longer than `max_seq_length - 2` sub-tokens becomes overlapping windows (stride half a
+    window); each token is predicted in the window whose centre is nearest, so every word gets exactly
+    one tag (that of its first sub-token) and none is lost to the length limit.
 
     Attributes:
-        input_ids / labels: the packed [CLS] ... [SEP] sequences and their label ids (-100 where unlabelled).
-        first_tokens: per sentence, the position of each word's first sub-token in the packed
-            sequence, -1 for a word that was cut off or that gives no token.
-        truncated: sentences with at least one word cut off.
+        input_ids / labels: per window, the packed [CLS] ... [SEP] sequence and its label ids (-100 where
+            unlabelled).
+        window_sentence: the sentence of each window; windows of a sentence are consecutive.
+        first_tokens: per sentence, each word's first sub-token (index into the sentence's tokens), -1 for
+            a word that gives no token.
+        num_tokens: per sentence, its number of sub-tokens.
+        budget: tokens per window (max_seq_length - 2).
+        windowed: sentences split into more than one window.
     """
 
     input_ids: list[np.ndarray]
     labels: list[np.ndarray]
+    window_sentence: np.ndarray
     first_tokens: list[np.ndarray]
-    truncated: int
+    num_tokens: np.ndarray
+    budget: int
+    windowed: int
 
 
 @dataclasses.dataclass
@@ -58,13 +85,14 @@ class TaggedData(TaskData):
 
 def encode_sentences(sentences: conll.TaggedSentences, tokenizer, max_seq_length: int, tag_ids: dict[str, int],
                      label_all_subtokens: bool = False) -> Encoded:
-    """Tokenizes the words of every sentence (in batches, in the graph) and aligns the tags.
+    """Tokenizes the words of every sentence (in batches, in the graph), aligns the tags and cuts long
+    sentences into windows.
 
     Raises:
         DataError: a tag that the label set does not know (e.g. a type seen only in validation),
             naming the sentence's file and line.
     """
-    ids_out, labels_out, first_out, truncated = [], [], [], 0
+    ids_out, labels_out, window_sentence, first_out, num_tokens, windowed = [], [], [], [], [], 0
     budget = max_seq_length - 2
     for start in range(0, len(sentences), TOKENIZE_BATCH_SIZE):
         words = sentences.words[start:start + TOKENIZE_BATCH_SIZE]
@@ -73,16 +101,13 @@ def encode_sentences(sentences: conll.TaggedSentences, tokenizer, max_seq_length
         flat_ids, flat_words = tokens.ids.flat_values.numpy(), tokens.word_ids.flat_values.numpy()
         for row, sentence_words in enumerate(words):
             index = start + row
-            ids = flat_ids[splits[row]:splits[row + 1]][:budget]
+            ids = flat_ids[splits[row]:splits[row + 1]]
             word_ids = flat_words[splits[row]:splits[row + 1]]
-            if len(word_ids) > budget:
-                truncated += 1
-            word_ids = word_ids[:budget]
             first = np.full(len(sentence_words), -1, np.int32)
             is_first = np.ones(len(word_ids), bool)
             is_first[1:] = word_ids[1:] != word_ids[:-1]
-            first[word_ids[is_first]] = np.nonzero(is_first)[0] + 1  # +1: [CLS]
-            labels = np.full(len(ids) + 2, IGNORE_LABEL, np.int32)
+            first[word_ids[is_first]] = np.nonzero(is_first)[0]
+            labels = np.full(len(ids), IGNORE_LABEL, np.int32)
             if sentences.tags:
                 try:
                     tags = np.array([tag_ids[tag] for tag in sentences.tags[index]], np.int32)
@@ -93,13 +118,35 @@ def encode_sentences(sentences: conll.TaggedSentences, tokenizer, max_seq_length
                 if label_all_subtokens:
                     inside = np.array([tag_ids.get("I-" + tag[2:], tag_ids[tag]) if tag.startswith("B-") else
                                        tag_ids[tag] for tag in sentences.tags[index]], np.int32)
-                    labels[1:-1] = np.where(is_first, token_tags, inside[word_ids])
+                    labels = np.where(is_first, token_tags, inside[word_ids]).astype(np.int32)
                 else:
-                    labels[1:-1] = np.where(is_first, token_tags, IGNORE_LABEL)
-            ids_out.append(np.concatenate([[tokenizer.cls_id], ids, [tokenizer.sep_id]]).astype(np.int32))
-            labels_out.append(labels)
+                    labels = np.where(is_first, token_tags, IGNORE_LABEL).astype(np.int32)
+            windows, stride = window_layout(len(ids), budget)
+            windowed += windows > 1
+            for k in range(windows):
+                cut = slice(k * stride, k * stride + budget)
+                ids_out.append(np.concatenate([[tokenizer.cls_id], ids[cut], [tokenizer.sep_id]]).astype(np.int32))
+                labels_out.append(np.concatenate([[IGNORE_LABEL], labels[cut], [IGNORE_LABEL]]).astype(np.int32))
+                window_sentence.append(index)
             first_out.append(first)
-    return Encoded(ids_out, labels_out, first_out, truncated)
+            num_tokens.append(len(ids))
+    return Encoded(ids_out, labels_out, np.array(window_sentence, np.int64), first_out,
+                   np.array(num_tokens, np.int64), budget, int(windowed))
+
+
+def sentence_predictions(encoded: Encoded, window_predictions: dict, sentence: int,
+                         windows: np.ndarray) -> np.ndarray:
+    """Per word of a sentence: its first sub-token's prediction, taken from the window nearest to
+    centring it (-1 for a word without tokens). `window_predictions[w]` holds window w's per-position
+    predictions (position 0 is [CLS]); `windows` are the sentence's window indices, in order."""
+    first = encoded.first_tokens[sentence]
+    count, stride = window_layout(int(encoded.num_tokens[sentence]), encoded.budget)
+    present = first >= 0
+    chosen = window_of_token(first[present], count, stride, encoded.budget)
+    out = np.full(len(first), -1, np.int64)
+    out[present] = [window_predictions[windows[k]][token - k * stride + 1]
+                    for token, k in zip(first[present], chosen)]
+    return out
 
 
 def _ragged(rows: list[np.ndarray]) -> tf.RaggedTensor:
@@ -206,8 +253,9 @@ class TokenClassificationTask(Task):
 
     def truncation_report(self, data: TaggedData, tokenizer, max_seq_length: int) -> dict:
         encoded = self.encoded(data, "train", tokenizer, max_seq_length)
-        lengths = np.array([len(ids) for ids in encoded.input_ids])
-        return {"examples": len(lengths), "truncated": encoded.truncated,
+        lengths = encoded.num_tokens + 2  # packed lengths before windowing
+        # Nothing is truncated: a longer sentence is split into windows (see `Encoded`).
+        return {"examples": len(lengths), "truncated": 0, "windowed": encoded.windowed,
                 "max_tokens": int(lengths.max()) if len(lengths) else 0,
                 "mean_tokens": float(lengths.mean()) if len(lengths) else 0.0}
 
@@ -225,28 +273,28 @@ class TokenClassificationTask(Task):
         return "val_f1"
 
     def predict_tags(self, model, dataset, data: TaggedData, split: str, tokenizer, config):
-        """Per sentence of the split (in its order): the predicted tag of each word, and the summed
-        loss and count of labelled tokens."""
+        """Per sentence of the split (in its order): the predicted tag of each word, and the mean loss
+        over the labelled tokens of all windows."""
         encoded = self.encoded(data, split, tokenizer, config.max_seq_length, config.label_all_subtokens)
         order = self.eval_order(data, split, tokenizer, config)
-        names = np.array(data.label_names)
-        predicted: list = [None] * len(order)
+        names = np.array(data.label_names + ["O"])  # index -1 (a word without tokens) -> "O"
+        window_predictions = {}
         position = 0
         loss_sum, loss_count = 0.0, 0
         loss_fn = model.default_loss()
         for _, labels, logits in predict_batches(model, dataset):
-            best = logits.argmax(-1)
             count = int(np.sum(labels != IGNORE_LABEL))
             if count:
                 loss_sum += float(loss_fn(labels, logits)) * count
                 loss_count += count
-            for row in range(len(best)):
-                index = order[position]
-                first = encoded.first_tokens[index]
-                tags = np.full(len(first), "O", dtype=object)
-                tags[first >= 0] = names[best[row][first[first >= 0]]]
-                predicted[index] = list(tags)
+            for row in logits.argmax(-1):
+                window_predictions[order[position]] = row
                 position += 1
+        starts = np.searchsorted(encoded.window_sentence, np.arange(len(encoded.first_tokens)))
+        ends = np.searchsorted(encoded.window_sentence, np.arange(len(encoded.first_tokens)), side="right")
+        predicted = [list(names[sentence_predictions(encoded, window_predictions, sentence,
+                                                     np.arange(starts[sentence], ends[sentence]))])
+                     for sentence in range(len(encoded.first_tokens))]
         return predicted, (loss_sum / loss_count if loss_count else 0.0)
 
     def evaluate(self, model, dataset, data: TaggedData, split: str, tokenizer, config,

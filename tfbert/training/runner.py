@@ -110,7 +110,9 @@ def prepare(config: RunConfig) -> PreparedData:
     truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
           f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
-          f"training examples truncated at {config.max_seq_length} tokens", flush=True)
+          f"training examples truncated at {config.max_seq_length} tokens"
+          + (f", {truncation['windowed']} split into overlapping windows" if truncation.get("windowed") else ""),
+          flush=True)
     return prepared
 
 
