@@ -72,10 +72,10 @@ def test_objective_direction_and_names(tmp_path):
     assert (tuning.resolved_objective(config).name, tuning.resolved_objective(config).direction) == \
         ("val_macro_f1", "max")
     assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", objective="val_loss")).direction == "min"
-    regression = TuneRunConfig(train_file="x.csv", task="regression", objective="val_mse")
+    regression = TuneRunConfig(train_file="x.csv", problem_type="regression", objective="val_mse")
     assert tuning.resolved_objective(regression).direction == "min"
     assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv")).name == "val_accuracy"  # train_cls' default
-    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", task="multi_label",
+    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", problem_type="multi_label_classification",
                                                    objective="val_hamming_loss")).direction == "min"
     with pytest.raises(ValueError, match="--objective val_f1: not a validation metric of a classification run; "
                                          "choose one of .*val_macro_f1"):

@@ -117,7 +117,7 @@ def test_other_task_types_train_and_report_their_metrics(tmp_path, tiny_model_di
     if task == "pairs":
         overrides["text_pair_column"] = "other"
     else:
-        overrides["task"] = task
+        overrides["problem_type"] = task
     summary = _fit(_config(tmp_path, tiny_model_dir, **overrides))
     expected = {"multi_label": "micro_f1", "regression": "pearson", "pairs": "mcc"}[task]
     assert expected in summary["validation"]
@@ -276,3 +276,22 @@ def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_p
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("tb.old-")]
     assert len(moved) == 1 and (moved[0] / "events.out.tfevents.old").exists()
     assert "held an earlier run's logs" in capsys.readouterr().out
+
+
+def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, capsys):
+    assert ClassifierRunConfig().problem_type == "single_label_classification"
+    assert ClassifierRunConfig(problem_type="regression").task == "regression"
+    assert ClassifierRunConfig(multi_label=True).problem_type == "multi_label_classification"
+    assert ClassifierRunConfig.from_args(["--problem_type", "multi_label"]).problem_type == "multi_label_classification"
+    old = tmp_path / "config.yaml"  # written before the rename
+    old.write_text("task: multi_label\nlearning_rate: 3e-5\n", encoding="utf-8")
+    config = ClassifierRunConfig.from_args(["--config", str(old)])
+    assert config.problem_type == "multi_label_classification" and config.task == "multi_label"
+    assert f"{old}: field 'task: multi_label' is now 'problem_type: multi_label_classification'" in \
+        capsys.readouterr().err
+    assert "task" not in config.to_dict()
+    old.write_text("task: ranking\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        ClassifierRunConfig.from_args(["--config", str(old)])
+    assert "field 'task' (now 'problem_type') must be one of classification, multi_label, regression" in \
+        capsys.readouterr().err

@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import os
 import re
+import sys
 import typing
 from typing import Any
 
 import yaml
 
-TASKS = ("classification", "multi_label", "regression")
+TASKS = ("classification", "multi_label", "regression")  # tfbert's short names, in this order:
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")  # transformers'
 TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
@@ -144,9 +146,13 @@ class RunConfig:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
     @classmethod
-    def load_yaml(cls, path: str) -> dict[str, Any]:
-        """Reads a YAML run config; unknown keys and bad types are errors naming the file."""
+    def load_yaml(cls, path: str, renamed: dict[str, str] | None = None) -> dict[str, Any]:
+        """Reads a YAML run config; unknown keys and bad types are errors naming the file. `renamed`
+        maps old field names to new ones (their values are read under the new name)."""
         data = read_yaml_mapping(path, "config", "field: value")
+        for old, new in (renamed or {}).items():
+            if old in data and new not in data:
+                data[new] = data.pop(old)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
@@ -201,22 +207,48 @@ class ClassifierRunConfig(RunConfig):
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
-    task: str = "classification"
-    multi_label: bool = False
+    problem_type: str = dataclasses.field(default="single_label_classification", metadata={
+        "choices": PROBLEM_TYPES + TASKS,
+        "help": "as transformers names it: one label per text (softmax), any number of labels per text "
+                "(sigmoid each), or one number per text; the short names classification, multi_label and "
+                "regression are accepted too"})
+    multi_label: bool = dataclasses.field(default=False, metadata={
+        "help": "same as --problem_type multi_label_classification"})
     label_delimiter: str = ","
     threshold: float = 0.5
 
     def __post_init__(self):
+        self.problem_type = dict(zip(TASKS, PROBLEM_TYPES)).get(self.problem_type, self.problem_type)
         if self.multi_label:
-            if self.task not in ("classification", "multi_label"):
-                raise ValueError(f"run config: 'multi_label' contradicts task {self.task!r}")
-            self.task = "multi_label"
+            if self.problem_type not in ("single_label_classification", "multi_label_classification"):
+                raise ValueError(f"run config: 'multi_label' contradicts problem_type {self.problem_type!r}")
+            self.problem_type = "multi_label_classification"
         self.validate()
 
     def validate(self, source: str = "run config") -> None:
-        if self.task not in TASKS:
-            self.fail(source, "task", " | ".join(TASKS), self.task)
+        if self.problem_type not in PROBLEM_TYPES:
+            self.fail(source, "problem_type", " | ".join(PROBLEM_TYPES), self.problem_type)
         super().validate(source)
+
+    @property
+    def task(self) -> str:
+        """The short name of `problem_type` that tfbert's classifier, readers and export use:
+        "classification", "multi_label" or "regression"."""
+        return TASKS[PROBLEM_TYPES.index(self.problem_type)]
+
+    @classmethod
+    def load_yaml(cls, path: str) -> dict[str, Any]:
+        """As `RunConfig.load_yaml`; a config.yaml written before the field was renamed says `task:`
+        (classification | multi_label | regression), which is read as `problem_type` with a warning."""
+        data = read_yaml_mapping(path, "config", "field: value")
+        if "task" in data and "problem_type" not in data:
+            old = data["task"]
+            if old not in TASKS:
+                raise ValueError(f"{path}: field 'task' (now 'problem_type') must be one of "
+                                 f"{', '.join(TASKS)}, found {old!r}")
+            print(f"warning: {path}: field 'task: {old}' is now 'problem_type: "
+                  f"{PROBLEM_TYPES[TASKS.index(old)]}' (transformers' name); read as such", file=sys.stderr)
+        return super().load_yaml(path, renamed={"task": "problem_type"})
 
 
 @dataclasses.dataclass
@@ -286,7 +318,7 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
                                          "flags given on the command line override it")
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's native log lines (hidden by default; see tfbert.cli)")
-    choices = {"task": TASKS, "mixed_precision": PRECISIONS, "padding": PADDINGS, "strategy": STRATEGIES}
+    choices = {"mixed_precision": PRECISIONS, "padding": PADDINGS, "strategy": STRATEGIES}
     for field in dataclasses.fields(cls):
         kind = _field_type(cls, field)
         flag = f"--{field.name}"
