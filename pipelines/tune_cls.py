@@ -12,26 +12,17 @@ dashboard under tensorboard_logs/<search_name>/. Killed, the same command resume
     python pipelines/tune_cls.py --role worker --oracle_address chief:8000 --worker_index 0 ...
 """
 
-import logging
 import sys
 
-from tfbert.cli import quiet_native_logs
+from tfbert.cli import quiet_native_logs, run_pipeline
 
 quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
 
-from tfbert.errors import USER_ERRORS  # noqa: E402
 from tfbert.tuning import TuneRunConfig, run_search  # noqa: E402
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = TuneRunConfig.from_args(argv, description=__doc__)
-    try:
-        run_search(config)
-    except USER_ERRORS as e:  # the message says where and what to do (SearchError is one)
-        print(f"tune_cls.py: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_pipeline(TuneRunConfig, run_search, argv, __doc__, "tune_cls.py")
 
 
 if __name__ == "__main__":

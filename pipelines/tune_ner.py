@@ -11,26 +11,17 @@ The flags are train_ner.py's plus the search settings (see tune_cls.py for distr
     python pipelines/tune_ner.py --train_file train.conll --validation_file dev.conll --max_trials 20
 """
 
-import logging
 import sys
 
-from tfbert.cli import quiet_native_logs
+from tfbert.cli import quiet_native_logs, run_pipeline
 
 quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
 
-from tfbert.errors import USER_ERRORS  # noqa: E402
 from tfbert.tuning import TuneNerRunConfig, run_search  # noqa: E402
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = TuneNerRunConfig.from_args(argv, description=__doc__)
-    try:
-        run_search(config)
-    except USER_ERRORS as e:  # the message says where and what to do
-        print(f"tune_ner.py: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_pipeline(TuneNerRunConfig, run_search, argv, __doc__, "tune_ner.py")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,28 @@ def tfds_data_dir(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     TinyTfbertReviews(data_dir=data_dir).download_and_prepare()
     return data_dir
+
+
+def kill_after_first_epoch(command, output_dir, timeout=300):
+    """Starts a training command and kills it with SIGKILL once its backup records a finished epoch."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = os.path.join(str(output_dir), "backup", "training_metadata.json")
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if os.path.exists(metadata):
+                with open(metadata, encoding="utf-8") as f:
+                    if json.loads(f.read() or "{}").get("epoch", 0) >= 1:
+                        break
+            assert process.poll() is None, "training ended before it could be interrupted"
+            time.sleep(0.2)
+        assert process.poll() is None, "no epoch finished in time"
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()

@@ -79,3 +79,19 @@ def quiet_native_logs(argv: list[str] | None = None) -> bool:
 
     atexit.register(restore)
     return True
+
+
+def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog: str) -> int:
+    """The body of a training or search pipeline: flags (and `--config`) -> `config_cls`, then
+    `run(config)`; a `TfbertError` (bad data, config, checkpoint, vocabulary...) is printed as one line
+    `<prog>: error: <what and where>` and gives exit status 1."""
+    from tfbert.errors import TfbertError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = config_cls.from_args(argv, description=description)
+    try:
+        run(config)
+    except TfbertError as e:  # the message says where and what to do
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return 0

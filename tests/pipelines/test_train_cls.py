@@ -2,14 +2,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import write_sentiment_csv
+from conftest import kill_after_first_epoch, write_sentiment_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,17 +29,7 @@ def test_kill_9_then_same_command_resumes_with_the_same_step_count(tmp_path, tin
     train = write_sentiment_csv(tmp_path / "train.csv", 160, seed=5)
     out = tmp_path / "interrupted"
     command = _command(tiny_model_dir, train, out, tmp_path / "tb")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metadata = out / "backup" / "training_metadata.json"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
-            break
-        assert process.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.2)
-    assert process.poll() is None
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_first_epoch(command, out)
     assert not (out / "metrics.json").exists()
 
     other = command[:]

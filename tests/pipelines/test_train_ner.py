@@ -4,13 +4,13 @@
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from conftest import kill_after_first_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILLER = "the a movie film good bad was is very it this that".split()
@@ -51,16 +51,7 @@ def test_train_kill_resume_and_serve(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     command = _command(tiny_model_dir, tmp_path, out)
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metadata = out / "backup" / "training_metadata.json"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
-            break
-        assert process.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_after_first_epoch(command, out)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resuming from the backup" in result.stdout
