@@ -338,6 +338,7 @@ class BertAdamW(keras.optimizers.AdamW):
 
 def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
                      weight_decay: float = 0.01, clipnorm: float | None = 1.0, layerwise_lr_decay: float | None = None,
+                     epsilon: float = 1e-6,
                      num_layers: int | None = None, gradient_accumulation_steps: int = 1,
                      loss_scale: bool = False) -> keras.optimizers.Optimizer:
     """The BERT fine-tuning optimizer for `model`.
@@ -360,6 +361,7 @@ def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: i
         warmup_ratio: fraction of `total_steps` spent in linear warmup.
         weight_decay: decoupled weight decay (multiplied by the learning rate, as in Keras AdamW).
         clipnorm: global gradient-norm clip (`global_clipnorm`), or `None` for no clipping.
+        epsilon: Adam's epsilon (1e-6 as the original BERT; transformers' Trainer uses 1e-8).
         layerwise_lr_decay: per-layer decay in (0, 1] (e.g. 0.9), or `None` for no LLRD.
         num_layers: encoder layers; inferred from `model`'s variable paths when `None`.
         gradient_accumulation_steps: micro-batches per optimizer update; 1 = no accumulation.
@@ -397,8 +399,8 @@ def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: i
         learning_rate=schedule,
         weight_decay=weight_decay,
         # Adam hyper-parameters of the original BERT (`AdamWeightDecayOptimizer`): beta_1 0.9,
-        # beta_2 0.999, epsilon 1e-6 (Keras's default epsilon is 1e-7).
-        beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        # beta_2 0.999, epsilon 1e-6 by default (Keras's default is 1e-7, PyTorch's and transformers' 1e-8).
+        beta_1=0.9, beta_2=0.999, epsilon=epsilon,
         global_clipnorm=clipnorm,
         # Keras rejects 1 ("must be >= 2"); None means "update every batch".
         gradient_accumulation_steps=gradient_accumulation_steps if gradient_accumulation_steps > 1 else None,

@@ -60,6 +60,8 @@ class RunConfig:
     weight_decay: float = 0.01
     dropout: float | None = None
     layerwise_lr_decay: float | None = None
+    adam_epsilon: float = dataclasses.field(default=1e-6, metadata={
+        "help": "Adam's epsilon: 1e-6 as the original BERT recipe; 1e-8 as PyTorch and transformers' Trainer"})
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "none"
     jit_compile: bool = False
@@ -103,6 +105,8 @@ class RunConfig:
                 fail(name, "a positive integer", value)
         if not 0 < self.learning_rate < 1:
             fail("learning_rate", "in (0, 1)", self.learning_rate)
+        if not 0 < self.adam_epsilon < 1:
+            fail("adam_epsilon", "in (0, 1)", self.adam_epsilon)
         if not 0 <= self.warmup_ratio < 1:
             fail("warmup_ratio", "in [0, 1)", self.warmup_ratio)
         for name in ("validation_fraction", "test_fraction"):

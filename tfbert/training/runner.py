@@ -46,7 +46,7 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int)
         optimizer = create_optimizer(
             model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
             weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
-            num_layers=model.backbone.config.num_hidden_layers,
+            epsilon=config.adam_epsilon, num_layers=model.backbone.config.num_hidden_layers,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             loss_scale=config.mixed_precision == "mixed_float16")
         model.compile(optimizer=optimizer, loss=task.loss(model), metrics=task.train_metrics(config),
