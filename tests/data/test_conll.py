@@ -33,8 +33,13 @@ def test_iob1_and_bioes_are_read_as_iob2(tmp_path):
                                  "tags": ["B-LOC", "I-LOC", "E-LOC", "O", "O", "S-PER"]}) + "\n", encoding="utf-8")
     sentences = read_tagged(str(bioes))
     assert sentences.scheme == "bioes" and sentences.tags == [["B-LOC", "I-LOC", "I-LOC", "O", "O", "B-PER"]]
-    with pytest.raises(DataError, match=r"iob1.conll: tags given as iob2 but .*\(IOB1\)"):
+    with pytest.raises(DataError, match=r"iob1.conll:1: tags given as iob2, but 'I-PER' \(word 1 of its sentence\) "
+                                        r"starts an entity without B- \(IOB1\)"):
         read_tagged(str(iob1), scheme="iob2")
+    after_o = tmp_path / "after_o.conll"
+    after_o.write_text("a\tO\n\nb\tB-X\nc\tO\nd\tI-X\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"after_o.conll:5: tags given as iob2, but 'I-X' \(word 3"):
+        read_tagged(str(after_o), scheme="iob2")
 
 
 def test_scheme_helpers():
@@ -67,6 +72,9 @@ def test_jsonl_errors_and_empty_files(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n', encoding="utf-8")
     with pytest.raises(DataError, match="bad.jsonl:1: 'tags' must be a list with one tag per token"):
+        read_tagged(str(path))
+    path.write_text('{"tokens": ["a"], "tags": ["O"]}\n{"tokens": [], "tags": []}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="bad.jsonl:2: 'tokens' must be a non-empty list"):
         read_tagged(str(path))
     empty = tmp_path / "empty.conll"
     empty.write_text("\n\n", encoding="utf-8")

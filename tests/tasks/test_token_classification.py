@@ -89,3 +89,16 @@ def test_batches_pad_labels_with_ignore(tiny_vocab_file):
         assert np.all(labels[row, length:] == IGNORE_LABEL)
         assert np.all(features["attention_mask"][row, :length] == 1)
         assert np.all(features["attention_mask"][row, length:] == 0)
+
+
+def test_a_ten_thousand_word_sentence_is_windowed_not_lost(tiny_vocab_file):
+    words = ["hello", "world", "the", "film"] * 2500
+    tags = ["B-PER", "I-PER", "O", "O"] * 2500
+    encoded = encode_sentences(TaggedSentences([words], [tags], ["long.conll:1"]), BertTokenizer(tiny_vocab_file), 32,
+                               {t: i for i, t in enumerate(TAGS)})
+    windows = np.arange(len(encoded.input_ids))
+    assert len(windows) == 1 + -(-(10_000 - 30) // 15) and encoded.windowed == 1
+    assert max(len(ids) for ids in encoded.input_ids) == 32
+    # reading each window's labels back gives every word its own tag
+    labels = {w: encoded.labels[w] for w in windows}
+    assert [TAGS[i] for i in sentence_predictions(encoded, labels, 0, windows)] == tags

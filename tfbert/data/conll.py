@@ -91,9 +91,15 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
     found = detect_scheme(sentences.tags)
     if scheme == "auto":
         scheme = found
-    elif scheme == "iob2" and found == "iob1":
-        raise DataError("tags given as iob2 but a sentence has an I- tag that starts an entity (IOB1); "
-                        "pass --tag_scheme iob1 or auto", path)
+    elif scheme == "iob2" and found != "iob2":
+        sentence, token = _first_iob2_violation(sentences.tags)
+        where = sentences.sources[sentence]
+        if not path.endswith((".jsonl", ".json")):  # CoNLL: one token per line
+            where = f"{path}:{int(where.rsplit(':', 1)[1]) + token}"
+        tag = sentences.tags[sentence][token]
+        raise DataError(f"tags given as iob2, but {tag!r} (word {token + 1} of its sentence) "
+                        + ("starts an entity without B- (IOB1)" if tag[0] == "I" else "is a BIOES tag")
+                        + "; pass --tag_scheme iob1, bioes or auto", where)
     sentences.scheme = scheme
     sentences.tags = [to_iob2(tags, scheme) for tags in sentences.tags]
     return sentences
@@ -176,6 +182,17 @@ def _read_jsonl(path: str, lines: list[str], skip_bad_rows: bool) -> TaggedSente
         tags.append(sentence_tags)
         sources.append(f"{path}:{number}")
     return TaggedSentences(words, tags, sources)
+
+
+def _first_iob2_violation(sentences: Sequence[Sequence[str]]) -> tuple[int, int]:
+    """(sentence, word) of the first tag that strict IOB2 forbids: E-/S-, or an I- that continues nothing."""
+    for index, tags in enumerate(sentences):
+        previous = "O"
+        for position, tag in enumerate(tags):
+            if tag[0] in "ES" or (tag[0] == "I" and (previous == "O" or previous[2:] != tag[2:])):
+                return index, position
+            previous = tag
+    raise ValueError("no IOB2 violation")
 
 
 def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
