@@ -92,3 +92,51 @@ def test_shipped_wnut17_has_its_licence_and_splits():
         "corporation", "creative-work", "group", "location", "person", "product"}
     licence = open(datasets.path("wnut17", "LICENSE.txt"), encoding="utf-8").read()
     assert "CC BY 4.0" in licence and "Derczynski" in licence
+
+
+NER_ROWS = {"train": [(["John", "Smith", "lives", "in", "Paris"], ["B-PER", "I-PER", "O", "O", "B-LOC"]),
+                      (["Mary"], ["B-PER"])],
+            "dev": [(["Ann", "Lee"], ["B-PER", "I-PER"])],
+            "test": [(["in", "Rome"], ["O", "B-LOC"])]}
+
+
+@pytest.fixture(scope="module")
+def ner_tfds_dir(tmp_path_factory):
+    """A prepared TFDS dataset 'tiny_tfbert_ner' shaped like TFDS's conll2003 (tokens, ner ClassLabels)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+    class TinyTfbertNer(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "tokens": tfds.features.Sequence(tfds.features.Text()),
+                "ner": tfds.features.Sequence(tfds.features.ClassLabel(names=names))}))
+
+        def _split_generators(self, dl_manager):
+            return {split: self._generate_examples(rows) for split, rows in NER_ROWS.items()}
+
+        def _generate_examples(self, rows):
+            for i, (tokens, tags) in enumerate(rows):
+                yield i, {"tokens": tokens, "ner": tags}
+
+    data_dir = str(tmp_path_factory.mktemp("ner_tfds"))
+    TinyTfbertNer(data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+def test_tfds_token_datasets(ner_tfds_dir):
+    from tfbert.data.conll import read_tfds_tagged
+    from tfbert.tasks.token_classification import TokenClassificationTask
+    from tfbert.training.run_config import TokenClassifierRunConfig
+
+    train = read_tfds_tagged("tiny_tfbert_ner", "train", data_dir=ner_tfds_dir)
+    assert train.words == [w for w, _ in NER_ROWS["train"]] and train.tags == [t for _, t in NER_ROWS["train"]]
+    assert train.sources == ["tfds:tiny_tfbert_ner[train]:#0", "tfds:tiny_tfbert_ner[train]:#1"]
+    with pytest.raises(DataError, match=r"tfds:tiny_tfbert_ner\[validation\]: no split 'validation'"):
+        read_tfds_tagged("tiny_tfbert_ner", "validation", data_dir=ner_tfds_dir)
+    data = TokenClassificationTask().load_data(TokenClassifierRunConfig(dataset="tfds:tiny_tfbert_ner",
+                                                                        tfds_data_dir=ner_tfds_dir))
+    assert (len(data.train), len(data.validation), len(data.test)) == (2, 1, 1)  # 'dev' is the validation split
+    assert data.label_names == ["O", "B-LOC", "B-PER", "I-PER"] and data.description == "tfds:tiny_tfbert_ner"

@@ -238,3 +238,51 @@ def iob2_to_entities(words: Sequence[str], tags: Sequence[str]) -> list[tuple[st
         if tag[0] == "B" or (tag[0] == "I" and start is None):
             start, kind = i, tag[2:]
     return entities
+
+
+TFDS_TAG_FEATURES = ("ner_tags", "ner", "tags")
+
+
+def read_tfds_tagged(name: str, split: str, data_dir: str | None = None, scheme: str = "auto",
+                     download: bool = False) -> TaggedSentences:
+    """Tagged sentences from a prepared TFDS dataset with a `tokens` sequence of text and a tag sequence
+    (`ner_tags`, `ner` or `tags`: ClassLabel names, or strings), e.g. TFDS's `conll2003`. Sources are
+    ``"tfds:name[split]:#i"``.
+
+    Raises:
+        DataError: dataset not prepared or unknown, unknown split, or no tokens/tag feature.
+    """
+    import tensorflow_datasets as tfds
+
+    from tfbert.data.readers import open_tfds_builder
+
+    builder = open_tfds_builder(name, data_dir, download)
+    where = f"tfds:{name}[{split}]"
+    features = builder.info.features
+    tag_feature = next((f for f in TFDS_TAG_FEATURES if f in features), None)
+    if "tokens" not in features or tag_feature is None:
+        raise DataError(f"expected a 'tokens' feature and a tag feature ({', '.join(TFDS_TAG_FEATURES)}); "
+                        f"features found: {', '.join(features.keys())}", where)
+    if split not in builder.info.splits:
+        raise DataError(f"no split {split!r}; the dataset has {', '.join(builder.info.splits.keys())}", where)
+    inner = getattr(features[tag_feature], "feature", None)
+    names = getattr(inner, "names", None)
+    words, tags, sources = [], [], []
+    for index, record in enumerate(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))):
+        tokens = [t.decode("utf-8", errors="replace") for t in record["tokens"]]
+        raw = record[tag_feature]
+        sentence_tags = [names[int(t)] if names else t.decode("utf-8") for t in raw]
+        if not tokens:
+            continue  # TFDS NER sets hold no empty sentences; skip one if a user's does
+        bad = next((t for t in sentence_tags if not _TAG.match(t)), None)
+        if bad is not None:
+            raise DataError(f"tag {bad!r} is not O or B-/I-/E-/S-<type>", f"{where}:#{index}")
+        words.append(tokens)
+        tags.append(sentence_tags)
+        sources.append(f"{where}:#{index}")
+    if not words:
+        raise DataError("no sentences in this split", where)
+    sentences = TaggedSentences(words, tags, sources)
+    sentences.scheme = detect_scheme(tags) if scheme == "auto" else scheme
+    sentences.tags = [to_iob2(t, sentences.scheme) for t in tags]
+    return sentences

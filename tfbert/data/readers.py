@@ -212,6 +212,36 @@ def read_examples(
                            has_header, options)
 
 
+def open_tfds_builder(name: str, data_dir: str | os.PathLike | None = None, download: bool = False):
+    """The prepared TFDS builder of `name` (prepared first when `download`).
+
+    Raises:
+        DataError: unknown dataset, or not prepared in `data_dir` (with what to run to prepare it).
+    """
+    import tensorflow_datasets as tfds  # Lazy: the rest of the module needs no TensorFlow.
+
+    where = f"{TFDS_PREFIX}{name}"
+    data_dir = None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as e:
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"no TFDS dataset named {name!r} (neither registered with TFDS nor "
+                        f"found in data_dir {data_dir!r}): {first_line}", where) from e
+    except (ValueError, KeyError, AssertionError) as e:
+        raise DataError(f"cannot construct the TFDS builder: {e}", where) from e
+    if not builder.is_prepared():
+        if not download:
+            shown_dir = data_dir or "the default TFDS data_dir (~/tensorflow_datasets)"
+            raise DataError(
+                f"the dataset is not prepared in {shown_dir}; prepare it once (needs network) "
+                f"with `tfds build {name} --data_dir={data_dir or '~/tensorflow_datasets'}` or "
+                f"`tfds.builder({name!r}, data_dir=...).download_and_prepare()`, or pass "
+                "download=True", where)
+        builder.download_and_prepare()
+    return builder
+
+
 def read_tfds(
     name: str,
     split: str = "train",
@@ -265,25 +295,7 @@ def read_tfds(
         _check_column_arg(role, column)
     import tensorflow_datasets as tfds  # Lazy: the rest of the module needs no TensorFlow.
 
-    where = f"{TFDS_PREFIX}{name}"
-    data_dir = None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as e:
-        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"no TFDS dataset named {name!r} (neither registered with TFDS nor "
-                        f"found in data_dir {data_dir!r}): {first_line}", where) from e
-    except (ValueError, KeyError, AssertionError) as e:
-        raise DataError(f"cannot construct the TFDS builder: {e}", where) from e
-    if not builder.is_prepared():
-        if not download:
-            shown_dir = data_dir or "the default TFDS data_dir (~/tensorflow_datasets)"
-            raise DataError(
-                f"the dataset is not prepared in {shown_dir}; prepare it once (needs network) "
-                f"with `tfds build {name} --data_dir={data_dir or '~/tensorflow_datasets'}` or "
-                f"`tfds.builder({name!r}, data_dir=...).download_and_prepare()`, or pass "
-                "download=True", where)
-        builder.download_and_prepare()
+    builder = open_tfds_builder(name, data_dir, download)
 
     where = f"{TFDS_PREFIX}{name}[{split}]"
     features = builder.info.features

@@ -192,9 +192,26 @@ class TokenClassificationTask(Task):
         read = dict(token_column=config.token_column, tag_column=config.tag_column, scheme=config.tag_scheme,
                     skip_bad_rows=config.skip_bad_rows)
         if config.dataset:
-            raise DataError("--dataset (TFDS) is not supported for token classification yet; pass --train_file "
-                            "with a CoNLL or JSON Lines file", "dataset")
-        if config.train_file:
+            name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
+            tfds_read = dict(data_dir=config.tfds_data_dir, scheme=config.tag_scheme)
+            train = conll.read_tfds_tagged(name, "train", **tfds_read)
+            validation = test = None
+            for split in ("validation", "dev"):
+                try:
+                    validation = conll.read_tfds_tagged(name, split, **tfds_read)
+                    break
+                except DataError as e:
+                    if "no split" not in str(e):
+                        raise
+            try:
+                test = conll.read_tfds_tagged(name, "test", **tfds_read)
+            except DataError as e:
+                if "no split" not in str(e):
+                    raise
+            if validation is None:
+                train, validation = _split(train, config.validation_fraction, config.seed, config.dataset)
+            description = f"tfds:{name}"
+        elif config.train_file:
             # Every split is read (and so checked) before the first training step.
             train = conll.read_tagged(config.train_file, **read)
             test = conll.read_tagged(config.test_file, **read) if config.test_file else None
