@@ -7,7 +7,7 @@ batch 32, 3 epochs,
 128 tokens, seed 42; the epoch with the best dev F1 is evaluated on test. Entity F1 from seqeval
 (default mode). Each implementation runs in its own process, one after the other.
 
-    pip install -e ".[bench]" seqeval
+    pip install -e ".[bench]"
     python benchmarks/ner_wnut17.py               # both; prints a table and writes results to --out
     python benchmarks/ner_wnut17.py --only torch
 """
@@ -149,8 +149,8 @@ def main() -> int:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as e:
-        raise SystemExit(f"benchmarks/ner_wnut17.py needs PyTorch, transformers and seqeval: "
-                         f"pip install -e \".[bench]\" seqeval ({e})")
+        raise SystemExit(f"benchmarks/ner_wnut17.py needs PyTorch, transformers and seqeval, which come with "
+                         f"tfbert's [bench] extra: pip install -e \".[bench]\" ({e.name or e} is missing)")
     os.makedirs(args.out, exist_ok=True)
     rows = []
     if args.only in (None, "tfbert"):
