@@ -99,3 +99,22 @@ def test_standard_checks(tmp_path):
         make_labels=lambda batch, seq: token_labels(batch, seq),
         expected_output_shape=lambda batch, seq: (batch, seq, 5),
         tmp_path=tmp_path)
+
+
+def test_minilm_token_classifier_matches_transformers(tmp_path):
+    from tfbert.checkpoints import resolve
+    from tfbert.text import BertTokenizer
+
+    torch.manual_seed(1)
+    hf_model = transformers.BertForTokenClassification.from_pretrained(
+        resolve("minilm-l6"), num_labels=len(TAGS), id2label=dict(enumerate(TAGS))).eval()
+    hf_model.save_pretrained(tmp_path, safe_serialization=True)  # the real encoder with a random head
+    tagger = BertTokenClassifier.from_pretrained(tmp_path, num_labels=len(TAGS), label_names=TAGS)
+    tokenizer = BertTokenizer.from_pretrained("minilm-l6")
+    inputs = {k: np.asarray(v) for k, v in tokenizer(["Ada Lovelace met Charles Babbage in London.",
+                                                      "a short one"], max_length=32).items()}
+    with torch.no_grad():
+        theirs = hf_model(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in inputs.items()}).logits.numpy()
+    ours = np.asarray(tagger(inputs, training=False))
+    mask = inputs["attention_mask"].astype(bool)
+    np.testing.assert_allclose(ours[mask], theirs[mask], atol=1e-4, rtol=0)
