@@ -145,3 +145,18 @@ def run_standard_checks(build_model: Callable, make_labels: Callable, expected_o
         check_fit(build_model(None), make_labels, vocab_size, jit_compile=True)
     if mixed_precision:
         check_mixed_precision(build_model, make_labels, vocab_size)
+
+
+def perturbed_hf_checkpoint(model_cls, config, directory):
+    """A random transformers model of `model_cls` (e.g. `BertForTokenClassification`) with every weight
+    perturbed (LayerNorm 1/0 and zero biases would hide a mapping error), saved as HF saves it to
+    `directory`; returns the model in eval mode."""
+    import torch
+
+    torch.manual_seed(0)
+    model = model_cls(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    model.save_pretrained(directory, safe_serialization=True)
+    return model

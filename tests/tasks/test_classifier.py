@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from task_harness import TINY, make_inputs, run_standard_checks, tiny_config
+from task_harness import TINY, make_inputs, perturbed_hf_checkpoint, run_standard_checks, tiny_config
 from tfbert import BertBackbone
 from tfbert.tasks import BertClassifier
 
@@ -25,15 +25,9 @@ def hf_logits(model, inputs):
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory):
     """A random 3-label BertForSequenceClassification with every weight perturbed, as HF saves it."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(**TINY, num_labels=3)
-    model = transformers.BertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():  # LayerNorm 1/0 and zero biases would hide a mapping error
-            param.add_(0.05 * torch.randn_like(param))
     directory = tmp_path_factory.mktemp("hf_cls")
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory, model
+    return directory, perturbed_hf_checkpoint(transformers.BertForSequenceClassification,
+                                              transformers.BertConfig(**TINY, num_labels=3), directory)
 
 
 def test_parity_with_transformers_both_ways(hf_checkpoint, tmp_path, caplog):

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from task_harness import TINY, make_inputs, run_standard_checks, tiny_config
+from task_harness import TINY, make_inputs, perturbed_hf_checkpoint, run_standard_checks, tiny_config
 from tfbert import BertBackbone
 from tfbert.tasks import BertTokenClassifier
 from tfbert.tasks.token_classifier import IGNORE_LABEL
@@ -28,16 +28,10 @@ def token_labels(batch, seq, seed=0):
 
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("hf_tok")
     config = transformers.BertConfig(**TINY, num_labels=len(TAGS), id2label=dict(enumerate(TAGS)),
                                      label2id={t: i for i, t in enumerate(TAGS)})
-    model = transformers.BertForTokenClassification(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    directory = tmp_path_factory.mktemp("hf_tok")
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory, model
+    return directory, perturbed_hf_checkpoint(transformers.BertForTokenClassification, config, directory)
 
 
 def test_parity_with_transformers_both_ways(hf_checkpoint, tmp_path, caplog):

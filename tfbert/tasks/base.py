@@ -261,6 +261,22 @@ class TaskData:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
+def read_file_splits(config, read, split_off):
+    """train / validation / test from `--train_file`, `--validation_file`, `--test_file`: every file is
+    read (and so checked) before the first training step. Without a validation file, `split_off(train)`
+    holds out `--validation_fraction` of the training data, or there is no validation split when the
+    fraction is 0."""
+    train = read(config.train_file)
+    test = read(config.test_file) if config.test_file else None
+    if config.validation_file:
+        validation = read(config.validation_file)
+    elif config.validation_fraction > 0:
+        train, validation = split_off(train)
+    else:
+        validation = None  # --validation_fraction 0: train on everything, keep the last epoch
+    return train, validation, test
+
+
 class Task:
     """What a task supplies to the one runner (`tfbert.training.runner`); everything else (seeding,
     strategy, optimizer, fit with resume, best epoch, early stopping, TensorBoard, run directory,

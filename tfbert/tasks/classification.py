@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfbert import metrics as metric_fns
 from tfbert.data import pipeline, readers
 from tfbert.export import export_saved_model
-from tfbert.tasks.base import Task, TaskData, predict_with_labels
+from tfbert.tasks.base import Task, TaskData, predict_with_labels, read_file_splits
 from tfbert.tasks.classifier import BertClassifier
 
 logger = logging.getLogger("tfbert")
@@ -106,15 +106,9 @@ class ClassificationTask(Task):
                 train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
             description = f"tfds:{name}"
         elif config.train_file:
-            # Every split is read (and so checked) before the first training step.
-            train = readers.read_examples(config.train_file, **read)
-            test = readers.read_examples(config.test_file, **read) if config.test_file else None
-            if config.validation_file:
-                validation = readers.read_examples(config.validation_file, **read)
-            elif config.validation_fraction > 0:
-                train, validation = readers.train_validation_split(train, config.validation_fraction, config.seed)
-            else:
-                validation = None  # --validation_fraction 0: train on every row, keep the last epoch
+            train, validation, test = read_file_splits(
+                config, lambda path: readers.read_examples(path, **read),
+                lambda examples: readers.train_validation_split(examples, config.validation_fraction, config.seed))
             description = config.train_file
         else:
             folder = default_bbc_news_dir()

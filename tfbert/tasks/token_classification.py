@@ -26,7 +26,7 @@ from tfbert import metrics as metric_fns
 from tfbert.data import conll, pipeline
 from tfbert.data.readers import DataError
 from tfbert.export import export_saved_model
-from tfbert.tasks.base import Task, TaskData, predict_batches
+from tfbert.tasks.base import Task, TaskData, predict_batches, read_file_splits
 from tfbert.tasks.ner_serving import tagging_signatures
 from tfbert.tasks.token_classifier import IGNORE_LABEL, BertTokenClassifier
 
@@ -212,13 +212,9 @@ class TokenClassificationTask(Task):
                 train, validation = _split(train, config.validation_fraction, config.seed, config.dataset)
             description = f"tfds:{name}"
         elif config.train_file:
-            # Every split is read (and so checked) before the first training step.
-            train = conll.read_tagged(config.train_file, **read)
-            test = conll.read_tagged(config.test_file, **read) if config.test_file else None
-            if config.validation_file:
-                validation = conll.read_tagged(config.validation_file, **read)
-            else:
-                train, validation = _split(train, config.validation_fraction, config.seed, config.train_file)
+            train, validation, test = read_file_splits(
+                config, lambda path: conll.read_tagged(path, **read),
+                lambda sentences: _split(sentences, config.validation_fraction, config.seed, config.train_file))
             description = config.train_file
         else:
             train, validation, test = (conll.read_tagged(datasets.path("wnut17", f"{split}.conll"), **read)
