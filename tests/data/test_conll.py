@@ -82,6 +82,9 @@ def test_jsonl_errors_and_empty_files(tmp_path):
         read_tagged(str(empty))
     with pytest.raises(DataError, match="missing.conll: file not found"):
         read_tagged(str(tmp_path / "missing.conll"))
+    (tmp_path / "folder.conll").mkdir()
+    with pytest.raises(DataError, match="folder.conll: is a directory; expected a CoNLL file"):
+        read_tagged(str(tmp_path / "folder.conll"))
 
 
 def test_shipped_wnut17_has_its_licence_and_splits():

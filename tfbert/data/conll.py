@@ -74,6 +74,8 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
     """
     if scheme not in SCHEMES:
         raise DataError(f"tag scheme must be one of {', '.join(SCHEMES)}, found {scheme!r}", path)
+    if os.path.isdir(path):
+        raise DataError("is a directory; expected a CoNLL file (token and tag per line) or a JSON Lines file", path)
     if not os.path.isfile(path):
         raise DataError("file not found", path)
     try:
