@@ -65,7 +65,10 @@ def test_bad_lines_name_file_and_line(tmp_path, content, where, message):
 def test_skip_bad_rows_drops_the_sentence(tmp_path):
     path = tmp_path / "some_bad.conll"
     path.write_text("ok\tO\n\nbad\tPERSON\nrest\tO\n\nfine\tB-X\n", encoding="utf-8")
-    assert read_tagged(str(path), skip_bad_rows=True).words == [["ok"], ["fine"]]
+    sentences = read_tagged(str(path), skip_bad_rows=True)
+    assert sentences.words == [["ok"], ["fine"]]
+    assert sentences.skipped == [f"{path}:3: tag 'PERSON' is not O or B-/I-/E-/S-<type> (is --tag_column right?) "
+                                 "(its sentence is skipped)"]
 
 
 def test_jsonl_errors_and_empty_files(tmp_path):

@@ -35,12 +35,14 @@ class TaggedSentences:
         sources: ``"path:line"`` of each sentence's first token.
         scheme: the tag scheme the tags were read in ("iob1", "iob2", "bioes"); the tags
             themselves are IOB2 after `to_iob2`.
+        skipped: ``"path:line: reason"`` of each bad line whose sentence `skip_bad_rows` dropped.
     """
 
     words: list[list[str]]
     tags: list[list[str]]
     sources: list[str] = dataclasses.field(default_factory=list)
     scheme: str = "iob2"
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -109,7 +111,7 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
 
 def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
                 skip_bad_rows: bool) -> TaggedSentences:
-    words, tags, sources = [], [], []
+    words, tags, sources, skipped = [], [], [], []
     current_words, current_tags, start, bad = [], [], None, None
 
     def close():
@@ -145,17 +147,18 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
             if not skip_bad_rows:
                 raise DataError(str(e), f"{path}:{number}") from None
             bad = number
+            skipped.append(f"{path}:{number}: {e} (its sentence is skipped)")
             continue
         if start is None:
             start = number
         current_words.append(token)
         current_tags.append(tag)
     close()
-    return TaggedSentences(words, tags, sources)
+    return TaggedSentences(words, tags, sources, skipped=skipped)
 
 
 def _read_jsonl(path: str, lines: list[str], skip_bad_rows: bool) -> TaggedSentences:
-    words, tags, sources = [], [], []
+    words, tags, sources, skipped = [], [], [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -179,11 +182,12 @@ def _read_jsonl(path: str, lines: list[str], skip_bad_rows: bool) -> TaggedSente
         except ValueError as e:
             if not skip_bad_rows:
                 raise DataError(str(e), f"{path}:{number}") from None
+            skipped.append(f"{path}:{number}: {e} (skipped)")
             continue
         words.append(tokens)
         tags.append(sentence_tags)
         sources.append(f"{path}:{number}")
-    return TaggedSentences(words, tags, sources)
+    return TaggedSentences(words, tags, sources, skipped=skipped)
 
 
 def _first_iob2_violation(sentences: Sequence[Sequence[str]]) -> tuple[int, int]:

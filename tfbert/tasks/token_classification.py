@@ -220,6 +220,9 @@ class TokenClassificationTask(Task):
             train, validation, test = (conll.read_tagged(datasets.path("wnut17", f"{split}.conll"), **read)
                                        for split in ("train", "validation", "test"))
             description = "WNUT-17 (emerging entities, CC BY 4.0, shipped with tfbert)"
+        for split in (train, validation, test):
+            for skipped in (split.skipped if split is not None else []):
+                logger.warning("skipped %s", skipped)
         if config.max_train_examples and len(train) > config.max_train_examples:
             keep = np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples]
             train = train.select(np.sort(keep))
@@ -351,4 +354,6 @@ def _split(sentences: conll.TaggedSentences, fraction: float, seed: int, path: s
     cut = max(1, int(round(len(sentences) * fraction)))
     if cut >= len(sentences):
         raise DataError(f"{len(sentences)} sentence(s) are too few to hold out {fraction:.0%} for validation", path)
-    return sentences.select(np.sort(order[cut:])), sentences.select(np.sort(order[:cut]))
+    train, validation = sentences.select(np.sort(order[cut:])), sentences.select(np.sort(order[:cut]))
+    train.skipped = sentences.skipped  # reported once, with the training split
+    return train, validation
