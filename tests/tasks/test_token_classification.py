@@ -102,3 +102,15 @@ def test_a_ten_thousand_word_sentence_is_windowed_not_lost(tiny_vocab_file):
     # reading each window's labels back gives every word its own tag
     labels = {w: encoded.labels[w] for w in windows}
     assert [TAGS[i] for i in sentence_predictions(encoded, labels, 0, windows)] == tags
+
+
+def test_label_set_is_the_whole_training_files(tmp_path):
+    from tfbert.tasks.token_classification import TokenClassificationTask
+    from tfbert.training.run_config import TokenClassifierRunConfig
+
+    sentences = [f"the\tO\nfilm{i}\tB-PER" for i in range(9)] + ["foo\tB-RARE"]
+    (tmp_path / "train.conll").write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    data = TokenClassificationTask().load_data(TokenClassifierRunConfig(
+        train_file=str(tmp_path / "train.conll"), validation_fraction=0.3, max_train_examples=2, seed=0))
+    # the rare tag is known wherever the split and the subset put its sentence
+    assert data.label_names == ["O", "B-PER", "B-RARE"] and len(data.train) == 2 and len(data.validation) == 3

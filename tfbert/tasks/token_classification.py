@@ -208,25 +208,33 @@ class TokenClassificationTask(Task):
             except DataError as e:
                 if "no split" not in str(e):
                     raise
-            if validation is None:
+            held_out = validation is None
+            if held_out:
                 train, validation = _split(train, config.validation_fraction, config.seed, config.dataset)
             description = f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
                 config, lambda path: conll.read_tagged(path, **read),
                 lambda sentences: _split(sentences, config.validation_fraction, config.seed, config.train_file))
+            held_out = not config.validation_file
             description = config.train_file
         else:
+            held_out = False
             train, validation, test = (conll.read_tagged(datasets.path("wnut17", f"{split}.conll"), **read)
                                        for split in ("train", "validation", "test"))
             description = "WNUT-17 (emerging entities, CC BY 4.0, shipped with tfbert)"
         for split in (train, validation, test):
             for skipped in (split.skipped if split is not None else []):
                 logger.warning("skipped %s", skipped)
+        # The label set is that of the whole training file (before --max_train_examples), and of a
+        # validation split held out of it (a rare tag may land only there); a validation file of its
+        # own must not bring tags the model never trains on.
+        held_out = held_out and validation is not None
+        tags = conll.TaggedSentences(train.words + (validation.words if held_out else []),
+                                     train.tags + (validation.tags if held_out else [])).tag_names()
         if config.max_train_examples and len(train) > config.max_train_examples:
             keep = np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples]
             train = train.select(np.sort(keep))
-        tags = train.tag_names()
         if len(tags) < 2:
             raise DataError(f"the training data has only the tag(s) {tags}; token classification needs at "
                             "least two (e.g. O and B-PER)", config.train_file or "train")
