@@ -296,9 +296,10 @@ class TokenClassificationTask(Task):
     def default_best_metric(self, config) -> str:
         return "val_f1"
 
-    def predict_tags(self, model, dataset, data: TaggedData, split: str, tokenizer, config):
-        """Per sentence of the split (in its order): the predicted tag of each word, and the mean loss
-        over the labelled tokens of all windows."""
+    def predict_tags(self, model, dataset, data: TaggedData, split: str, tokenizer, config,
+                     with_loss: bool = False):
+        """Per sentence of the split (in its order): the predicted tag of each word; and, with
+        `with_loss`, the mean loss over the labelled tokens of all windows (else None)."""
         encoded = self.encoded(data, split, tokenizer, config.max_seq_length, config.label_all_subtokens)
         order = self.eval_order(data, split, tokenizer, config)
         names = np.array(data.label_names + ["O"])  # index -1 (a word without tokens) -> "O"
@@ -307,7 +308,7 @@ class TokenClassificationTask(Task):
         loss_sum, loss_count = 0.0, 0
         loss_fn = model.default_loss()
         for _, labels, logits in predict_batches(model, dataset):
-            count = int(np.sum(labels != IGNORE_LABEL))
+            count = int(np.sum(labels != IGNORE_LABEL)) if with_loss else 0
             if count:
                 loss_sum += float(loss_fn(labels, logits)) * count
                 loss_count += count
@@ -319,11 +320,11 @@ class TokenClassificationTask(Task):
         predicted = [list(names[sentence_predictions(encoded, window_predictions, sentence,
                                                      np.arange(starts[sentence], ends[sentence]))])
                      for sentence in range(len(encoded.first_tokens))]
-        return predicted, (loss_sum / loss_count if loss_count else 0.0)
+        return predicted, ((loss_sum / loss_count if loss_count else 0.0) if with_loss else None)
 
     def evaluate(self, model, dataset, data: TaggedData, split: str, tokenizer, config,
                  with_loss: bool = False) -> dict:
-        predicted, loss = self.predict_tags(model, dataset, data, split, tokenizer, config)
+        predicted, loss = self.predict_tags(model, dataset, data, split, tokenizer, config, with_loss)
         truth = data.split(split).tags
         result = metric_fns.ner_metrics(truth, predicted)
         words = sum(len(sentence) for sentence in truth)
