@@ -15,19 +15,26 @@ is given and stdin is not a terminal. For sentence-pair models each line is
 """
 
 import argparse
+import codecs
+import json
+import math
 import os
 import sys
+from typing import IO, Any, Sequence
 
 from tfbert.cli import quiet_native_logs
 
 quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
 
+from tfbert.data.readers import DataError  # noqa: E402
 from tfbert.errors import USER_ERRORS  # noqa: E402
-from tfbert.serving_client import (GrpcPredictor, LocalPredictor, RestPredictor,  # noqa: E402
-                                   ServingClientError, format_jsonl, format_table, load_text_pairs, load_texts,
-                                   read_export_metadata, resolve_export_dir)
+from tfbert.serving import (Classification, GrpcPredictor, LocalPredictor, Result, RestPredictor,  # noqa: E402
+                            ServingClientError, entities_of, is_tagging, read_export_metadata, resolve_export_dir,
+                            tagged_words)
+from tfbert.serving.base import preview  # noqa: E402
 
 PROG = "predict.py"
+STDIN_NAME = "<stdin>"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,6 +57,196 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server's answer")
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     return parser.parse_args(argv)
+
+
+# ---- input texts ---------------------------------------------------------------------------
+
+
+def load_texts(texts: Sequence[str] | None = None, file: str | None = None, stdin: IO | None = None) -> list[str]:
+    """The texts to predict: the given ones, then one per line of `file`, else of `stdin`.
+
+    Lines are decoded as UTF-8 (a leading byte-order mark is dropped); the line end ("\\n" or
+    "\\r\\n") is removed and blank lines are skipped. `stdin` is read only when neither
+    `texts` nor `file` gives anything and it is not a terminal.
+
+    For sentence-pair models each line holds the text, a TAB, then the text pair
+    (`"A man sleeps.\\tA person rests."`); `load_text_pairs` splits them at the first TAB.
+    `load_texts` keeps such lines whole.
+
+    Args:
+        texts: texts given directly (e.g. command-line arguments).
+        file: a UTF-8 text file with one text per line.
+        stdin: a stream read like `file` when nothing else is given (e.g. `sys.stdin`).
+
+    Returns:
+        The texts in order; empty when nothing was given.
+
+    Raises:
+        DataError: the file cannot be read, or a line is not valid UTF-8 (names `file:line`).
+    """
+    return [text for _, text in _read_sources(texts, file, stdin)]
+
+
+def load_text_pairs(texts: Sequence[str] | None = None, file: str | None = None,
+                    stdin: IO | None = None) -> tuple[list[str], list[str]]:
+    """Like `load_texts`, for sentence-pair models: each text or line is `text<TAB>text_pair`.
+
+    Returns:
+        (texts, text_pairs), split at the first TAB of each line.
+
+    Raises:
+        DataError: as `load_texts`, or a line without a TAB (names `file:line`).
+    """
+    firsts, seconds = [], []
+    for location, line in _read_sources(texts, file, stdin):
+        if "\t" not in line:
+            raise DataError(f"expected a text, a TAB and its text pair, found no TAB in {preview(line)!r}", location)
+        first, second = line.split("\t", 1)
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
+def _read_sources(texts, file, stdin) -> list[tuple[str, str]]:
+    """(location, text) for every text: "argument N", "file:line" or "<stdin>:line"."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    found = [(f"argument {i + 1}", text) for i, text in enumerate(texts or [])]
+    if file is not None:
+        try:
+            with open(file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise DataError("no such file", file) from None
+        except IsADirectoryError:
+            raise DataError("is a folder; expected a text file with one text per line", file) from None
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror or e}", file) from None
+        found += _decode_lines(data, file)
+    elif not found and stdin is not None and not _is_terminal(stdin):
+        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        found += _decode_lines(data, STDIN_NAME)
+    return found
+
+
+def _decode_lines(data: bytes, name: str) -> list[tuple[str, str]]:
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    lines = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"invalid UTF-8: byte 0x{raw[e.start]:02x} at byte offset {e.start} of the line; "
+                            "save the file as UTF-8", f"{name}:{number}") from None
+        if line.strip():
+            lines.append((f"{name}:{number}", line))
+    return lines
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# ---- output formats --------------------------------------------------------------------------
+
+
+def _summary(result: Result | Classification, label_names: Sequence[str] | None) -> dict[str, str]:
+    """The columns of one table row: the answer and how sure the model is."""
+    if is_tagging(result):
+        shown = [f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in entities_of(result)]
+        return {"entities": "; ".join(shown) or "-"}
+    if isinstance(result, list):  # classify: [(class, score), ...]
+        ranked = sorted(result, key=lambda pair: -pair[1])
+        if not ranked:
+            return {}
+        return {"class": ranked[0][0], "score": f"{ranked[0][1]:.4f}",
+                "all scores": "  ".join(f"{label or i}={score:.3f}" for i, (label, score) in enumerate(result))}
+    cells = {}
+    probabilities = result.get("probabilities")
+    if "label" in result:
+        cells["label"] = str(result["label"])
+        if isinstance(probabilities, list) and probabilities:
+            label_id = result.get("label_id")
+            best = probabilities[label_id] if isinstance(label_id, int) and 0 <= label_id < len(probabilities) \
+                else max(probabilities)
+            cells["probability"] = f"{best:.4f}"
+    elif "predicted" in result:
+        chosen = [i for i, flag in enumerate(result["predicted"]) if flag]
+        names = [label_names[i] if label_names and i < len(label_names) else str(i) for i in chosen]
+        cells["predicted"] = ", ".join(names) or "-"
+    elif "score" in result:
+        cells["score"] = f"{result['score']:.4f}"
+    else:
+        for name, value in result.items():
+            cells[name] = preview(json.dumps(value), 40)
+    return cells
+
+
+def format_table(texts: Sequence[str], results: Sequence[Result | Classification], pairs: Sequence[str] | None = None,
+                 label_names: Sequence[str] | None = None, max_text_width: int = 60) -> str:
+    """A plain-text table: one row per text with its label (or class, score, predicted labels)
+    and probability. Tabs and newlines in texts are shown escaped; long texts are cut.
+
+    Args:
+        texts: the input texts, in the order of `results`.
+        results: what `predict` or `classify` returned.
+        pairs: the text pairs, shown in a second column.
+        label_names: names for multi-label `predicted` flags (indices otherwise).
+        max_text_width: characters of each text shown.
+    """
+    rows = []
+    for i, (text, result) in enumerate(zip(texts, results)):
+        row = {"text": preview(text, max_text_width)}
+        if pairs is not None:
+            row["text_pair"] = preview(pairs[i], max_text_width)
+        row.update(_summary(result, label_names))
+        rows.append(row)
+    columns = ["text"] + (["text_pair"] if pairs is not None else [])
+    for row in rows:
+        columns += [name for name in row if name not in columns]
+    widths = {name: max([len(name)] + [len(row.get(name, "")) for row in rows]) for name in columns}
+    lines = ["  ".join(name.ljust(widths[name]) for name in columns).rstrip(),
+             "  ".join("-" * widths[name] for name in columns)]
+    lines += ["  ".join(row.get(name, "").ljust(widths[name]) for name in columns).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None, so every line stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def format_jsonl(texts: Sequence[str], results: Sequence[Result | Classification],
+                 pairs: Sequence[str] | None = None) -> str:
+    """One JSON object per line: `{"text": ..., ["text_pair": ...,] <outputs>}`; classify
+    results as `"classes": [{"label": ..., "score": ...}, ...]`. Non-finite numbers are null.
+    """
+    lines = []
+    for i, (text, result) in enumerate(zip(texts, results)):
+        record: dict[str, Any] = {"text": text}
+        if pairs is not None:
+            record["text_pair"] = pairs[i]
+        if isinstance(result, list):
+            record["classes"] = [{"label": label, "score": _finite(score)} for label, score in result]
+        elif is_tagging(result):  # the entities, and each word with its tag, without the batch padding
+            record["entities"] = [{**e, "score": _finite(e["score"])} for e in entities_of(result)]
+            words = tagged_words(result)
+            record["words"] = [word for word, _ in words]
+            record["tags"] = [tag for _, tag in words]
+        else:
+            record.update({name: _finite(value) for name, value in result.items()})
+        lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, stdin=None) -> str:

@@ -125,3 +125,11 @@ def kill_after_first_epoch(command, output_dir, timeout=300):
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment_export(tmp_path_factory):
+    """A tiny random 3-label classifier exported with its tokenizer (see serving_checks.build_export)."""
+    from serving_checks import build_export
+
+    return build_export(tmp_path_factory)

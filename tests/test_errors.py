@@ -21,7 +21,7 @@ def test_every_module_error_is_a_tfbert_error():
     from tfbert.config import ConfigError
     from tfbert.data.readers import DataError
     from tfbert.export import ExportError
-    from tfbert.serving_client import ServingClientError
+    from tfbert.serving import ServingClientError
     from tfbert.text.tokenizer import TokenizerError
     from tfbert.tuning import SearchError
 
@@ -35,7 +35,7 @@ def test_every_module_error_is_a_tfbert_error():
 
 
 def test_rest_client_and_errors_load_without_tensorflow():
-    script = ("import sys, tfbert.errors, tfbert.serving_client; "
+    script = ("import sys, tfbert.errors, tfbert.serving; "
               "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr

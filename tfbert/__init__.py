@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = ["BertConfig", "ConfigError", "BertBackbone", "BertTokenizer"]
 
-# Imported on first use: `import tfbert.serving_client` (the REST client) or `tfbert.errors` must
+# Imported on first use: `import tfbert.serving` (the REST client) or `tfbert.errors` must
 # not load TensorFlow and Keras.
 _LAZY = {"BertConfig": "tfbert.config", "ConfigError": "tfbert.config", "BertBackbone": "tfbert.backbone",
          "BertTokenizer": "tfbert.text"}

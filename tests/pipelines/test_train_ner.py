@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import kill_after_first_epoch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -145,7 +144,12 @@ print(json.dumps({{"tags": dec(out["tags"]), "words": dec(out["words"]), "entity
         assert [(e["text"], e["type"], e["start"], e["end"]) for e in record["entities"]] == [
             (got["entity_text"][i][k], got["entity_type"][i][k], got["start"][i][k], got["end"][i][k])
             for k in range(got["n"][i])]
-    from tfbert.serving_client import LocalPredictor, format_jsonl, format_table, parse_rest_predictions
+    from serving_checks import load_predict_cli
+
+    from tfbert.serving import LocalPredictor, parse_rest_predictions
+
+    cli = load_predict_cli()
+    format_jsonl, format_table = cli.format_jsonl, cli.format_table
 
     rows = LocalPredictor(saved).predict(texts[:5])
     as_rest = parse_rest_predictions(json.loads(json.dumps({"predictions": rows})), 5)

@@ -87,7 +87,7 @@ def test_single_label_run_writes_everything_a_user_opens(tmp_path, tiny_model_di
                              str(tmp_path / "serving")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "serving" / "1")
-    from tfbert.serving_client import LocalPredictor
+    from tfbert.serving import LocalPredictor
 
     served = LocalPredictor(str(tmp_path / "serving")).predict(["good film", "awful movie"])
     assert [row["label"] for row in served] == [r["label"] for r in
@@ -185,7 +185,7 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
     assert build_model(config, ClassificationTask(), data, 10).jit_compile  # Keras drops XLA while op determinism is on
     assert np.isfinite(summary["validation"]["accuracy"])
     # the export of a bfloat16 model is a float32 graph that still gives the same labels
-    from tfbert.serving_client import LocalPredictor
+    from tfbert.serving import LocalPredictor
 
     rows = LocalPredictor(summary["saved_model"]).predict(["good film", "awful movie"])
     assert all(abs(sum(row["probabilities"]) - 1) < 1e-5 for row in rows)

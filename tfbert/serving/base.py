@@ -1,0 +1,135 @@
+"""What every predictor shares: its interface, its error, and the checks on the texts it is given.
+
+`Predictor.predict(texts)` returns one dict of outputs per text and `classify(texts)` one list of
+(class, score) per text; `LocalPredictor`, `RestPredictor` and `GrpcPredictor` say where the model runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tfbert.errors import TfbertError
+
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_SIGNATURE = "classify"
+SAVED_MODEL_FILE = "saved_model.pb"
+# The order outputs are listed in (the rest follow alphabetically): the answer first.
+OUTPUT_ORDER = ("label", "label_id", "score", "predicted", "probabilities", "logits")
+# TF Serving's row format drops the output name when a signature has a single output; the
+# only single-output text signature tfbert writes is regression's `score`.
+SINGLE_OUTPUT_NAME = "score"
+
+Result = dict[str, Any]
+Classification = list[tuple[str, float]]
+
+
+class ServingClientError(TfbertError):
+    """A prediction that could not be made: a bad export folder, an unreachable server, or an
+    error answer. The message names the folder, URL or address, and the server's own message.
+
+    Attributes:
+        target: the export folder, URL or gRPC address the error is about.
+        status: the HTTP status or gRPC status code name, when a server answered.
+        server_message: the server's error message, when it sent one.
+    """
+
+    def __init__(self, message: str, *, target: str | None = None, status: int | str | None = None,
+                 server_message: str | None = None):
+        super().__init__(message)
+        self.target = target
+        self.status = status
+        self.server_message = server_message
+
+
+def check_texts(texts: Sequence[str], pairs: Sequence[str] | None) -> tuple[list[str], list[str] | None]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    texts = list(texts)
+    pairs = None if pairs is None else list(pairs)
+    if pairs is not None and len(pairs) != len(texts):
+        raise ValueError(f"{len(pairs)} text pairs for {len(texts)} texts; give one pair per text")
+    for field, values in (("texts", texts), ("pairs", pairs or [])):
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise TypeError(f"{field}[{i}]: expected a str, found {type(value).__name__}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{field}[{i}]: not encodable as UTF-8 (lone surrogate): {value!r}") from None
+    return texts, pairs
+
+
+def preview(text: str | bytes, width: int = 80) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = text.translate({9: "\\t", 10: "\\n", 13: "\\r"})
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+class Predictor:
+    """Runs texts through an exported model in batches; subclasses say where it runs.
+
+    Args:
+        batch_size: texts per request (or per signature call).
+    """
+
+    def __init__(self, batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, found {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                signature: str = DEFAULT_SIGNATURE) -> list[Result]:
+        """One dict of outputs per text (label, label_id, probabilities, logits, ...).
+
+        Args:
+            texts: the texts to classify.
+            pairs: the second text of each example, for sentence-pair models.
+            signature: a signature taking raw text (`text`, and `text_pair` for pairs).
+
+        Raises:
+            ServingClientError: the model cannot be reached or refuses the request.
+        """
+        return self._in_batches(self._predict_batch, texts, pairs, signature)
+
+    def classify(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                 signature: str = CLASSIFY_SIGNATURE) -> list[Classification]:
+        """One list of (class, score) per text, from the tf.Example `classify` signature.
+
+        Raises:
+            ServingClientError: the model cannot be reached or refuses the request.
+        """
+        return self._in_batches(self._classify_batch, texts, pairs, signature)
+
+    def _in_batches(self, request, texts, pairs, signature) -> list:
+        texts, pairs = check_texts(texts, pairs)
+        results = []
+        for start in range(0, len(texts), self.batch_size):
+            batch_pairs = None if pairs is None else pairs[start:start + self.batch_size]
+            results += request(texts[start:start + self.batch_size], batch_pairs, signature)
+        return results
+
+    def _predict_batch(self, texts, pairs, signature) -> list[Result]:
+        raise NotImplementedError
+
+    def _classify_batch(self, texts, pairs, signature) -> list[Classification]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases connections (nothing for most predictors)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def make_example(text: str, pair: str | None = None):
+    """A `tf.train.Example` with bytes features `text` (and `text_pair`), as `classify` reads."""
+    import tensorflow as tf
+
+    feature = {"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")]))}
+    if pair is not None:
+        feature["text_pair"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[pair.encode("utf-8")]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))

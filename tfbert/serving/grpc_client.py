@@ -1,0 +1,140 @@
+"""`GrpcPredictor`: TF Serving's gRPC `PredictionService` (Predict and Classify); needs `grpcio` and
+`tensorflow-serving-api`."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_texts,
+                                 make_example)
+from tfbert.serving.results import rows_from_columns
+
+
+def _model_spec(model_name: str, signature_name: str, version: int | None):
+    from tensorflow_serving.apis import model_pb2
+
+    spec = model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
+    if version is not None:
+        spec.version.value = int(version)
+    return spec
+
+
+def grpc_predict_request(model_name: str, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                         signature_name: str = DEFAULT_SIGNATURE, version: int | None = None):
+    """A `PredictRequest`: inputs `text` (and `text_pair`), DT_STRING tensors of shape [n].
+
+    Returns:
+        `tensorflow_serving.apis.predict_pb2.PredictRequest`.
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    texts, pairs = check_texts(texts, pairs)
+    request = predict_pb2.PredictRequest(model_spec=_model_spec(model_name, signature_name, version))
+    request.inputs["text"].CopyFrom(_string_tensor(tf, texts))
+    if pairs is not None:
+        request.inputs["text_pair"].CopyFrom(_string_tensor(tf, pairs))
+    return request
+
+
+def _string_tensor(tf, values: list[str]):
+    return tf.make_tensor_proto([value.encode("utf-8") for value in values], dtype=tf.string, shape=[len(values)])
+
+
+def grpc_classify_request(model_name: str, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                          signature_name: str = CLASSIFY_SIGNATURE, version: int | None = None):
+    """A `ClassificationRequest` whose `input.example_list` holds one tf.Example per text.
+
+    Returns:
+        `tensorflow_serving.apis.classification_pb2.ClassificationRequest`.
+    """
+    from tensorflow_serving.apis import classification_pb2, input_pb2
+
+    texts, pairs = check_texts(texts, pairs)
+    examples = [make_example(text, None if pairs is None else pairs[i]) for i, text in enumerate(texts)]
+    return classification_pb2.ClassificationRequest(
+        model_spec=_model_spec(model_name, signature_name, version),
+        input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)))
+
+
+class GrpcPredictor(Predictor):
+    """Queries TF Serving's gRPC API (`--port`, 8500 by convention).
+
+    Args:
+        address: `host:port` of the server.
+        model_name: the served model's name.
+        version: a model version; the latest one when None.
+        timeout: seconds to wait for each answer.
+        batch_size: texts per request.
+
+    Raises:
+        ServingClientError: `grpcio`/`tensorflow-serving-api` are missing, or (from
+        predict/classify) the server cannot be reached or answers with an error status.
+    """
+
+    def __init__(self, address: str, model_name: str, version: int | None = None, timeout: float = 30.0,
+                 batch_size: int = 64):
+        super().__init__(batch_size)
+        address = address.strip()
+        if address.startswith(("http://", "https://")) or not address:
+            raise ServingClientError(f"{address!r}: expected a gRPC address host:port (8500 by convention), not "
+                                     "a URL; a REST URL goes to RestPredictor", target=address)
+        if not model_name:
+            raise ServingClientError(f"{address}: a model name is needed", target=address)
+        try:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+        except ImportError as e:
+            raise ServingClientError(f"gRPC needs grpcio and tensorflow-serving-api ({e}); "
+                                     "pip install tensorflow-serving-api", target=address) from None
+        self._grpc = grpc
+        self.address = address
+        self.model_name = model_name
+        self.version = None if version is None else int(version)
+        self.timeout = float(timeout)
+        # Long batches of probabilities can pass gRPC's 4 MB default.
+        self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", -1),
+                                                                ("grpc.max_send_message_length", -1)])
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def _rpc(self, method: Callable, request, name: str):
+        grpc = self._grpc
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            details = e.details() if hasattr(e, "details") else str(e)
+            target = f"{self.address} (model {self.model_name!r})"
+            if code == grpc.StatusCode.UNAVAILABLE:
+                message = f"{self.address}: cannot reach TF Serving over gRPC ({details})"
+            elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                message = f"{self.address}: no answer to {name} within {self.timeout:g} s"
+            else:
+                message = f"{target}: {name} failed: {getattr(code, 'name', code)}: {details}"
+            raise ServingClientError(message, target=self.address, status=getattr(code, "name", None),
+                                     server_message=details) from None
+
+    def _predict_batch(self, texts, pairs, signature):
+        import tensorflow as tf
+
+        request = grpc_predict_request(self.model_name, texts, pairs, signature, self.version)
+        response = self._rpc(self._stub.Predict, request, "Predict")
+        columns = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        rows = rows_from_columns(columns)
+        if len(rows) != len(texts):
+            raise ServingClientError(f"{self.address}: Predict answered {len(rows)} rows for {len(texts)} texts",
+                                     target=self.address)
+        return rows
+
+    def _classify_batch(self, texts, pairs, signature):
+        request = grpc_classify_request(self.model_name, texts, pairs, signature, self.version)
+        response = self._rpc(self._stub.Classify, request, "Classify")
+        results = [[(c.label, float(c.score)) for c in classification.classes]
+                   for classification in response.result.classifications]
+        if len(results) != len(texts):
+            raise ServingClientError(f"{self.address}: Classify answered {len(results)} rows for {len(texts)} "
+                                     "texts", target=self.address)
+        return results
+
+    def close(self) -> None:
+        self._channel.close()
