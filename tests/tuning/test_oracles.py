@@ -1,0 +1,107 @@
+"""The oracles (tfbert.tuning.oracles): a resumable grid, consecutive failures, Hyperband's epochs, planned trials."""
+
+import json
+
+import pytest
+
+from tfbert import tuning
+from tfbert.tuning import TuneRunConfig, load_search_space
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _grid_oracle(project, **kwargs):
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("learning_rate", [0.1, 0.01, 0.001])
+    hp.Choice("batch_size", [16, 32])
+    oracle = tuning.GridSearchOracle(objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp,
+                                     max_trials=9, **kwargs)
+    oracle._set_project_dir(str(project), "trials")
+    return oracle
+
+
+def _finish(oracle, trial, status="COMPLETED"):
+    if status == "COMPLETED":
+        oracle.update_trial(trial.trial_id, {"val_accuracy": float(len(oracle.trials))})
+    trial.status = status
+    oracle.end_trial(trial)
+
+
+def _run_to_the_end(oracle) -> list[dict]:
+    """Creates and finishes trials until the oracle stops; their values, in order."""
+    values = []
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            return values
+        values.append(dict(trial.hyperparameters.values))
+        _finish(oracle, trial)
+
+
+def test_grid_search_resumes_where_it_stopped(tmp_path):
+    """KerasTuner 1.4.8's grid oracle loses its place on reload (keras-team/keras-tuner#1055)."""
+    expected = _run_to_the_end(_grid_oracle(tmp_path / "reference"))
+    assert len(expected) == 6 and len({tuple(sorted(v.items())) for v in expected}) == 6
+
+    oracle = _grid_oracle(tmp_path / "resumed")
+    seen = []
+    for _ in range(2):
+        trial = oracle.create_trial("tuner0")
+        seen.append(dict(trial.hyperparameters.values))
+        _finish(oracle, trial)
+    running = oracle.create_trial("tuner0")  # killed while this trial runs
+    seen.append(dict(running.hyperparameters.values))
+    oracle = _grid_oracle(tmp_path / "resumed")
+    oracle.reload()
+    retried = oracle.create_trial("tuner0")
+    assert retried.trial_id == running.trial_id and retried.hyperparameters.values == running.hyperparameters.values
+    _finish(oracle, retried)
+    seen += _run_to_the_end(oracle)
+    assert seen == expected
+
+
+def test_consecutive_failures_stop_the_search_for_every_worker(tmp_path):
+    oracle = _grid_oracle(tmp_path, max_consecutive_failed_trials=2)
+    first = oracle.create_trial("worker0")
+    _finish(oracle, first, "FAILED")
+    ok = oracle.create_trial("worker0")
+    _finish(oracle, ok)  # a completed trial resets the count
+    for _ in range(2):
+        trial = oracle.create_trial("worker0")
+        trial.message = "Traceback ...\nValueError: boom"
+        _finish(oracle, trial, "FAILED")
+    assert oracle.stop_reason == "2 consecutive trials failed (2, 3); the last one: ValueError: boom"
+    assert oracle.create_trial("worker1").status == "STOPPED"
+    assert json.load(open(tmp_path / "trials" / "trial_3" / "trial.json"))["status"] == "FAILED"  # saved
+
+
+def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path):
+    import keras_tuner
+
+    space = _write(tmp_path / "space.yaml", "epochs: {type: int, min: 1, max: 3}\n")
+    config = TuneRunConfig(train_file="t.csv", tuner="hyperband", max_trials=30, search_space=space)
+    search_space = load_search_space(space)
+    oracle = tuning.make_oracle(config, search_space)
+    assert "epochs" not in oracle.get_space().values and oracle.max_epochs == 3
+    assert tuning.planned_trials(oracle) == 6  # brackets of 3 trials (1 epoch, then the best for 3) and 2 (3)
+    hypermodel = tuning.BertHyperModel(config, search_space)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    hp.values.update({"tuner/epochs": 3, "tuner/initial_epoch": 1, "tuner/bracket": 1, "tuner/round": 1})
+    assert hypermodel.run_config(hp).epochs == 3  # a trial is a whole train_cls run of tuner/epochs epochs
+
+    grid = _write(tmp_path / "grid.yaml", "learning_rate: {type: choice, values: [1.0e-4, 5.0e-5]}\n"
+                                          "epochs: {type: int, min: 2, max: 4}\nwarmup_ratio: 0.1\n"
+                                          "weight_decay: null\ndropout: null\nlayerwise_lr_decay: null\n"
+                                          "batch_size: {type: choice, values: [16, 32]}\n")
+    config = TuneRunConfig(train_file="t.csv", tuner="grid", max_trials=50, search_space=grid)
+    assert tuning.planned_trials(tuning.make_oracle(config, load_search_space(grid))) == 2 * 3 * 2
+    hp.values["learning_rate"] = 5.0
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="invalid sampled value: run config: field "
+                                                                  "'learning_rate' must be in \\(0, 1\\), found 5.0"):
+        hypermodel.run_config(hp)

@@ -1,0 +1,157 @@
+"""Small real searches on a tiny model (tfbert.tuning.search): results, TensorBoard, export, failures, resuming."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import write_sentiment_csv
+from tfbert import tuning
+from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.tuning import TuneRunConfig, run_search
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _tune_config(tmp_path, model_dir, train, space_text, **overrides):
+    fields = dict(model=model_dir, train_file=train, max_seq_length=32, max_trials=2,
+                  search_space=_write(tmp_path / "space.yaml", space_text), output_dir=str(tmp_path / "search"),
+                  log_dir=str(tmp_path / "tb"), log_every_n_steps=2, seed=7)
+    fields.update(overrides)
+    return TuneRunConfig(**fields)
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _hparams_session(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    accumulator = EventAccumulator(log_dir, size_guidance={"tensors": 0})
+    accumulator.Reload()
+    event = accumulator.Tensors("_hparams_/session_start_info")[0]
+    content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    values = {k: (v.number_value if v.HasField("number_value") else v.string_value) for k, v in info.hparams.items()}
+    scalars = {tag: float(np.asarray(tf_make_ndarray(accumulator.Tensors(tag)[-1].tensor_proto)))
+               for tag in accumulator.Tags()["tensors"] if not tag.startswith("_hparams_")
+               and accumulator.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+    assert event.step == 0
+    return values, scalars
+
+
+def tf_make_ndarray(proto):
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)
+
+
+SPACE = ("learning_rate: {type: float, min: 3e-3, max: 3e-2, sampling: log}\n"
+         "batch_size: {type: choice, values: [8, 16]}\n"
+         "epochs: {type: int, min: 1, max: 2}\n"
+         "warmup_ratio: 0.0\n"
+         "weight_decay: null\n"
+         "dropout: null\n"
+         "layerwise_lr_decay: null\n")
+
+
+@pytest.mark.slow
+def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tiny_model_dir, capsys):
+    train = write_sentiment_csv(tmp_path / "train.csv", 96, seed=1)
+    config = _tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", objective="val_macro_f1",
+                          export="retrain")
+    result = run_search(config)
+    out = capsys.readouterr().out
+    search = tmp_path / "search"
+
+    rows = _rows(search / "results.csv")
+    assert [r["trial_id"] for r in rows] == ["0", "1"] and all(r["status"] == "COMPLETED" for r in rows)
+    assert list(rows[0]) == ["trial_id", "status", "val_macro_f1", "learning_rate", "warmup_ratio", "batch_size",
+                             "epochs", "steps", "seconds", "worker", "error"]
+    for row in rows:  # steps follow the sampled batch size and epochs (86 training examples)
+        assert int(row["steps"]) == int(row["epochs"]) * -(-86 // int(row["batch_size"]))
+        assert float(row["seconds"]) > 0 and row["worker"] == "tuner0"
+    best = max(rows, key=lambda r: float(r["val_macro_f1"]))
+    assert result["best_trial"] == best["trial_id"]
+    assert result["best_value"] == pytest.approx(float(best["val_macro_f1"]))
+    assert "| trial_id | status | val_macro_f1 |" in (search / "results.md").read_text()
+    assert "trial 1 of 2 (0) started on tuner0: learning_rate=" in out
+    assert "trial 2 of 2 (1) val_macro_f1=" in out and "best val_macro_f1=" in out and "left (0 trials)" in out
+
+    # best_hparams.yaml is a train_cls config; retraining with it reproduces the best trial exactly
+    best_config = ClassifierRunConfig.from_args(["--config", str(search / "best_hparams.yaml")])
+    assert best_config.learning_rate == pytest.approx(float(best["learning_rate"]))
+    assert (best_config.batch_size, best_config.epochs) == (int(best["batch_size"]), int(best["epochs"]))
+    assert best_config.metric_for_best == "val_macro_f1" and best_config.train_file == train
+    exported = json.loads((search / "best_model" / "metrics.json").read_text())
+    assert exported["best_trial"] == best["trial_id"] and exported["export"] == "retrain"
+    assert exported["validation"]["macro_f1"] == result["best_value"]
+    assert exported["optimizer_steps"] == int(best["steps"])
+    assert (search / "best_model" / "saved_model" / "1" / "saved_model.pb").exists()
+    assert not (search / "trials" / f"trial_{1 - int(best['trial_id'])}" / "checkpoint.weights.h5").exists()
+
+    # TensorBoard: one HParams session per trial, with the sampled values and the final metrics
+    for row in rows:
+        values, scalars = _hparams_session(str(tmp_path / "tb" / row["trial_id"]))
+        assert values["learning_rate"] == pytest.approx(float(row["learning_rate"]))
+        assert values["batch_size"] == int(row["batch_size"]) and values["epochs"] == int(row["epochs"])
+        assert scalars["val_macro_f1"] == pytest.approx(float(row["val_macro_f1"]), abs=1e-6)
+        assert scalars["optimizer_steps"] == int(row["steps"])
+        assert os.listdir(tmp_path / "tb" / row["trial_id"] / "validation")  # the per-epoch curves
+
+    # the same command again: nothing left to run, nothing exported twice
+    again = run_search(config)
+    out = capsys.readouterr().out
+    assert again["best_trial"] == result["best_trial"] and "all 2 trials are done" in out
+    assert "exported before" in out and "started on" not in out
+    # other settings are refused instead of silently mixing two searches
+    with pytest.raises(tuning.SearchError, match=r"other settings \(objective: 'val_macro_f1' -> 'val_accuracy'\)"):
+        run_search(_tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", export="none"))
+
+
+@pytest.mark.slow
+def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, tiny_model_dir, capsys):
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=2)
+    # grid order: (5.0, 0) and (5.0, 1e30) are invalid, (0.01, 0) trains, (0.01, 1e30) diverges to NaN
+    space = ("learning_rate: {type: choice, values: [5.0, 0.01]}\n"
+             "weight_decay: {type: choice, values: [0.0, 1.0e30]}\n"
+             "batch_size: 16\nepochs: 1\nwarmup_ratio: 0.0\ndropout: null\nlayerwise_lr_decay: null\n")
+    config = _tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=4, export="none",
+                          executions_per_trial=2)
+    result = run_search(config)
+    rows = _rows(tmp_path / "search" / "results.csv")
+    assert [(r["learning_rate"], r["weight_decay"], r["status"]) for r in rows] == [
+        ("5.0", "0.0", "FAILED"), ("5.0", "1e+30", "FAILED"), ("0.01", "0.0", "COMPLETED"),
+        ("0.01", "1e+30", "FAILED")]
+    assert "invalid sampled value: run config: field 'learning_rate' must be in (0, 1), found 5.0" in rows[0]["error"]
+    assert "the training loss is nan at epoch 1" in rows[3]["error"]
+    assert result["completed"] == 1 and result["failed"] == 3 and result["best_trial"] == "2"
+    out = capsys.readouterr().out
+    assert "trial 1 of 4 (0) FAILED: invalid sampled value" in out
+    # the completed trial ran twice (seeds 7 and 8); its objective is the mean, its weights the best run's
+    record = json.loads((tmp_path / "search" / "trials" / "trial_2" / "trial_run.json").read_text())
+    accuracies = [run["val_accuracy"] for run in record["executions"]]
+    assert len(accuracies) == 2 and float(rows[2]["val_accuracy"]) == pytest.approx(np.mean(accuracies))
+    seeds = [json.loads((tmp_path / "search" / "trials" / "trial_2" / f"execution{i}" / "metrics.json").read_text())
+             ["config"]["seed"] for i in range(2)]
+    assert seeds == [7, 8] and (tmp_path / "search" / "trials" / "trial_2" / "checkpoint.weights.h5").exists()
+    assert {"execution0", "execution1"} <= set(os.listdir(tmp_path / "tb" / "2"))
+
+    # --overwrite starts over; two failures in a row now stop the search with a clear message
+    with pytest.raises(tuning.SearchError) as error:
+        run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=4, export="none",
+                                overwrite=True, max_consecutive_failures=2))
+    assert "search stopped: 2 consecutive trials failed (0, 1); the last one: invalid sampled value" in str(error.value)
+    assert "--overwrite to start over" in str(error.value)
+    rows = _rows(tmp_path / "search" / "results.csv")
+    assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
+    values, _ = _hparams_session(str(tmp_path / "tb" / "1"))  # failed trials are HParams sessions too
+    assert values["weight_decay"] == 1e30

@@ -1,0 +1,54 @@
+"""The search config and its objective (tfbert.tuning.settings): flags, defaults, objective names and directions."""
+
+import os
+
+import pytest
+
+from tfbert import tuning
+from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.tuning import TuneRunConfig
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_objective_direction_and_names(tmp_path):
+    config = TuneRunConfig(train_file="x.csv", objective="val_macro_f1")
+    assert (tuning.resolved_objective(config).name, tuning.resolved_objective(config).direction) == \
+        ("val_macro_f1", "max")
+    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", objective="val_loss")).direction == "min"
+    regression = TuneRunConfig(train_file="x.csv", problem_type="regression", objective="val_mse")
+    assert tuning.resolved_objective(regression).direction == "min"
+    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv")).name == "val_accuracy"  # train_cls' default
+    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", problem_type="multi_label_classification",
+                                                   objective="val_hamming_loss")).direction == "min"
+    with pytest.raises(ValueError, match="--objective val_f1: not a validation metric of a classification run; "
+                                         "choose one of .*val_macro_f1"):
+        TuneRunConfig(train_file="x.csv", objective="val_f1")
+
+
+def test_flags_and_defaults(tmp_path):
+    space = _write(tmp_path / "space.yaml", "epochs: 2\n")
+    config = TuneRunConfig.from_args(["--tuner", "grid", "--objective", "val_mcc", "--max_trials", "5",
+                                      "--search_space", space, "--train_file", "t.csv", "--overwrite"])
+    assert (config.tuner, config.objective, config.max_trials, config.overwrite) == ("grid", "val_mcc", 5, True)
+    assert config.max_seq_length == 128 and config.max_train_examples is None  # train_cls' defaults for user data
+    assert config.resolved_output_dir() == os.path.join("runs", "tune-t-minilm-l6")
+    assert config.resolved_log_dir() == os.path.join("tensorboard_logs", "tune-t-minilm-l6")
+    # the default (BBC News) search is cut down to fit in 20 minutes
+    default = TuneRunConfig.from_args([])
+    assert (default.max_seq_length, default.max_train_examples, default.max_trials) == (64, 320, 8)
+    assert TuneRunConfig.from_args(["--max_train_examples", "0"]).max_train_examples is None
+    trial = default.base_run_config(learning_rate=3e-5)
+    assert type(trial) is ClassifierRunConfig and trial.learning_rate == 3e-5
+    assert trial.metric_for_best == "val_accuracy"  # the trial's best epoch is picked by the objective
+    with pytest.raises(SystemExit):
+        TuneRunConfig.from_args(["--tuner", "annealing"])
+    with pytest.raises(ValueError, match="--role worker needs --oracle_address"):
+        TuneRunConfig(role="worker")
+    with pytest.raises(ValueError, match="must be host:port"):
+        TuneRunConfig(role="chief", oracle_address="localhost")
+    with pytest.raises(ValueError, match="--role worker needs --worker_index"):
+        TuneRunConfig(role="worker", oracle_address="127.0.0.1:8000")

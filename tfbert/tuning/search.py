@@ -1,0 +1,231 @@
+"""The driver: `run_search` runs (or resumes) a search and writes its outputs.
+
+Outputs of a search (`<output_dir>` defaults to `runs/<search_name>`):
+    trials/               the KerasTuner project: oracle.json, trial_<id>/{trial.json, checkpoint.weights.h5,
+                          metrics.json, trial_run.json}
+    results.csv, results.md   one row per trial (hyperparameters, objective, steps, seconds, status, error)
+    best_hparams.yaml     the best trial as a full ClassifierRunConfig: `train_cls.py --config best_hparams.yaml`
+    best_model/           the best model as a train_cls run directory (saved_model/, hf_model/, ...)
+    search.json           the settings the search started with; a resumed search must match them
+TensorBoard: `<log_dir>/<trial_id>/` per trial (train/ and validation/ curves, and the HParams
+session with the trial's values and metrics), `<log_dir>/best_model/` for the export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import yaml
+from keras_tuner.engine.trial import TrialStatus
+
+from tfbert import fileio
+from tfbert.training import distribution, runner
+from tfbert.tuning.distributed import configure_distribution, serve_oracle
+from tfbert.tuning.hypermodel import BertHyperModel
+from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
+from tfbert.tuning.progress import format_value
+from tfbert.tuning.reporting import write_results, write_search_summary
+from tfbert.tuning.settings import SearchError, TuneRunConfig, resolved_objective
+from tfbert.tuning.space import load_search_space
+from tfbert.tuning.tuner import BertTuner
+
+
+def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: str, worker: bool = False) -> None:
+    """A search resumes only with the settings it started with (KerasTuner would silently keep
+    the old search space and scores of another objective); a worker that sees the chief's
+    settings (a shared output directory) checks that it runs the same search."""
+    settings_file = os.path.join(output_dir, "search.json")
+    settings = json.loads(json.dumps(config.search_settings(space), default=str))
+    if (worker or os.path.exists(os.path.join(project_dir, "oracle.json"))) and os.path.exists(settings_file):
+        with open(settings_file, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
+        if changed:
+            details = []
+            for key in changed:
+                if key in ("run", "search_space") and isinstance(previous.get(key), dict):
+                    old, new = previous[key], settings.get(key, {})
+                    details += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                                for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+                else:
+                    details.append(f"{key}: {previous.get(key)!r} -> {settings.get(key)!r}")
+            if worker:
+                raise SearchError(f"this worker's flags differ from the chief's ({'; '.join(details)}); "
+                                  f"give the workers the chief's flags")
+            raise SearchError(f"{output_dir} holds a search started with other settings ({'; '.join(details)}); "
+                              f"pass --overwrite to start over, or another --search_name / --output_dir")
+    if not worker:
+        os.makedirs(output_dir, exist_ok=True)
+        fileio.write_json(settings_file, settings)
+
+
+def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> None:
+    """--overwrite: removes what an earlier search of this name wrote (and only that)."""
+    trial_ids = [entry[len("trial_"):] for entry in (os.listdir(project_dir) if os.path.isdir(project_dir) else [])
+                 if entry.startswith("trial_")]
+    for trial_id in trial_ids:
+        shutil.rmtree(os.path.join(log_dir, trial_id), ignore_errors=True)
+    shutil.rmtree(os.path.join(log_dir, "best_model"), ignore_errors=True)
+    if os.path.isdir(log_dir):
+        for entry in os.listdir(log_dir):
+            if entry.startswith("events.out.tfevents"):
+                os.remove(os.path.join(log_dir, entry))
+    shutil.rmtree(os.path.join(output_dir, "best_model"), ignore_errors=True)
+    for name in ("results.csv", "results.md", "best_hparams.yaml", "search.json"):
+        if os.path.exists(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
+
+
+def run_search(config: TuneRunConfig, prepared: runner.PreparedData | None = None) -> dict:
+    """Runs (or resumes) the search `config` describes; see the module docstring for its outputs.
+
+    In one process it runs every trial. With `role="chief"` it serves the oracle to workers and
+    writes the results; with `role="worker"` it runs the trials the chief hands out.
+
+    Returns:
+        For a search in one process or on the chief: "best_trial", "best_value", "best_hparams"
+        (the YAML path), "export" (the best_model directory or None), "results" (csv path),
+        "completed", "failed". On a worker: "trials_run".
+
+    Raises:
+        SearchError: too many consecutive failures, no trial completed, settings that differ from
+            the search being resumed, an address the chief cannot listen on.
+        ValueError: a bad search space or objective.
+    """
+    space = load_search_space(config.search_space)
+    objective = resolved_objective(config)
+    role, tuner_id, address = configure_distribution(config)
+    is_worker = role == "worker"
+    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    project_dir = os.path.join(output_dir, "trials")
+    if config.tuner == "grid":
+        continuous = [s.name for s in space.values() if s.kind == "float" and s.step is None]
+        if continuous:
+            print(f"grid: {', '.join(continuous)} are continuous ranges; KerasTuner's grid tries 10 evenly spaced "
+                  f"values of each (give 'values' or 'step' in --search_space for a real grid)", flush=True)
+
+    overwrite = config.overwrite and not is_worker  # a worker must never delete the chief's project
+    if config.overwrite and is_worker:
+        print("--overwrite is for the chief; this worker ignores it", flush=True)
+    if overwrite:
+        _remove_previous_search(output_dir, project_dir, log_dir)
+    _check_settings(config, space, output_dir, project_dir, worker=is_worker)
+    os.makedirs(log_dir, exist_ok=True)
+
+    # Every trial runs in this strategy's scope (KerasTuner's `distribution_strategy`), made from
+    # the same --strategy / --devices / --tpu flags as a train_cls run, before any TensorFlow op.
+    strategy = distribution.strategy_for(config) if role != "chief" else None
+    hypermodel = BertHyperModel(config, space, prepared)
+    if role != "chief":
+        hypermodel.prepared  # bad data or model flags fail here, once, not as failed trials
+    oracle = make_oracle(config, space)
+    resuming = not overwrite and os.path.exists(os.path.join(project_dir, f"{tuner_id or 'tuner0'}.json"))
+    tuner = BertTuner(oracle, hypermodel, config, log_dir, directory=output_dir, project_name="trials",
+                      overwrite=overwrite, executions_per_trial=config.executions_per_trial,
+                      tuner_id=tuner_id, distribution_strategy=strategy)
+    planned = planned_trials(oracle)
+    if not is_worker:
+        if not any(entry.startswith("events.out.tfevents") for entry in os.listdir(log_dir)):
+            write_search_summary(log_dir, space, objective, config)
+        done = done_count(oracle)
+        interrupted = len(oracle._retry_queue)
+        if resuming:
+            print(f"resuming the search in {output_dir}: {done} of {planned} trials done"
+                  + (f", {interrupted} interrupted trial(s) run again" if interrupted else ""), flush=True)
+        if planned is not None and done >= planned and not interrupted:
+            print(f"all {planned} trials are done; nothing to run (raise --max_trials to run more, "
+                  f"--overwrite to start over)", flush=True)
+    print(f"search {config.resolved_run_name()}: {config.tuner}, {planned} trials, objective {objective.name} "
+          f"({objective.direction}); trials in {project_dir}, TensorBoard: tensorboard --logdir {log_dir}", flush=True)
+
+    if role == "chief":
+        tuner.save()
+        serve_oracle(tuner, address)
+    else:
+        tuner.search()
+    if is_worker:
+        print(f"{tuner_id}: the chief has no more trials; done", flush=True)
+        return {"trials_run": len(tuner.progress.durations)}
+    return _finish_search(tuner, config, space, output_dir, log_dir)
+
+
+def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: str, log_dir: str) -> dict:
+    oracle, hypermodel = tuner.oracle, tuner.hypermodel
+    rows = write_results(oracle, hypermodel, tuner.project_dir, output_dir)
+    completed = [r for r in rows if r["status"] == TrialStatus.COMPLETED]
+    failed = [r for r in rows if r["status"] == TrialStatus.FAILED]
+    print(f"results: {os.path.join(output_dir, 'results.md')} ({len(completed)} completed, {len(failed)} failed)",
+          flush=True)
+    if oracle.stop_reason:
+        raise SearchError(f"search stopped: {oracle.stop_reason}. Fix the search space or flags, then run the "
+                          f"same command to go on, or add --overwrite to start over")
+    best = oracle.get_best_trials(1)
+    if not best or best[0].status != TrialStatus.COMPLETED:
+        raise SearchError(f"no trial completed; see {os.path.join(output_dir, 'results.md')}")
+    best = best[0]
+    best_config = hypermodel.run_config(best.hyperparameters, run_name=f"{config.resolved_run_name()}-best",
+                                        output_dir=None, log_dir=None)
+    best_hparams = os.path.join(output_dir, "best_hparams.yaml")
+    with fileio.atomic_write(best_hparams) as f:
+        f.write(f"# Best trial {best.trial_id} of the search {config.resolved_run_name()}: "
+                f"{oracle.objective.name}={best.score:.6g}\n# python pipelines/{config.TRAIN_SCRIPT} --config {best_hparams}\n")
+        yaml.safe_dump(best_config.to_dict(), f, sort_keys=False)
+    print(f"best trial {best.trial_id}: {oracle.objective.name}={format_value(best.score)}; "
+          f"{', '.join(f'{k}={format_value(v)}' for k, v in hypermodel.values(best.hyperparameters).items())}",
+          flush=True)
+    print(f"best hyperparameters: {best_hparams} (python pipelines/{config.TRAIN_SCRIPT} --config {best_hparams})",
+          flush=True)
+    export = _export_best(tuner, config, best, best_config, output_dir, log_dir)
+    return {"best_trial": best.trial_id, "best_value": best.score, "best_hparams": best_hparams, "export": export,
+            "results": os.path.join(output_dir, "results.csv"), "completed": len(completed), "failed": len(failed)}
+
+
+def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, output_dir, log_dir) -> str | None:
+    if config.export == "none":
+        return None
+    export_dir = os.path.join(output_dir, "best_model")
+    export_config = dataclasses.replace(best_config, output_dir=export_dir,
+                                        log_dir=os.path.join(log_dir, "best_model"))
+    marker = os.path.join(export_dir, "metrics.json")
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            exported = json.load(f)
+        if exported.get("best_trial") == best.trial_id and exported.get("export") == config.export:
+            print(f"best model: {export_dir} (exported before)", flush=True)
+            return export_dir
+    shutil.rmtree(export_dir, ignore_errors=True)
+    hypermodel = tuner.hypermodel
+    checkpoint = tuner._get_checkpoint_fname(best.trial_id)
+    mode = config.export
+    if mode == "best_trial" and not os.path.exists(checkpoint):
+        print(f"best model: {checkpoint} is not on this machine (a worker elsewhere ran the trial); "
+              f"retraining with the best values instead", flush=True)
+        mode = "retrain"
+    if mode == "retrain":
+        print(f"best model: retraining with the best values into {export_dir}", flush=True)
+        summary = runner.fit_and_evaluate(export_config, hypermodel.prepared, runner.start_run(
+            export_config, hypermodel.prepared))
+    else:
+        print(f"best model: exporting the weights of trial {best.trial_id} into {export_dir}", flush=True)
+        hypermodel.run_overrides = dict(output_dir=export_dir, log_dir=export_config.log_dir,
+                                        run_name=export_config.run_name)
+        try:
+            model = tuner.load_model(best)
+        finally:
+            hypermodel.run_overrides = {}
+        trial_dir = tuner.get_trial_dir(best.trial_id)
+        with open(os.path.join(trial_dir, "trial_run.json"), encoding="utf-8") as f:
+            execution = json.load(f).get("best_execution", 0)
+        run_dir = os.path.join(trial_dir, f"execution{execution}") if config.executions_per_trial > 1 else trial_dir
+        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+            trial_summary = json.load(f)
+        facts = {k: trial_summary[k] for k in ("best_metric", "steps_per_epoch", "resumed_from_epoch", "epochs_run",
+                                                "optimizer_steps", "examples_per_second")}
+        summary = runner.finish_run(model, export_config, hypermodel.prepared, facts)
+    summary.update(best_trial=best.trial_id, export=config.export)
+    fileio.write_json(marker, summary, default=float)
+    print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)
+    return export_dir

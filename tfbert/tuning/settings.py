@@ -1,0 +1,171 @@
+"""What a search is told: its config (a task's run flags plus the search flags), the objective those
+flags name, and the error a search raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+
+import keras_tuner
+
+from tfbert.errors import TfbertError
+from tfbert.tasks import task_for
+from tfbert.training import runner
+from tfbert.training.run_config import ClassifierRunConfig, RunConfig, TokenClassifierRunConfig, without_placement
+from tfbert.tuning.space import ParamSpec, load_search_space
+
+TUNERS = ("random", "bayesian", "hyperband", "grid")
+EXPORTS = ("best_trial", "retrain", "none")
+ROLES = ("chief", "worker")
+
+# With no data flags the search runs on BBC News; these keep that default search under 20 minutes
+# on 2 CPU cores (8 trials of 1-3 epochs over 320 articles cut at 64 tokens).
+DEFAULT_DATA_MAX_TRAIN_EXAMPLES = 320
+DEFAULT_DATA_MAX_SEQ_LENGTH = 64
+
+
+class SearchError(TfbertError, RuntimeError):
+    """A search that cannot start or cannot go on; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class SearchSettings:
+    """The search fields, mixed into a task's run config by `search_config_for` (`TuneRunConfig` for
+    classification, `TuneNerRunConfig` for NER): the training flags (data, model, the fixed recipe
+    values) plus these. Values in the search space override the recipe flags.
+
+    With no data flags it searches on a 320-example subset of the task's default data cut at 64 tokens,
+    so the default search ends within 20 minutes on 2 CPU cores; --max_train_examples 0 takes all of it.
+    """
+
+    BASE_CONFIG: typing.ClassVar[type] = RunConfig  # the run config of one trial
+    TRAIN_SCRIPT: typing.ClassVar[str] = ""  # the pipeline that trains one such run
+    # Training examples of the default data a default search uses (None: all of them).
+    DEFAULT_DATA_EXAMPLES: typing.ClassVar[int | None] = DEFAULT_DATA_MAX_TRAIN_EXAMPLES
+
+    # train_cls fields whose default differs for the default (BBC News) search; None = train_cls' default
+    max_seq_length: int | None = None
+    max_train_examples: int | None = None
+    # search
+    tuner: str = dataclasses.field(default="random", metadata={"choices": TUNERS, "help": "search algorithm"})
+    max_trials: int = dataclasses.field(default=8, metadata={"help": "trials to run at most (hyperband and grid "
+                                                                     "may need fewer)"})
+    executions_per_trial: int = dataclasses.field(default=1, metadata={
+        "help": "runs per trial with seeds seed, seed+1, ...; the objective is their mean"})
+    objective: str | None = dataclasses.field(default=None, metadata={
+        "help": "validation metric to optimise, e.g. val_macro_f1 or val_loss (losses and errors are "
+                "minimised, the rest maximised); unset: train_cls' metric_for_best"})
+    search_space: str | None = dataclasses.field(default=None, metadata={
+        "help": "YAML file of search-space entries that replace the default ones, key by key"})
+    search_name: str | None = dataclasses.field(default=None, metadata={
+        "help": "names the output and TensorBoard directories; unset: tune-<data>-<model>"})
+    overwrite: bool = dataclasses.field(default=False, metadata={
+        "help": "start over instead of resuming the search found in the output directory"})
+    export: str = dataclasses.field(default="best_trial", metadata={
+        "choices": EXPORTS, "help": "best_trial: export the best trial's weights; retrain: train again with "
+                                   "the best values; none: only write best_hparams.yaml"})
+    max_consecutive_failures: int = dataclasses.field(default=3, metadata={
+        "help": "stop the search after this many failed trials in a row"})
+    role: str | None = dataclasses.field(default=None, metadata={
+        "choices": ROLES, "help": "distributed search: the chief runs the oracle, workers run trials"})
+    oracle_address: str | None = dataclasses.field(default=None, metadata={
+        "help": "host:port of the chief's oracle (the chief listens there)"})
+    worker_index: int | None = dataclasses.field(default=None, metadata={
+        "help": "this worker's number (0, 1, ...); a restarted worker with the same number resumes its trial"})
+
+    def __post_init__(self):
+        default_data = not (self.train_file or self.dataset)
+        if self.max_seq_length is None:
+            self.max_seq_length = DEFAULT_DATA_MAX_SEQ_LENGTH if default_data else 128
+        if self.max_train_examples is None and default_data:
+            self.max_train_examples = self.DEFAULT_DATA_EXAMPLES
+        if self.max_train_examples == 0:
+            self.max_train_examples = None
+        super().__post_init__()
+
+    def validate(self, source: str = "run config") -> None:
+        super().validate(source)
+
+        def fail(field, expected, found):
+            raise ValueError(f"{source}: field '{field}' must be {expected}, found {found!r}")
+
+        for name, choices in (("tuner", TUNERS), ("export", EXPORTS)):
+            if getattr(self, name) not in choices:
+                fail(name, " | ".join(choices), getattr(self, name))
+        if self.role is not None and self.role not in ROLES:
+            fail("role", " | ".join(ROLES), self.role)
+        for name in ("max_trials", "executions_per_trial", "max_consecutive_failures"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, "a positive integer", getattr(self, name))
+        if self.role and not self.oracle_address:
+            raise ValueError(f"{source}: --role {self.role} needs --oracle_address host:port (the chief's)")
+        if self.oracle_address:
+            parse_address(self.oracle_address, source)
+        if self.role == "worker" and self.worker_index is None and "KERASTUNER_TUNER_ID" not in os.environ:
+            raise ValueError(f"{source}: --role worker needs --worker_index (0, 1, ...: one number per worker)")
+        resolved_objective(self)  # an unknown objective or a bad search-space file fails before any work
+        load_search_space(self.search_space)
+
+    def resolved_run_name(self) -> str:
+        if self.search_name:
+            return self.search_name
+        name = super().resolved_run_name()
+        return name if self.run_name else "tune-" + name[len(self.RUN_PREFIX) + 1:]
+
+    def base_run_config(self, **overrides) -> RunConfig:
+        """The training run config of this search's data, model and fixed recipe values; its best
+        epoch is picked by the search's objective."""
+        names = {f.name for f in dataclasses.fields(self.BASE_CONFIG)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        values["metric_for_best"] = resolved_objective(self).name
+        values.update(overrides)
+        return self.BASE_CONFIG(**values)
+
+    def search_settings(self, space: dict[str, "ParamSpec"]) -> dict:
+        """What must not change when a search resumes (max_trials may grow; outputs may move)."""
+        run = without_placement(self.base_run_config().to_dict(), "run_name", "output_dir", "log_dir",
+                                "log_every_n_steps", "metric_for_best", *space)
+        return {"tuner": self.tuner, "objective": resolved_objective(self).name,
+                "executions_per_trial": self.executions_per_trial,
+                "search_space": {name: spec.to_yaml() for name, spec in space.items()}, "run": run}
+
+
+def search_config_for(run_config_cls: type, train_script: str,
+                      default_data_examples: int | None = DEFAULT_DATA_MAX_TRAIN_EXAMPLES) -> type:
+    """The search config of a task: its run config's flags plus the search settings; a default search
+    (no data flags) trains on `default_data_examples` of the default data (None: all)."""
+    return dataclasses.make_dataclass(
+        f"Tune{run_config_cls.__name__}", fields=[], bases=(SearchSettings, run_config_cls),
+        namespace={"BASE_CONFIG": run_config_cls, "TRAIN_SCRIPT": train_script, "__module__": __name__,
+                   "DEFAULT_DATA_EXAMPLES": default_data_examples, "__doc__": SearchSettings.__doc__})
+
+
+TuneRunConfig = search_config_for(ClassifierRunConfig, "train_cls.py")
+# NER needs a few hundred updates before entities appear (320 sentences gave F1 0 in every trial):
+# the default NER search takes all 3,394 WNUT-17 training sentences.
+TuneNerRunConfig = search_config_for(TokenClassifierRunConfig, "train_ner.py", default_data_examples=None)
+
+
+def parse_address(address: str, source: str = "--oracle_address") -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{source}: field 'oracle_address' must be host:port (e.g. 10.0.0.2:8000), "
+                         f"found {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def validation_metric_names(config) -> list[str]:
+    """The `val_*` metrics a run of the config's task reports each epoch, plus `val_loss`."""
+    task = task_for(config)
+    return sorted({f"val_{name}" for name in task.metric_names(config)} | {"val_loss"})
+
+
+def resolved_objective(config: TuneRunConfig) -> keras_tuner.Objective:
+    """`keras_tuner.Objective(name, direction)` of `--objective` (default: train_cls' best metric)."""
+    name = config.objective or runner.best_metric_of(config)
+    known = validation_metric_names(config)
+    if name not in known:
+        raise ValueError(f"--objective {name}: not a validation metric of a {task_for(config).name} run; "
+                         f"choose one of {', '.join(known)}")
+    return keras_tuner.Objective(name, direction=runner.metric_direction(name))
