@@ -7,11 +7,13 @@ import importlib
 
 from tfbert.tasks.base import BertTaskModel, Task, TaskData
 from tfbert.tasks.classifier import BertClassifier
+from tfbert.tasks.question_answerer import BertQuestionAnswerer
 from tfbert.tasks.token_classifier import BertTokenClassifier
 
 # config.TASK -> the module and class of its task (imported on first use).
 TASKS = {"classification": ("tfbert.tasks.classification", "ClassificationTask"),
-         "token_classification": ("tfbert.tasks.token_classification", "TokenClassificationTask")}
+         "token_classification": ("tfbert.tasks.token_classification", "TokenClassificationTask"),
+         "question_answering": ("tfbert.tasks.question_answering", "QuestionAnsweringTask")}
 
 
 def task_for(config) -> Task:
@@ -23,4 +25,4 @@ def task_for(config) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["BertTaskModel", "BertClassifier", "BertTokenClassifier", "Task", "TaskData", "TASKS", "task_for"]
+__all__ = ["BertTaskModel", "BertClassifier", "BertTokenClassifier", "BertQuestionAnswerer", "Task", "TaskData", "TASKS", "task_for"]

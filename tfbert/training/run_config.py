@@ -280,6 +280,47 @@ class TokenClassifierRunConfig(RunConfig):
         super().validate(source)
 
 
+@dataclasses.dataclass
+class QARunConfig(RunConfig):
+    """Everything a `train_qa.py` run needs; `config.yaml` in the output dir reproduces it.
+
+    With no data arguments it fine-tunes on XQuAD-en (SQuAD v1.1 format, shipped with tfbert), split
+    into train/validation/test by article with `seed`.
+    """
+
+    TASK: typing.ClassVar[str] = "question_answering"
+    RUN_PREFIX: typing.ClassVar[str] = "qa"
+    DEFAULT_DATA_NAME: typing.ClassVar[str] = "xquad_en"
+
+    max_seq_length: int = 384
+    epochs: int = 3
+    batch_size: int = 16
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    doc_stride: int = dataclasses.field(default=128, metadata={
+        "help": "tokens shared by consecutive windows of a long context"})
+    max_query_length: int = dataclasses.field(default=64, metadata={"help": "questions are cut to this many tokens"})
+    n_best_size: int = dataclasses.field(default=20, metadata={"help": "candidate answers kept per question"})
+    max_answer_length: int = dataclasses.field(default=30, metadata={"help": "longest answer, in tokens"})
+    version_2_with_negative: bool | None = dataclasses.field(default=None, metadata={
+        "help": "the data has unanswerable questions (SQuAD v2.0); default: detected from the training file"})
+    null_score_diff_threshold: float = dataclasses.field(default=0.0, metadata={
+        "help": "v2.0: answer nothing when the null score exceeds the best span's by more than this"})
+
+    def validate(self, source: str = "run config") -> None:
+        from tfbert.tasks.qa_windows import check_lengths
+
+        for name in ("doc_stride", "max_query_length", "n_best_size", "max_answer_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "doc_stride" else 1):
+                self.fail(source, name, "a non-negative integer" if name == "doc_stride" else "a positive integer",
+                          value)
+        problem = check_lengths(self.max_seq_length, self.max_query_length, self.doc_stride)
+        if problem:
+            raise ValueError(f"{source}: {problem}")
+        super().validate(source)
+
+
 def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:
     """The mapping a YAML file holds (empty file: {}).
 

@@ -383,8 +383,10 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
 
 # transformers architecture (hf_model/config.json) -> the run config class of the task that wrote it.
 def _config_class_of(architectures: list[str]):
-    from tfbert.training.run_config import ClassifierRunConfig, TokenClassifierRunConfig
+    from tfbert.training.run_config import ClassifierRunConfig, QARunConfig, TokenClassifierRunConfig
 
+    if "BertForQuestionAnswering" in architectures:
+        return QARunConfig
     return TokenClassifierRunConfig if "BertForTokenClassification" in architectures else ClassifierRunConfig
 
 
