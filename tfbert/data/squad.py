@@ -233,7 +233,7 @@ def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, sk
             problem = ("a question without answers in SQuAD v1.1 data; pass --version_2_with_negative for data "
                        "with unanswerable questions")
         for answer_text, start in answers:
-            if row["context"][start:start + len(answer_text)] != answer_text:
+            if start < 0 or row["context"][start:start + len(answer_text)] != answer_text:
                 found = row["context"][max(start, 0):max(start, 0) + len(answer_text)]
                 problem = (f"answer {answer_text!r} is not at answer_start {start} of the context (found {found!r} "
                            "there)")

@@ -138,7 +138,8 @@ def squad_scores(predictions: dict[str, str], gold: dict[str, list[str]],
     exact, f1s = {}, {}
     for qid, answers in gold.items():
         prediction = predictions.get(qid, "")
-        references = answers or [""]
+        # v2.0's script drops golds that normalise to nothing (e.g. "The"); v1.1's keeps them.
+        references = ([a for a in answers if normalize_answer(a)] if null_score_diffs is not None else answers) or [""]
         exact[qid] = max(exact_match(prediction, a) for a in references)
         f1s[qid] = max(f1(prediction, a) for a in references)
     total = len(gold)
