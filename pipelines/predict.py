@@ -1,7 +1,9 @@
 """Predict with an exported model: in this process, or from TF Serving over REST or gRPC.
 
 A classifier's export prints labels and probabilities; a token classifier's (NER) prints the entities
-it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag).
+it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag); a
+question answerer's prints the answer to each --question in its --context (or to each
+{"question", "context"} line of --input_file), with its score and character offsets in jsonl.
 
 Texts come from the arguments, from --input_file (one per line), or from stdin when neither
 is given and stdin is not a terminal. For sentence-pair models each line is
@@ -9,6 +11,8 @@ is given and stdin is not a terminal. For sentence-pair models each line is
 
     python pipelines/predict.py --export_dir exports/sentiment "a good film" "a dull film"
     python pipelines/predict.py --export_dir runs/ner-wnut17-minilm-l6/saved_model "Ada Lovelace met Babbage in London"
+    python pipelines/predict.py --export_dir runs/qa-xquad_en-minilm-l6/saved_model \\
+        --question "Who wrote it?" --context "The novel was written by Mary Shelley in 1818."
     python pipelines/predict.py --rest_url http://localhost:8501 --model_name sentiment --input_file reviews.txt
     cat reviews.txt | python pipelines/predict.py --grpc_address localhost:8500 --model_name sentiment \\
         --signature classify --format jsonl
@@ -51,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--signature", default="serving_default", choices=("serving_default", "classify"),
                         help="serving_default: labels and probabilities; classify: the tf.Example classify API")
     parser.add_argument("--format", default="table", choices=("table", "jsonl"), help="output format")
+    parser.add_argument("--question", action="append",
+                        help="question answering: a question (repeatable; each goes with the --context at its place)")
+    parser.add_argument("--context", action="append", help="question answering: the text the answer is cut from")
     parser.add_argument("--text_pair", action="store_true",
                         help="the model reads sentence pairs: split each text at its first TAB")
     parser.add_argument("--batch_size", type=int, default=64, help="texts per request")
@@ -249,6 +256,52 @@ def format_jsonl(texts: Sequence[str], results: Sequence[Result | Classification
     return "\n".join(lines)
 
 
+# ---- question answering ----------------------------------------------------------------------
+
+
+def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | None, file: str | None = None,
+                   stdin: IO | None = None) -> tuple[list[str], list[str]]:
+    """(questions, contexts) for a question-answering export: from --question/--context pairs, else one
+    JSON object per line of `file` (or stdin) with "question" and "context" strings.
+
+    Raises:
+        DataError: unequal --question/--context counts, or a line that is not such an object
+            (names `file:line`).
+    """
+    questions, contexts = list(questions or []), list(contexts or [])
+    if len(questions) != len(contexts):
+        raise DataError(f"{len(questions)} --question but {len(contexts)} --context; give a context for each "
+                        "question")
+    for location, line in (_read_sources(None, file, stdin) if file is not None or not questions else []):
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"expected a JSON object with question and context: {getattr(e, 'msg', e)}",
+                            location) from None
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("question", "context")):
+            raise DataError('expected {"question": "...", "context": "..."} (both strings)', location)
+        questions.append(record["question"])
+        contexts.append(record["context"])
+    return questions, contexts
+
+
+def format_answers(questions: Sequence[str], contexts: Sequence[str], results: Sequence[Result], jsonl: bool,
+                   max_text_width: int = 60) -> str:
+    """Answers as a table (question, answer, score) or as JSON Lines (question, answer, score, start,
+    end[, no_answer]; the context is left out)."""
+    if jsonl:
+        return "\n".join(json.dumps({"question": q, **{k: _finite(v) for k, v in r.items()}}, ensure_ascii=False,
+                                    allow_nan=False) for q, r in zip(questions, results))
+    rows = [{"question": preview(q, max_text_width),
+             "answer": "(no answer)" if r.get("no_answer") or r.get("start", 0) < 0 else preview(r["answer"], 40),
+             "score": f"{r['score']:.4f}"} for q, r in zip(questions, results)]
+    columns = ["question", "answer", "score"]
+    widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip(), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(row[c].ljust(widths[c]) for c in columns).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, stdin=None) -> str:
     """Predicts the texts of `args` and returns the formatted output.
 
@@ -259,11 +312,20 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         raise ServingClientError("--model_name is needed with --rest_url and --grpc_address")
     if args.batch_size < 1:
         raise ServingClientError(f"--batch_size must be at least 1, found {args.batch_size}")
-    metadata = {}
+    metadata, version_dir = {}, None
     if args.export_dir is not None:
         # Checked before any model loads, so a wrong folder fails in a moment.
         version_dir = resolve_export_dir(args.export_dir, args.model_version)
         metadata = read_export_metadata(version_dir)
+    question_answering = metadata.get("task") == "question_answering" or bool(args.question)
+    if question_answering:
+        questions, contexts = load_questions(args.question, args.context, args.input_file, stdin)
+        if not questions:
+            raise ServingClientError("no questions: give --question and --context, or --input_file with "
+                                     '{"question": ..., "context": ...} lines')
+        with _predictor(args, version_dir) as predictor:
+            results = predictor.predict_inputs({"question": questions, "context": contexts}, args.signature)
+        return format_answers(questions, contexts, results, args.format == "jsonl")
     text_pair = args.text_pair or bool(metadata.get("text_pair"))
     pairs = None
     if text_pair:
@@ -273,14 +335,7 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     if not texts:
         raise ServingClientError("no texts: give TEXT arguments, --input_file, or lines on stdin")
 
-    if args.export_dir is not None:
-        predictor = LocalPredictor(version_dir, batch_size=args.batch_size)
-    elif args.rest_url is not None:
-        predictor = RestPredictor(args.rest_url, args.model_name, args.model_version, args.timeout, args.batch_size)
-    else:
-        predictor = GrpcPredictor(args.grpc_address, args.model_name, args.model_version, args.timeout,
-                                  args.batch_size)
-    with predictor:
+    with _predictor(args, version_dir) as predictor:
         if args.signature == "classify":
             results = predictor.classify(texts, pairs)
         else:
@@ -288,6 +343,14 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     if args.format == "jsonl":
         return format_jsonl(texts, results, pairs)
     return format_table(texts, results, pairs, label_names=metadata.get("labels"))
+
+
+def _predictor(args: argparse.Namespace, version_dir: str | None):
+    if version_dir is not None:
+        return LocalPredictor(version_dir, batch_size=args.batch_size)
+    if args.rest_url is not None:
+        return RestPredictor(args.rest_url, args.model_name, args.model_version, args.timeout, args.batch_size)
+    return GrpcPredictor(args.grpc_address, args.model_name, args.model_version, args.timeout, args.batch_size)
 
 
 def main(argv=None) -> int:

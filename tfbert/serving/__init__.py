@@ -25,14 +25,14 @@ Request builders (`rest_predict_request`, `rest_classify_request`, `grpc_predict
 
 from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Classification, Predictor, Result,
                                  ServingClientError, make_example)
-from tfbert.serving.grpc_client import GrpcPredictor, grpc_classify_request, grpc_predict_request
+from tfbert.serving.grpc_client import GrpcPredictor, grpc_classify_request, grpc_inputs_request, grpc_predict_request
 from tfbert.serving.local import LocalPredictor, read_export_metadata, resolve_export_dir
 from tfbert.serving.rest import (RestPredictor, parse_rest_classifications, parse_rest_predictions,
-                                 rest_classify_request, rest_predict_request)
+                                 rest_classify_request, rest_inputs_request, rest_predict_request)
 from tfbert.serving.results import entities_of, is_tagging, rows_from_columns, tagged_words
 
 __all__ = ["ServingClientError", "Predictor", "LocalPredictor", "RestPredictor", "GrpcPredictor", "Result",
            "Classification", "DEFAULT_SIGNATURE", "CLASSIFY_SIGNATURE", "rest_predict_request",
-           "rest_classify_request", "grpc_predict_request", "grpc_classify_request", "parse_rest_predictions",
+           "rest_classify_request", "rest_inputs_request", "grpc_predict_request", "grpc_inputs_request", "grpc_classify_request", "parse_rest_predictions",
            "parse_rest_classifications", "make_example", "resolve_export_dir", "read_export_metadata",
            "rows_from_columns", "is_tagging", "entities_of", "tagged_words"]

@@ -14,7 +14,8 @@ DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
 SAVED_MODEL_FILE = "saved_model.pb"
 # The order outputs are listed in (the rest follow alphabetically): the answer first.
-OUTPUT_ORDER = ("label", "label_id", "score", "predicted", "probabilities", "logits")
+OUTPUT_ORDER = ("answer", "label", "label_id", "score", "start", "end", "no_answer", "predicted", "probabilities",
+                "logits")
 # TF Serving's row format drops the output name when a signature has a single output; the
 # only single-output text signature tfbert writes is regression's `score`.
 SINGLE_OUTPUT_NAME = "score"
@@ -59,6 +60,19 @@ def check_texts(texts: Sequence[str], pairs: Sequence[str] | None) -> tuple[list
     return texts, pairs
 
 
+def check_inputs(inputs: dict[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Named string inputs, one list each, all of one length (checked as `check_texts`)."""
+    if not inputs:
+        raise ValueError("no inputs given")
+    checked = {}
+    for name, values in inputs.items():
+        checked[name] = check_texts(values, None)[0]
+    sizes = {name: len(values) for name, values in checked.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"inputs of different lengths: {sizes}; give one value per example for each input")
+    return checked
+
+
 def preview(text: str | bytes, width: int = 80) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
@@ -90,7 +104,25 @@ class Predictor:
         Raises:
             ServingClientError: the model cannot be reached or refuses the request.
         """
-        return self._in_batches(self._predict_batch, texts, pairs, signature)
+        texts, pairs = check_texts(texts, pairs)
+        inputs = {"text": texts} if pairs is None else {"text": texts, "text_pair": pairs}
+        return self.predict_inputs(inputs, signature)
+
+    def predict_inputs(self, inputs: dict[str, Sequence[str]], signature: str = DEFAULT_SIGNATURE) -> list[Result]:
+        """One dict of outputs per example of a signature with any string inputs, e.g. a question
+        answerer's `{"question": [...], "context": [...]}` (one list per input, the same length).
+
+        Raises:
+            ServingClientError: the model cannot be reached or refuses the request.
+            ValueError / TypeError: inputs of different lengths, or not strings.
+        """
+        inputs = check_inputs(inputs)
+        size = len(next(iter(inputs.values())))
+        results = []
+        for start in range(0, size, self.batch_size):
+            results += self._predict_batch({name: values[start:start + self.batch_size]
+                                            for name, values in inputs.items()}, signature)
+        return results
 
     def classify(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                  signature: str = CLASSIFY_SIGNATURE) -> list[Classification]:
@@ -109,7 +141,7 @@ class Predictor:
             results += request(texts[start:start + self.batch_size], batch_pairs, signature)
         return results
 
-    def _predict_batch(self, texts, pairs, signature) -> list[Result]:
+    def _predict_batch(self, inputs: dict[str, list[str]], signature) -> list[Result]:
         raise NotImplementedError
 
     def _classify_batch(self, texts, pairs, signature) -> list[Classification]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_texts,
+from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_inputs, check_texts,
                                  make_example)
 from tfbert.serving.results import rows_from_columns
 
@@ -26,14 +26,21 @@ def grpc_predict_request(model_name: str, texts: Sequence[str], pairs: Sequence[
     Returns:
         `tensorflow_serving.apis.predict_pb2.PredictRequest`.
     """
+    texts, pairs = check_texts(texts, pairs)
+    inputs = {"text": texts} if pairs is None else {"text": texts, "text_pair": pairs}
+    return grpc_inputs_request(model_name, inputs, signature_name, version)
+
+
+def grpc_inputs_request(model_name: str, inputs: dict[str, Sequence[str]], signature_name: str = DEFAULT_SIGNATURE,
+                        version: int | None = None):
+    """A `PredictRequest` with one DT_STRING tensor of shape [n] per named input."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    texts, pairs = check_texts(texts, pairs)
+    inputs = check_inputs(inputs)
     request = predict_pb2.PredictRequest(model_spec=_model_spec(model_name, signature_name, version))
-    request.inputs["text"].CopyFrom(_string_tensor(tf, texts))
-    if pairs is not None:
-        request.inputs["text_pair"].CopyFrom(_string_tensor(tf, pairs))
+    for name, values in inputs.items():
+        request.inputs[name].CopyFrom(_string_tensor(tf, values))
     return request
 
 
@@ -114,15 +121,16 @@ class GrpcPredictor(Predictor):
             raise ServingClientError(message, target=self.address, status=getattr(code, "name", None),
                                      server_message=details) from None
 
-    def _predict_batch(self, texts, pairs, signature):
+    def _predict_batch(self, inputs, signature):
         import tensorflow as tf
 
-        request = grpc_predict_request(self.model_name, texts, pairs, signature, self.version)
+        size = len(next(iter(inputs.values())))
+        request = grpc_inputs_request(self.model_name, inputs, signature, self.version)
         response = self._rpc(self._stub.Predict, request, "Predict")
         columns = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
         rows = rows_from_columns(columns)
-        if len(rows) != len(texts):
-            raise ServingClientError(f"{self.address}: Predict answered {len(rows)} rows for {len(texts)} texts",
+        if len(rows) != size:
+            raise ServingClientError(f"{self.address}: Predict answered {len(rows)} rows for {size} examples",
                                      target=self.address)
         return rows
 

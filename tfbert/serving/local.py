@@ -116,23 +116,21 @@ class LocalPredictor(Predictor):
                                      target=self.export_dir) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
-    def _predict_batch(self, texts, pairs, signature):
+    def _predict_batch(self, inputs, signature):
         function = self._signature(signature)
-        inputs = self._input_names(function)
-        if "text" not in inputs:
-            raise ServingClientError(f"{self.export_dir}: signature {signature!r} takes {', '.join(inputs)}, not "
-                                     f"raw text; use {DEFAULT_SIGNATURE!r}", target=self.export_dir)
-        feed = {"text": texts}
-        if "text_pair" in inputs:
-            if pairs is None:
-                raise ServingClientError(f"{self.export_dir}: the model reads sentence pairs (text, text_pair); give "
-                                         "a pair for every text (a TAB between the two in input lines)",
-                                         target=self.export_dir)
-            feed["text_pair"] = pairs
-        elif pairs is not None:
+        expected = self._input_names(function)
+        if set(inputs) == {"text", "text_pair"} and "text_pair" not in expected and "text" in expected:
             raise ServingClientError(f"{self.export_dir}: the model reads single texts, but text pairs were given",
                                      target=self.export_dir)
-        return rows_from_columns(self._call(function, signature, **feed))
+        if set(inputs) == {"text"} and "text_pair" in expected:
+            raise ServingClientError(f"{self.export_dir}: the model reads sentence pairs (text, text_pair); give "
+                                     "a pair for every text (a TAB between the two in input lines)",
+                                     target=self.export_dir)
+        if sorted(inputs) != expected:
+            hint = f"; use {DEFAULT_SIGNATURE!r}" if "input_ids" in expected else ""
+            raise ServingClientError(f"{self.export_dir}: signature {signature!r} takes {', '.join(expected)}, not "
+                                     f"{', '.join(sorted(inputs))}{hint}", target=self.export_dir)
+        return rows_from_columns(self._call(function, signature, **inputs))
 
     def _classify_batch(self, texts, pairs, signature):
         function = self._signature(signature)

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Sequence
 
 from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, SINGLE_OUTPUT_NAME, Classification, Predictor,
-                                 Result, ServingClientError, check_texts, preview)
+                                 Result, ServingClientError, check_inputs, check_texts, preview)
 from tfbert.serving.results import ordered
 
 
@@ -23,11 +23,20 @@ def rest_predict_request(texts: Sequence[str], pairs: Sequence[str] | None = Non
     {'signature_name': 'serving_default', 'instances': [{'text': 'good'}, {'text': 'bad'}]}
     """
     texts, pairs = check_texts(texts, pairs)
-    if pairs is None:
-        instances = [{"text": text} for text in texts]
-    else:
-        instances = [{"text": text, "text_pair": pair} for text, pair in zip(texts, pairs)]
-    return {"signature_name": signature_name, "instances": instances}
+    return rest_inputs_request({"text": texts} if pairs is None else {"text": texts, "text_pair": pairs},
+                               signature_name)
+
+
+def rest_inputs_request(inputs: dict[str, Sequence[str]], signature_name: str = DEFAULT_SIGNATURE) -> dict:
+    """The row-format `:predict` body of a signature with any named string inputs.
+
+    >>> rest_inputs_request({"question": ["who?"], "context": ["Ada wrote it."]})
+    {'signature_name': 'serving_default', 'instances': [{'question': 'who?', 'context': 'Ada wrote it.'}]}
+    """
+    inputs = check_inputs(inputs)
+    names = list(inputs)
+    rows = zip(*(inputs[name] for name in names))
+    return {"signature_name": signature_name, "instances": [dict(zip(names, row)) for row in rows]}
 
 
 def rest_classify_request(texts: Sequence[str], pairs: Sequence[str] | None = None,
@@ -113,9 +122,9 @@ class RestPredictor(Predictor):
             raise ServingClientError(f"POST {url}: expected a JSON object, found {preview(payload)!r}", target=url)
         return answer
 
-    def _predict_batch(self, texts, pairs, signature):
-        answer = self.post("predict", rest_predict_request(texts, pairs, signature))
-        return parse_rest_predictions(answer, len(texts), f"{self.model_url}:predict")
+    def _predict_batch(self, inputs, signature):
+        answer = self.post("predict", rest_inputs_request(inputs, signature))
+        return parse_rest_predictions(answer, len(next(iter(inputs.values()))), f"{self.model_url}:predict")
 
     def _classify_batch(self, texts, pairs, signature):
         answer = self.post("classify", rest_classify_request(texts, pairs, signature))
