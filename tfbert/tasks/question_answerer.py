@@ -8,7 +8,7 @@ import os
 import keras
 
 from tfbert.backbone import BertBackbone
-from tfbert.tasks.base import BertTaskModel
+from tfbert.tasks.base import BertTaskModel, check_dropout
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -50,11 +50,15 @@ class BertQuestionAnswerer(BertTaskModel):
     """
 
     HEAD_KEYS = (("qa_outputs.weight", "qa_outputs.bias"),)
+    HEAD_ARGS = ("dropout",)
 
-    def __init__(self, backbone: BertBackbone, **kwargs):
+    def __init__(self, backbone: BertBackbone, dropout: float | None = None, **kwargs):
+        check_dropout(dropout, "BertQuestionAnswerer")
         self.backbone = backbone
         backbone.pooler.trainable = False  # transformers builds this head without the pooler
-        head = self.linear_head(2, 0.0, name="qa_outputs")
+        # transformers has no dropout before qa_outputs (0, the default); a search may try some.
+        self.dropout = float(dropout or 0.0)
+        head = self.linear_head(2, self.dropout, name="qa_outputs")
         inputs = backbone.input
         logits = self.float32_logits(head(backbone(inputs)["sequence_output"]))
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
@@ -66,7 +70,8 @@ class BertQuestionAnswerer(BertTaskModel):
         return SpanLoss()
 
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, **overrides) -> "BertQuestionAnswerer":
+    def from_pretrained(cls, path_or_preset: str | os.PathLike, dtype=None, dropout: float | None = None,
+                        **overrides) -> "BertQuestionAnswerer":
         """Builds a question answerer from a BERT checkpoint, with its `qa_outputs` head when it has
         one (a `BertForQuestionAnswering` checkpoint); otherwise the head starts random.
 
@@ -75,7 +80,7 @@ class BertQuestionAnswerer(BertTaskModel):
                 the wrong shape (named).
         """
         backbone, head, head_fields, source = cls.read_pretrained(path_or_preset, dtype=dtype, **overrides)
-        model = cls(backbone)
+        model = cls(backbone, dropout=dropout)
         model.load_linear_head(head, head_fields, source, None, "question-answering")
         return model
 

@@ -173,7 +173,7 @@ class QuestionAnsweringTask(Task):
                 "mean_tokens": float(np.mean(lengths)) if questions else 0.0}
 
     def build_model(self, config, data: QAData, dtype) -> BertQuestionAnswerer:
-        return BertQuestionAnswerer.from_pretrained(config.model, dtype=dtype)
+        return BertQuestionAnswerer.from_pretrained(config.model, dtype=dtype, dropout=config.dropout)
 
     def metric_names(self, config) -> list[str]:
         names = ["exact_match", "f1"]

@@ -18,14 +18,14 @@ from tfbert.tuning.progress import Progress
 from tfbert.tuning.reporting import trial_rows, write_results, write_search_summary, write_trial_summary
 from tfbert.tuning.search import run_search
 from tfbert.tuning.settings import (DEFAULT_DATA_MAX_SEQ_LENGTH, DEFAULT_DATA_MAX_TRAIN_EXAMPLES, EXPORTS, ROLES,
-                                    TUNERS, SearchError, SearchSettings, TuneNerRunConfig, TuneRunConfig,
+                                    TUNERS, SearchError, SearchSettings, TuneNerRunConfig, TuneQaRunConfig, TuneRunConfig,
                                     parse_address, resolved_objective, search_config_for, validation_metric_names)
 from tfbert.tuning.space import DEFAULT_SEARCH_SPACE, TUNABLE_FIELDS, ParamSpec, load_search_space, parse_search_space
 from tfbert.tuning.tuner import BertTuner
 
 __all__ = [
     # settings
-    "SearchError", "SearchSettings", "TuneRunConfig", "TuneNerRunConfig", "search_config_for", "parse_address",
+    "SearchError", "SearchSettings", "TuneRunConfig", "TuneNerRunConfig", "TuneQaRunConfig", "search_config_for", "parse_address",
     "validation_metric_names", "resolved_objective", "TUNERS", "EXPORTS", "ROLES",
     "DEFAULT_DATA_MAX_TRAIN_EXAMPLES", "DEFAULT_DATA_MAX_SEQ_LENGTH",
     # space

@@ -12,7 +12,8 @@ import keras_tuner
 from tfbert.errors import TfbertError
 from tfbert.tasks import task_for
 from tfbert.training import runner
-from tfbert.training.run_config import ClassifierRunConfig, RunConfig, TokenClassifierRunConfig, without_placement
+from tfbert.training.run_config import (ClassifierRunConfig, QARunConfig, RunConfig, TokenClassifierRunConfig,
+                                       without_placement)
 from tfbert.tuning.space import ParamSpec, load_search_space
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -43,6 +44,7 @@ class SearchSettings:
     TRAIN_SCRIPT: typing.ClassVar[str] = ""  # the pipeline that trains one such run
     # Training examples of the default data a default search uses (None: all of them).
     DEFAULT_DATA_EXAMPLES: typing.ClassVar[int | None] = DEFAULT_DATA_MAX_TRAIN_EXAMPLES
+    DEFAULT_DATA_SEQ_LENGTH: typing.ClassVar[int | None] = DEFAULT_DATA_MAX_SEQ_LENGTH
 
     # train_cls fields whose default differs for the default (BBC News) search; None = train_cls' default
     max_seq_length: int | None = None
@@ -76,8 +78,10 @@ class SearchSettings:
 
     def __post_init__(self):
         default_data = not (self.train_file or self.dataset)
-        if self.max_seq_length is None:
-            self.max_seq_length = DEFAULT_DATA_MAX_SEQ_LENGTH if default_data else 128
+        if self.max_seq_length is None:  # the task's own default, or a shorter one for the default data
+            task_default = next(f.default for f in dataclasses.fields(self.BASE_CONFIG) if f.name == "max_seq_length")
+            self.max_seq_length = (self.DEFAULT_DATA_SEQ_LENGTH if default_data and self.DEFAULT_DATA_SEQ_LENGTH
+                                   else task_default)
         if self.max_train_examples is None and default_data:
             self.max_train_examples = self.DEFAULT_DATA_EXAMPLES
         if self.max_train_examples == 0:
@@ -132,19 +136,26 @@ class SearchSettings:
 
 
 def search_config_for(run_config_cls: type, train_script: str,
-                      default_data_examples: int | None = DEFAULT_DATA_MAX_TRAIN_EXAMPLES) -> type:
+                      default_data_examples: int | None = DEFAULT_DATA_MAX_TRAIN_EXAMPLES,
+                      default_data_seq_length: int | None = DEFAULT_DATA_MAX_SEQ_LENGTH) -> type:
     """The search config of a task: its run config's flags plus the search settings; a default search
-    (no data flags) trains on `default_data_examples` of the default data (None: all)."""
+    (no data flags) trains on `default_data_examples` of the default data (None: all), cut at
+    `default_data_seq_length` tokens (None: the task's default)."""
     return dataclasses.make_dataclass(
         f"Tune{run_config_cls.__name__}", fields=[], bases=(SearchSettings, run_config_cls),
         namespace={"BASE_CONFIG": run_config_cls, "TRAIN_SCRIPT": train_script, "__module__": __name__,
-                   "DEFAULT_DATA_EXAMPLES": default_data_examples, "__doc__": SearchSettings.__doc__})
+                   "DEFAULT_DATA_EXAMPLES": default_data_examples, "DEFAULT_DATA_SEQ_LENGTH": default_data_seq_length,
+                   "__doc__": SearchSettings.__doc__})
 
 
 TuneRunConfig = search_config_for(ClassifierRunConfig, "train_cls.py")
 # NER needs a few hundred updates before entities appear (320 sentences gave F1 0 in every trial):
 # the default NER search takes all 3,394 WNUT-17 training sentences.
 TuneNerRunConfig = search_config_for(TokenClassifierRunConfig, "train_ner.py", default_data_examples=None)
+# QA: every XQuAD-en training question, at the task's 384 tokens (a shorter window than doc_stride allows
+# would not move forward).
+TuneQaRunConfig = search_config_for(QARunConfig, "train_qa.py", default_data_examples=None,
+                                    default_data_seq_length=None)
 
 
 def parse_address(address: str, source: str = "--oracle_address") -> tuple[str, int]:
