@@ -303,7 +303,7 @@ class QARunConfig(RunConfig):
     n_best_size: int = dataclasses.field(default=20, metadata={"help": "candidate answers kept per question"})
     max_answer_length: int = dataclasses.field(default=30, metadata={"help": "longest answer, in tokens"})
     version_2_with_negative: bool | None = dataclasses.field(default=None, metadata={
-        "help": "the data has unanswerable questions (SQuAD v2.0); default: detected from the training file"})
+        "help": "the data has unanswerable questions (SQuAD v2.0); default: detected from the data files"})
     null_score_diff_threshold: float = dataclasses.field(default=0.0, metadata={
         "help": "v2.0: answer nothing when the null score exceeds the best span's by more than this"})
 
