@@ -7,13 +7,15 @@ import importlib
 
 from tfbert.tasks.base import BertTaskModel, Task, TaskData
 from tfbert.tasks.classifier import BertClassifier
+from tfbert.tasks.masked_lm import BertMaskedLM
 from tfbert.tasks.question_answerer import BertQuestionAnswerer
 from tfbert.tasks.token_classifier import BertTokenClassifier
 
 # config.TASK -> the module and class of its task (imported on first use).
 TASKS = {"classification": ("tfbert.tasks.classification", "ClassificationTask"),
          "token_classification": ("tfbert.tasks.token_classification", "TokenClassificationTask"),
-         "question_answering": ("tfbert.tasks.question_answering", "QuestionAnsweringTask")}
+         "question_answering": ("tfbert.tasks.question_answering", "QuestionAnsweringTask"),
+         "masked_lm": ("tfbert.tasks.masked_language_modeling", "MaskedLanguageModelingTask")}
 
 
 def task_for(config) -> Task:
@@ -25,4 +27,4 @@ def task_for(config) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["BertTaskModel", "BertClassifier", "BertTokenClassifier", "BertQuestionAnswerer", "Task", "TaskData", "TASKS", "task_for"]
+__all__ = ["BertTaskModel", "BertClassifier", "BertTokenClassifier", "BertQuestionAnswerer", "BertMaskedLM", "Task", "TaskData", "TASKS", "task_for"]

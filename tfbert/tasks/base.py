@@ -126,14 +126,19 @@ class BertTaskModel(keras.Model):
 
         directory = resolve(path_or_preset)
         config, state, source = read_checkpoint(directory, **overrides)
-        head = None
-        for weight_key, bias_key in cls.HEAD_KEYS:
-            if weight_key in state and bias_key in state:
-                head = (weight_key, state.pop(weight_key), state.pop(bias_key))
-                break
+        head = cls.take_head(state)
         backbone = BertBackbone(config, dtype=dtype)
         assign_state(backbone, state, source)
         return backbone, head, read_head_fields(directory), source
+
+    @classmethod
+    def take_head(cls, state: dict):
+        """Removes this head's weights from a checkpoint's `state` and returns them (None if absent):
+        for a linear head, (weight key, weight, bias) of the first of `HEAD_KEYS` present."""
+        for weight_key, bias_key in cls.HEAD_KEYS:
+            if weight_key in state and bias_key in state:
+                return weight_key, state.pop(weight_key), state.pop(bias_key)
+        return None
 
     def load_linear_head(self, head, head_fields: dict, source: str, label_names: Sequence[str] | None,
                          what: str) -> bool:
@@ -287,6 +292,8 @@ class Task:
     """
 
     name: str = ""
+    # Evaluate the validation split before the first step too (pre-training: the gain must show).
+    evaluate_before_training: bool = False
 
     def load_data(self, config) -> TaskData:
         """Reads every split the config names and checks them all before training starts.
@@ -295,6 +302,12 @@ class Task:
             tfbert.data.readers.DataError: naming the file and line of the first bad row.
         """
         raise NotImplementedError
+
+    def load_tokenizer(self, config, data: TaskData):
+        """The run's tokenizer: the one of `config.model`'s checkpoint."""
+        from tfbert.text import BertTokenizer
+
+        return BertTokenizer.from_pretrained(config.model)
 
     def make_dataset(self, data: TaskData, split: str, tokenizer, config, training: bool):
         """The batched `(features, labels)` `tf.data.Dataset` of a split; shuffled when `training`."""

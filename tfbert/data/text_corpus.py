@@ -1,0 +1,90 @@
+"""Unlabelled text for masked-LM pre-training: documents from plain text files or folders, JSON Lines,
+CSV/TSV columns, or TFDS text datasets.
+
+Plain text (`.txt`, `.text`, `.md`, any file of a folder, read recursively in name order): with
+`line_by_line` every non-blank line is a document; otherwise documents are separated by blank lines
+(one paragraph block each). JSON Lines, CSV and TSV files give the `text_column` of each row (see
+`tfbert.data.readers.read_examples`); `tfds:<name>[split]` a TFDS dataset's text feature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+from tfbert.data.examples import TFDS_PREFIX, DataError
+from tfbert.data.files import _decode_document, _walk_files
+
+PLAIN_TEXT_EXTENSIONS = (".txt", ".text", ".md", "")
+
+
+@dataclasses.dataclass
+class Documents:
+    """Texts with where each came from (`path:line` of its first line)."""
+
+    texts: list[str]
+    sources: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, indices: Sequence[int]) -> "Documents":
+        return Documents([self.texts[i] for i in indices], [self.sources[i] for i in indices])
+
+
+def read_documents(path: str, line_by_line: bool = False, text_column: str | int | None = None,
+                   data_dir: str | None = None) -> Documents:
+    """The documents of a file, folder or `tfds:` dataset (see the module docstring).
+
+    Raises:
+        DataError: a missing path, a file that is not UTF-8 (names file and line), a missing text
+            column, or no text at all.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        documents = Documents([], [])
+        for file in _walk_files(path):
+            part = _read_plain(file, line_by_line)
+            documents.texts += part.texts
+            documents.sources += part.sources
+    elif not os.path.exists(path) and not path.startswith(TFDS_PREFIX):
+        raise DataError("no such file or folder", path)
+    elif not path.startswith(TFDS_PREFIX) and os.path.splitext(path)[1].lower() in PLAIN_TEXT_EXTENSIONS:
+        documents = _read_plain(path, line_by_line)
+    else:
+        from tfbert.data.readers import read_examples
+
+        examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir)
+        kept = [i for i, text in enumerate(examples.texts) if text.strip()]
+        documents = Documents([examples.texts[i] for i in kept], [examples.sources[i] for i in kept])
+    if not documents.texts:
+        raise DataError("no text found" + (" (the folder has no readable files)" if os.path.isdir(path) else ""),
+                        path)
+    return documents
+
+
+def _read_plain(path: str, line_by_line: bool) -> Documents:
+    with open(path, "rb") as f:
+        data = f.read()
+    text, problem = _decode_document(data)
+    if problem is not None:
+        line, reason = problem
+        raise DataError(reason, f"{path}:{line}")
+    documents = Documents([], [])
+    block, block_start = [], None
+    lines = text.splitlines()
+    for number, line in enumerate(lines + [""], start=1):
+        if line_by_line:
+            if line.strip():
+                documents.texts.append(line.strip())
+                documents.sources.append(f"{path}:{number}")
+            continue
+        if line.strip():
+            block_start = block_start or number
+            block.append(line.strip())
+        elif block:
+            documents.texts.append(" ".join(block))
+            documents.sources.append(f"{path}:{block_start}")
+            block, block_start = [], None
+    return documents
