@@ -139,13 +139,15 @@ class BertMaskedLM(BertTaskModel):
         return model
 
     def save_pretrained(self, directory: str | os.PathLike, label_names=None, vocab_file: str | None = None) -> None:
-        """Writes a Hugging Face `BertForMaskedLM` directory (config.json, model.safetensors with the
-        tied decoder written out as transformers saves it, and `vocab_file` if given)."""
+        """Writes a Hugging Face `BertForMaskedLM` directory (config.json, model.safetensors, and
+        `vocab_file` if given); the decoder is tied to the word embeddings, as transformers saves it."""
         bias = np.asarray(self.output_layer.bias.numpy(), np.float32)
         state = {f"{HEAD_PREFIX}transform.dense.weight": np.ascontiguousarray(self.transform.kernel.numpy().T),
                  f"{HEAD_PREFIX}transform.dense.bias": np.asarray(self.transform.bias.numpy()),
                  f"{HEAD_PREFIX}transform.LayerNorm.weight": np.asarray(self.transform_norm.gamma.numpy()),
                  f"{HEAD_PREFIX}transform.LayerNorm.bias": np.asarray(self.transform_norm.beta.numpy()),
                  f"{HEAD_PREFIX}bias": bias}
-        self.write_pretrained(directory, state, {"architectures": ["BertForMaskedLM"]}, vocab_file=vocab_file,
-                              drop_prefixes=("pooler.",))
+        # The pooler is kept although BertForMaskedLM has none (transformers notes it as unused when it loads
+        # the directory): a classifier fine-tuned from the adapted model starts from the checkpoint's pooler
+        # (which pre-training leaves untouched), not from a random one.
+        self.write_pretrained(directory, state, {"architectures": ["BertForMaskedLM"]}, vocab_file=vocab_file)
