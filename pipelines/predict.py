@@ -3,7 +3,8 @@
 A classifier's export prints labels and probabilities; a token classifier's (NER) prints the entities
 it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag); a
 question answerer's prints the answer to each --question in its --context (or to each
-{"question", "context"} line of --input_file), with its score and character offsets in jsonl.
+{"question", "context"} line of --input_file), with its score and character offsets in jsonl; a
+masked LM's (pretrain_mlm.py) prints the top tokens for each [MASK] of each text.
 
 Texts come from the arguments, from --input_file (one per line), or from stdin when neither
 is given and stdin is not a terminal. For sentence-pair models each line is
@@ -285,6 +286,28 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
     return questions, contexts
 
 
+def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, max_text_width: int = 60) -> str:
+    """A fill-mask export's predictions: per text, each [MASK]'s top tokens with their probabilities."""
+    records = []
+    for text, result in zip(texts, results):
+        masks = [{"start": int(result["mask_start"][m]), "end": int(result["mask_end"][m]),
+                  "fills": [{"token": t, "score": float(s)} for t, s in zip(result["tokens"][m], result["scores"][m])]}
+                 for m in range(int(result["num_masks"]))]
+        records.append({"text": text, "masks": masks})
+    if jsonl:
+        return "\n".join(json.dumps({"text": r["text"], "masks": [
+            {**mask, "fills": [{"token": f["token"], "score": _finite(f["score"])} for f in mask["fills"]]}
+            for mask in r["masks"]]}, ensure_ascii=False, allow_nan=False) for r in records)
+    rows = []
+    for record in records:
+        shown = " | ".join(", ".join(f"{f['token']} {f['score']:.2f}" for f in mask["fills"]) for mask in record["masks"])
+        rows.append({"text": preview(record["text"], max_text_width), "fills": shown or "(no [MASK] in the text)"})
+    widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in ("text", "fills")}
+    lines = ["text".ljust(widths["text"]) + "  fills", "-" * widths["text"] + "  " + "-" * widths["fills"]]
+    lines += [(row["text"].ljust(widths["text"]) + "  " + row["fills"]).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
 def format_answers(questions: Sequence[str], contexts: Sequence[str], results: Sequence[Result], jsonl: bool,
                    max_text_width: int = 60) -> str:
     """Answers as a table (question, answer, score) or as JSON Lines (question, answer, score, start,
@@ -340,6 +363,8 @@ def run(args: argparse.Namespace, stdin=None) -> str:
             results = predictor.classify(texts, pairs)
         else:
             results = predictor.predict(texts, pairs, signature=args.signature)
+    if metadata.get("task") == "masked_lm" or (results and isinstance(results[0], dict) and "num_masks" in results[0]):
+        return format_fills(texts, results, args.format == "jsonl")
     if args.format == "jsonl":
         return format_jsonl(texts, results, pairs)
     return format_table(texts, results, pairs, label_names=metadata.get("labels"))

@@ -148,3 +148,38 @@ def test_rows_and_formats():
     assert first == {"text": "good", "text_pair": "p", "classes": [{"label": "neg", "score": 0.2},
                                                                    {"label": "pos", "score": 0.8}]}
     assert second == {"text": "odd", "text_pair": "q", "score": None}
+
+
+def test_question_answering_input_and_output_formats(tmp_path):
+    from tfbert.data.readers import DataError
+
+    cli = load_predict_cli()
+    questions, contexts = cli.load_questions(["Who?", "When?"], ["Ada wrote it.", "In 1818."])
+    assert (questions, contexts) == (["Who?", "When?"], ["Ada wrote it.", "In 1818."])
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "Who?", "context": "Ada."}\n\n{"question": 3, "context": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{path}:3: expected {{\"question\": \"...\", \"context\": \"...\"}}")):
+        cli.load_questions(None, None, str(path))
+    with pytest.raises(DataError, match="1 --question but 0 --context"):
+        cli.load_questions(["Who?"], None)
+    results = [{"answer": "Ada", "score": 0.75, "start": 0, "end": 3},
+               {"answer": "", "score": 0.9, "start": -1, "end": -1, "no_answer": True}]
+    table = cli.format_answers(["Who wrote it?", "Why?"], ["Ada wrote it.", "x"], results, jsonl=False).splitlines()
+    assert table[0].split() == ["question", "answer", "score"]
+    assert table[2].split() == ["Who", "wrote", "it?", "Ada", "0.7500"] and "(no answer)" in table[3]
+    first = json.loads(cli.format_answers(["Who wrote it?"], ["Ada wrote it."], results[:1], jsonl=True))
+    assert first == {"question": "Who wrote it?", "answer": "Ada", "score": 0.75, "start": 0, "end": 3}
+
+
+def test_fill_mask_output_formats():
+    cli = load_predict_cli()
+    result = {"num_masks": 2, "mask_start": [4, 20], "mask_end": [10, 26],
+              "tokens": [["price", "share"], ["monday", "friday"]], "scores": [[0.5, 0.25], [0.4, float("nan")]]}
+    none = {"num_masks": 0, "mask_start": [-1, -1], "mask_end": [-1, -1], "tokens": [["", ""], ["", ""]],
+            "scores": [[0.0, 0.0], [0.0, 0.0]]}
+    table = cli.format_fills(["The [MASK] rose on [MASK].", "plain"], [result, none], jsonl=False).splitlines()
+    assert table[2].endswith("price 0.50, share 0.25 | monday 0.40, friday nan") and "(no [MASK]" in table[3]
+    first, second = (json.loads(line) for line in cli.format_fills(["a", "b"], [result, none], jsonl=True).splitlines())
+    assert first["masks"][1] == {"start": 20, "end": 26, "fills": [{"token": "monday", "score": 0.4},
+                                                                    {"token": "friday", "score": None}]}
+    assert second == {"text": "b", "masks": []}
