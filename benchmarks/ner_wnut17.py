@@ -14,28 +14,19 @@ batch 32, 3 epochs,
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import accuracy_pair
+
 RECIPE = dict(learning_rate=1e-4, warmup_ratio=0.1, weight_decay=0.01, batch_size=32, epochs=3, max_seq_length=128,
               seed=42, adam_epsilon=1e-8)  # epsilon: PyTorch's AdamW default (tfbert's default is BERT's 1e-6)
 
 
 def run_tfbert(out_dir: str) -> dict:
     started = time.time()
-    command = [sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--output_dir", out_dir,
-               "--log_dir", os.path.join(out_dir, "tb")] + [f"--{k}={v}" for k, v in RECIPE.items()]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
-    metrics = json.load(open(os.path.join(out_dir, "metrics.json")))
+    metrics = accuracy_pair.run_pipeline("train_ner.py", out_dir, RECIPE)
     return {"implementation": f"tfbert (Keras 3, TF), seed {RECIPE['seed']}", "dev_f1": metrics["validation"]["f1"],
             "test_f1": metrics["test"]["f1"], "test_precision": metrics["test"]["precision"],
             "test_recall": metrics["test"]["recall"], "seconds": round(time.time() - started, 1)}
@@ -134,41 +125,9 @@ def run_torch() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("tfbert", "torch"))
-    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "tfbert-ner-bench"))
-    parser.add_argument("--seed", type=int, default=RECIPE["seed"], help="the seed of both runs")
-    parser.add_argument("--_torch_child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    RECIPE["seed"] = args.seed
-    if args._torch_child:  # the PyTorch run in its own process, so the two never share memory
-        print(json.dumps(run_torch()))
-        return 0
-    try:
-        import seqeval  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise SystemExit(f"benchmarks/ner_wnut17.py needs PyTorch, transformers and seqeval, which come with "
-                         f"tfbert's [bench] extra: pip install -e \".[bench]\" ({e.name or e} is missing)")
-    os.makedirs(args.out, exist_ok=True)
-    rows = []
-    if args.only in (None, "tfbert"):
-        rows.append(run_tfbert(os.path.join(args.out, "tfbert")))
-    if args.only in (None, "torch"):
-        child = subprocess.run([sys.executable, __file__, "--_torch_child", "--seed", str(args.seed)],
-                                capture_output=True, text=True)
-        if child.returncode:
-            raise SystemExit(child.stderr[-3000:])
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    print("| implementation | dev F1 | test F1 | test precision | test recall | seconds |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['implementation']} | {row['dev_f1']:.4f} | {row['test_f1']:.4f} | {row['test_precision']:.4f} "
-              f"| {row['test_recall']:.4f} | {row['seconds']} |")
-    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
-    return 0
+    return accuracy_pair.main(__file__, __doc__, RECIPE, run_tfbert, run_torch,
+                              {"dev_f1": "dev F1", "test_f1": "test F1", "test_precision": "test precision", "test_recall": "test recall"},
+                              needs=("seqeval", "torch", "transformers"), flags=("seed",))
 
 
 if __name__ == "__main__":

@@ -18,16 +18,12 @@ implementation runs in its own process, one after the other.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import accuracy_pair
+
 RECIPE = dict(learning_rate=1e-4, warmup_ratio=0.1, weight_decay=0.01, batch_size=16, epochs=3, max_seq_length=384,
               doc_stride=128, seed=42, adam_epsilon=1e-8)
 N_BEST, MAX_ANSWER = 20, 30
@@ -35,12 +31,7 @@ N_BEST, MAX_ANSWER = 20, 30
 
 def run_tfbert(out_dir: str) -> dict:
     started = time.time()
-    command = [sys.executable, os.path.join(ROOT, "pipelines", "train_qa.py"), "--output_dir", out_dir,
-               "--log_dir", os.path.join(out_dir, "tb")] + [f"--{k}={v}" for k, v in RECIPE.items()]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
-    metrics = json.load(open(os.path.join(out_dir, "metrics.json")))
+    metrics = accuracy_pair.run_pipeline("train_qa.py", out_dir, RECIPE)
     return {"implementation": f"tfbert (Keras 3, TF), seed {RECIPE['seed']}",
             "dev_em": metrics["validation"]["exact_match"], "dev_f1": metrics["validation"]["f1"],
             "test_em": metrics["test"]["exact_match"], "test_f1": metrics["test"]["f1"],
@@ -164,43 +155,9 @@ def run_torch() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("tfbert", "torch"))
-    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "tfbert-qa-bench"))
-    parser.add_argument("--seed", type=int, default=RECIPE["seed"], help="the seed of both runs")
-    parser.add_argument("--learning_rate", type=float, default=RECIPE["learning_rate"])
-    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
-    parser.add_argument("--_torch_child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    RECIPE.update(seed=args.seed, learning_rate=args.learning_rate, epochs=args.epochs)
-    if args._torch_child:  # the PyTorch run in its own process, so the two never share memory
-        print(json.dumps(run_torch()))
-        return 0
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise SystemExit(f"benchmarks/qa_xquad.py needs PyTorch and transformers, which come with tfbert's [bench] "
-                         f"extra: pip install -e \".[bench]\" ({e.name or e} is missing)")
-    os.makedirs(args.out, exist_ok=True)
-    rows = []
-    if args.only in (None, "tfbert"):
-        rows.append(run_tfbert(os.path.join(args.out, "tfbert")))
-    if args.only in (None, "torch"):
-        child = subprocess.run([sys.executable, __file__, "--_torch_child", "--seed", str(args.seed),
-                                "--learning_rate", str(args.learning_rate), "--epochs", str(args.epochs)],
-                               capture_output=True, text=True)
-        if child.returncode:
-            raise SystemExit(child.stderr[-3000:])
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    print("| implementation | dev EM | dev F1 | test EM | test F1 | seconds |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['implementation']} | {row['dev_em']:.2f} | {row['dev_f1']:.2f} | {row['test_em']:.2f} "
-              f"| {row['test_f1']:.2f} | {row['seconds']} |")
-    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
-    return 0
+    return accuracy_pair.main(__file__, __doc__, RECIPE, run_tfbert, run_torch,
+                              {"dev_em": "dev EM", "dev_f1": "dev F1", "test_em": "test EM", "test_f1": "test F1"},
+                              needs=("torch", "transformers"), flags=("seed", "learning_rate", "epochs"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""The QA task's default data (XQuAD-en shipped in the package) and `train_qa.py` run with it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_default_data_is_xquad_split_by_article():
+    from tfbert import datasets
+    from tfbert.tasks.question_answering import QuestionAnsweringTask
+    from tfbert.training.run_config import QARunConfig
+
+    folder = datasets.path("xquad_en")
+    assert {"xquad.en.json", "LICENSE.txt", "README.md"} <= set(os.listdir(folder))
+    assert "Attribution-ShareAlike 4.0" in open(os.path.join(folder, "LICENSE.txt"), encoding="utf-8").read()
+    assert "Artetxe" in open(os.path.join(folder, "README.md"), encoding="utf-8").read()
+
+    config = QARunConfig()
+    data = QuestionAnsweringTask().load_data(config)
+    sizes = [len(data.train), len(data.validation), len(data.test)]
+    assert sum(sizes) == 1190 and sizes == [834, 190, 166]
+    titles = [set(split.titles) for split in (data.train, data.validation, data.test)]
+    assert not (titles[0] & titles[1] or titles[0] & titles[2] or titles[1] & titles[2])  # whole articles
+    assert data.version_2 is False and config.version_2_with_negative is False  # detected, kept in config.yaml
+    again = QuestionAnsweringTask().load_data(QARunConfig())
+    assert again.validation.ids == data.validation.ids  # the same split every time
+    other = QuestionAnsweringTask().load_data(QARunConfig(seed=7))
+    assert other.validation.ids != data.validation.ids
+
+
+@pytest.mark.slow
+def test_train_qa_runs_on_its_default_data(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "train_qa.py"), "--model", tiny_model_dir,
+                             "--max_train_examples", "32", "--epochs", "1", "--max_seq_length", "64",
+                             "--doc_stride", "16", "--max_query_length", "16", "--output_dir", str(out),
+                             "--log_dir", str(tmp_path / "tb")], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "XQuAD-en" in result.stdout and "train 32, validation 190, test 166" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_examples"] == {"train": 32, "validation": 190, "test": 166}
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    assert len(predictions) == 166 and all(isinstance(answer, str) for answer in predictions.values())
+    assert 0 <= metrics["test"]["exact_match"] <= metrics["test"]["f1"] <= 100
