@@ -10,11 +10,14 @@ Plain text (`.txt`, `.text`, `.md`, any file of a folder, read recursively in na
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Sequence
 
 from tfbert.data.examples import TFDS_PREFIX, DataError
 from tfbert.data.files import _decode_document, _walk_files
+
+logger = logging.getLogger("tfbert")
 
 PLAIN_TEXT_EXTENSIONS = (".txt", ".text", ".md", "")
 
@@ -55,7 +58,11 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
     else:
         from tfbert.data.readers import read_examples
 
-        examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir)
+        # Rows without text are skipped (as blank lines of a text file are), and reported.
+        examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir,
+                                 skip_bad_rows=True)
+        for skipped in examples.skipped:
+            logger.warning("skipped %s", skipped)
         kept = [i for i, text in enumerate(examples.texts) if text.strip()]
         documents = Documents([examples.texts[i] for i in kept], [examples.sources[i] for i in kept])
     if not documents.texts:
@@ -73,7 +80,7 @@ def _read_plain(path: str, line_by_line: bool) -> Documents:
         raise DataError(reason, f"{path}:{line}")
     documents = Documents([], [])
     block, block_start = [], None
-    lines = text.splitlines()
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     for number, line in enumerate(lines + [""], start=1):
         if line_by_line:
             if line.strip():
