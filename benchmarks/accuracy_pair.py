@@ -65,3 +65,19 @@ def run_pipeline(script: str, out_dir: str, recipe: dict) -> dict:
         raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
     with open(os.path.join(out_dir, "metrics.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def torch_adamw(model, recipe: dict, examples: int):
+    """transformers' fine-tuning optimizer for the recipe: AdamW (no weight decay on biases and LayerNorm)
+    with linear warmup and decay over `epochs` passes of `examples` in batches of `batch_size`."""
+    import torch
+    import transformers
+
+    steps = recipe["epochs"] * -(-examples // recipe["batch_size"])
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+               "weight_decay": recipe["weight_decay"]},
+              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=recipe["learning_rate"], eps=recipe["adam_epsilon"])
+    return optimizer, transformers.get_linear_schedule_with_warmup(optimizer, int(recipe["warmup_ratio"] * steps),
+                                                                   steps)

@@ -69,13 +69,7 @@ def run_torch() -> dict:
     collator = transformers.DataCollatorForTokenClassification(tokenizer)
     encoded = {name: encode(split) for name, split in splits.items()}
     batch = RECIPE["batch_size"]
-    steps = RECIPE["epochs"] * -(-len(encoded["train"]) // batch)
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-               "weight_decay": RECIPE["weight_decay"]},
-              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=RECIPE["learning_rate"], eps=RECIPE["adam_epsilon"])
-    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(RECIPE["warmup_ratio"] * steps), steps)
+    optimizer, scheduler = accuracy_pair.torch_adamw(model, RECIPE, len(encoded["train"]))
 
     def predict(name):
         model.eval()
