@@ -124,10 +124,12 @@ class MaskedLanguageModelingTask(Task):
             bert_config = BertConfig.from_json_file(config.model_config)
             if config.train_vocab:
                 bert_config = dataclasses.replace(bert_config, vocab_size=self._vocab_size(config))
-            elif bert_config.vocab_size < len(BertTokenizer.from_pretrained(config.model).vocab):
-                raise DataError(f"vocab_size {bert_config.vocab_size} is smaller than the vocabulary of --model "
-                                f"{config.model} ({len(BertTokenizer.from_pretrained(config.model).vocab)} tokens); "
-                                "raise it, or pass --train_vocab", config.model_config)
+            else:
+                tokens = len(BertTokenizer.from_pretrained(config.model).vocab)
+                if bert_config.vocab_size < tokens:
+                    raise DataError(f"vocab_size {bert_config.vocab_size} is smaller than the vocabulary of --model "
+                                    f"{config.model} ({tokens} tokens); raise it, or pass --train_vocab",
+                                    config.model_config)
             return BertMaskedLM(BertBackbone(bert_config, dtype=dtype))
         return BertMaskedLM.from_pretrained(config.model, dtype=dtype)
 

@@ -36,6 +36,8 @@ class RunConfig:
 
     TASK: typing.ClassVar[str] = ""  # the `tfbert.tasks` task that runs this config
     RUN_PREFIX: typing.ClassVar[str] = "run"  # default run names: <prefix>-<data>-<model>
+    # the transformers class of the run's hf_model/ (how `export_run` knows which config wrote a run)
+    ARCHITECTURE: typing.ClassVar[str] = ""
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "data"  # the name of the default data in run names
 
     model: str = "minilm-l6"
@@ -206,6 +208,7 @@ class ClassifierRunConfig(RunConfig):
 
     TASK: typing.ClassVar[str] = "classification"
     RUN_PREFIX: typing.ClassVar[str] = "cls"
+    ARCHITECTURE: typing.ClassVar[str] = "BertForSequenceClassification"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
 
     text_column: str | None = None
@@ -264,6 +267,7 @@ class TokenClassifierRunConfig(RunConfig):
 
     TASK: typing.ClassVar[str] = "token_classification"
     RUN_PREFIX: typing.ClassVar[str] = "ner"
+    ARCHITECTURE: typing.ClassVar[str] = "BertForTokenClassification"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "wnut17"
 
     epochs: int = 3
@@ -290,6 +294,7 @@ class QARunConfig(RunConfig):
 
     TASK: typing.ClassVar[str] = "question_answering"
     RUN_PREFIX: typing.ClassVar[str] = "qa"
+    ARCHITECTURE: typing.ClassVar[str] = "BertForQuestionAnswering"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "xquad_en"
 
     max_seq_length: int = 384
@@ -331,6 +336,7 @@ class MaskedLMRunConfig(RunConfig):
 
     TASK: typing.ClassVar[str] = "masked_lm"
     RUN_PREFIX: typing.ClassVar[str] = "mlm"
+    ARCHITECTURE: typing.ClassVar[str] = "BertForMaskedLM"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
 
     epochs: int = 1
@@ -361,6 +367,15 @@ class MaskedLMRunConfig(RunConfig):
             self.fail(source, "dropout", "unset: the masked-LM head has no dropout (the encoder's comes from its "
                       "config)", self.dropout)
         super().validate(source)
+
+
+def config_class_for(architectures: list[str]) -> type:
+    """The run config of the task whose hf_model/ has these transformers `architectures` (a classifier's
+    when none matches: directories written before architectures were recorded)."""
+    for cls in (ClassifierRunConfig, TokenClassifierRunConfig, QARunConfig, MaskedLMRunConfig):
+        if cls.ARCHITECTURE in architectures:
+            return cls
+    return ClassifierRunConfig
 
 
 def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:

@@ -29,7 +29,7 @@ from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import RunConfig, without_placement
+from tfbert.training.run_config import RunConfig, config_class_for, without_placement
 
 logger = logging.getLogger("tfbert")
 
@@ -408,17 +408,6 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)
 
 
-# transformers architecture (hf_model/config.json) -> the run config class of the task that wrote it.
-def _config_class_of(architectures: list[str]):
-    from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig, QARunConfig, TokenClassifierRunConfig
-
-    if "BertForQuestionAnswering" in architectures:
-        return QARunConfig
-    if "BertForMaskedLM" in architectures:
-        return MaskedLMRunConfig
-    return TokenClassifierRunConfig if "BertForTokenClassification" in architectures else ClassifierRunConfig
-
-
 def export_run(run_dir: str, base_dir: str | None = None, version: int | None = None, overwrite: bool = False,
                max_seq_length: int | None = None) -> str:
     """Exports a finished run directory (model.keras, config.yaml, hf_model/) as a SavedModel again, with
@@ -439,7 +428,7 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     if missing:
         raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
     with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
-        config_cls = _config_class_of(json.load(f).get("architectures") or [])
+        config_cls = config_class_for(json.load(f).get("architectures") or [])
     try:
         values = config_cls.load_yaml(os.path.join(run_dir, "config.yaml"))
         if max_seq_length:
