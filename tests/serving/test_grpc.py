@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from serving_checks import export, local, served_model  # noqa: F401,F811 (fixtures)
 from serving_checks import (
     MODEL_NAME,
     TEXTS,

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from serving_checks import export, local  # noqa: F401,F811 (fixtures)
 from serving_checks import LABELS, TEXTS, assert_same_predictions
 
 

@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 import pytest
+from serving_checks import export, local, served_model  # noqa: F401,F811 (fixtures)
 from serving_checks import (
     MODEL_NAME,
     TEXTS,
