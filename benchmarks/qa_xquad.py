@@ -38,90 +38,104 @@ def run_tfbert(out_dir: str) -> dict:
             "seconds": round(time.time() - started, 1)}
 
 
+def torch_encode(tokenizer, examples) -> list[dict]:
+    """The fast tokenizer's `only_second` overflow with offsets, labelled as run_qa.py does."""
+    enc = tokenizer(examples.questions, examples.contexts, truncation="only_second",
+                    max_length=RECIPE["max_seq_length"], stride=RECIPE["doc_stride"],
+                    return_overflowing_tokens=True, return_offsets_mapping=True)
+    features = []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        example = enc["overflow_to_sample_mapping"][i]
+        sequence = enc.sequence_ids(i)
+        start = end = 0
+        if examples.answers[example]:  # run_qa.py's labelling
+            text, char_start = examples.answers[example][0]
+            char_end = char_start + len(text)
+            first = sequence.index(1)
+            last = len(sequence) - 1 - sequence[::-1].index(1)
+            if offsets[first][0] <= char_start and offsets[last][1] >= char_end:
+                start = first
+                while start <= last and offsets[start][0] <= char_start:
+                    start += 1
+                start -= 1
+                end = last
+                while end >= first and offsets[end][1] >= char_end:
+                    end -= 1
+                end += 1
+        features.append({"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
+                         "attention_mask": enc["attention_mask"][i], "start_positions": start,
+                         "end_positions": end, "example": example,
+                         "offsets": [o if s == 1 else None for o, s in zip(offsets, sequence)]})
+    return features
+
+
+def torch_batch(tokenizer, features: list[dict], labels: bool) -> dict:
+    """Features padded to the batch's longest (`DataCollatorWithPadding`), with the labels if asked."""
+    import torch
+    import transformers
+
+    keys = ("input_ids", "token_type_ids", "attention_mask")
+    inputs = transformers.DataCollatorWithPadding(tokenizer)([{k: f[k] for k in keys} for f in features])
+    if labels:
+        inputs["start_positions"] = torch.tensor([f["start_positions"] for f in features])
+        inputs["end_positions"] = torch.tensor([f["end_positions"] for f in features])
+    return inputs
+
+
+def torch_predict(model, tokenizer, examples, features: list[dict]) -> dict:
+    """run_qa.py's postprocess_qa_predictions (v1.1), scored with the official metric."""
+    import numpy as np
+    import torch
+
+    from tfbert.tasks.qa_decoding import squad_scores
+
+    model.eval()
+    best = {}
+    with torch.no_grad():
+        for begin in range(0, len(features), 32):
+            chunk = features[begin:begin + 32]
+            out = model(**torch_batch(tokenizer, chunk, labels=False))
+            for row, feature in enumerate(chunk):
+                n = len(feature["input_ids"])
+                start_logits = out.start_logits[row, :n].numpy()
+                end_logits = out.end_logits[row, :n].numpy()
+                offsets = feature["offsets"]
+                for s in np.argsort(start_logits)[-1:-N_BEST - 1:-1]:
+                    for e in np.argsort(end_logits)[-1:-N_BEST - 1:-1]:
+                        if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > MAX_ANSWER:
+                            continue
+                        score = float(start_logits[s] + end_logits[e])
+                        example = feature["example"]
+                        if example not in best or score > best[example][0]:
+                            context = examples.contexts[example]
+                            best[example] = (score, context[offsets[s][0]:offsets[e][1]])
+    predictions = {qid: best.get(i, (0.0, ""))[1] for i, qid in enumerate(examples.ids)}
+    gold = {qid: [t for t, _ in answers] for qid, answers in zip(examples.ids, examples.answers)}
+    return squad_scores(predictions, gold)
+
+
+def xquad_splits(seed: int) -> dict:
+    from tfbert import datasets
+    from tfbert.data.squad import read_squad, split_by_title
+
+    everything = read_squad(datasets.path("xquad_en", "xquad.en.json"))
+    return dict(zip(("train", "validation", "test"), split_by_title(everything, (0.7, 0.15, 0.15), seed)))
+
+
 def run_torch() -> dict:
     import numpy as np
     import torch
     import transformers
 
-    from tfbert import datasets
     from tfbert.checkpoints import resolve
-    from tfbert.data.squad import read_squad, split_by_title
-    from tfbert.tasks.qa_decoding import squad_scores
 
     started = time.time()
     torch.manual_seed(RECIPE["seed"])
-    everything = read_squad(datasets.path("xquad_en", "xquad.en.json"))
-    splits = dict(zip(("train", "validation", "test"), split_by_title(everything, (0.7, 0.15, 0.15), RECIPE["seed"])))
+    splits = xquad_splits(RECIPE["seed"])
     model_dir = resolve("minilm-l6")
     tokenizer = transformers.BertTokenizerFast.from_pretrained(model_dir)
     model = transformers.BertForQuestionAnswering.from_pretrained(model_dir)
-
-    def encode(examples):
-        enc = tokenizer(examples.questions, examples.contexts, truncation="only_second",
-                        max_length=RECIPE["max_seq_length"], stride=RECIPE["doc_stride"],
-                        return_overflowing_tokens=True, return_offsets_mapping=True)
-        features = []
-        for i, offsets in enumerate(enc["offset_mapping"]):
-            example = enc["overflow_to_sample_mapping"][i]
-            sequence = enc.sequence_ids(i)
-            start = end = 0
-            if examples.answers[example]:  # run_qa.py's labelling
-                text, char_start = examples.answers[example][0]
-                char_end = char_start + len(text)
-                first = sequence.index(1)
-                last = len(sequence) - 1 - sequence[::-1].index(1)
-                if offsets[first][0] <= char_start and offsets[last][1] >= char_end:
-                    start = first
-                    while start <= last and offsets[start][0] <= char_start:
-                        start += 1
-                    start -= 1
-                    end = last
-                    while end >= first and offsets[end][1] >= char_end:
-                        end -= 1
-                    end += 1
-            features.append({"input_ids": enc["input_ids"][i], "token_type_ids": enc["token_type_ids"][i],
-                             "attention_mask": enc["attention_mask"][i], "start_positions": start,
-                             "end_positions": end, "example": example,
-                             "offsets": [o if s == 1 else None for o, s in zip(offsets, sequence)]})
-        return features
-
-    encoded = {name: encode(examples) for name, examples in splits.items()}
-    collator = transformers.DataCollatorWithPadding(tokenizer)
-    keys = ("input_ids", "token_type_ids", "attention_mask")
-
-    def batch_of(features, labels):
-        inputs = collator([{k: f[k] for k in keys} for f in features])
-        if labels:
-            inputs["start_positions"] = torch.tensor([f["start_positions"] for f in features])
-            inputs["end_positions"] = torch.tensor([f["end_positions"] for f in features])
-        return inputs
-
-    def predict(name):  # run_qa.py's postprocess_qa_predictions, v1.1
-        model.eval()
-        examples, features = splits[name], encoded[name]
-        best = {}
-        with torch.no_grad():
-            for begin in range(0, len(features), 32):
-                chunk = features[begin:begin + 32]
-                out = model(**batch_of(chunk, labels=False))
-                for row, feature in enumerate(chunk):
-                    n = len(feature["input_ids"])
-                    start_logits = out.start_logits[row, :n].numpy()
-                    end_logits = out.end_logits[row, :n].numpy()
-                    offsets = feature["offsets"]
-                    for s in np.argsort(start_logits)[-1:-N_BEST - 1:-1]:
-                        for e in np.argsort(end_logits)[-1:-N_BEST - 1:-1]:
-                            if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > MAX_ANSWER:
-                                continue
-                            score = float(start_logits[s] + end_logits[e])
-                            example = feature["example"]
-                            if example not in best or score > best[example][0]:
-                                context = examples.contexts[example]
-                                best[example] = (score, context[offsets[s][0]:offsets[e][1]])
-        predictions = {qid: best.get(i, (0.0, ""))[1] for i, qid in enumerate(examples.ids)}
-        gold = {qid: [t for t, _ in answers] for qid, answers in zip(examples.ids, examples.answers)}
-        return squad_scores(predictions, gold)
-
+    encoded = {name: torch_encode(tokenizer, examples) for name, examples in splits.items()}
     batch = RECIPE["batch_size"]
     optimizer, scheduler = accuracy_pair.torch_adamw(model, RECIPE, len(encoded["train"]))
     generator = np.random.default_rng(RECIPE["seed"])
@@ -130,17 +144,18 @@ def run_torch() -> dict:
         model.train()
         order = generator.permutation(len(encoded["train"]))
         for begin in range(0, len(order), batch):
-            loss = model(**batch_of([encoded["train"][i] for i in order[begin:begin + batch]], labels=True)).loss
+            chunk = [encoded["train"][i] for i in order[begin:begin + batch]]
+            loss = model(**torch_batch(tokenizer, chunk, labels=True)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-        dev = predict("validation")
+        dev = torch_predict(model, tokenizer, splits["validation"], encoded["validation"])
         if best_dev is None or dev["f1"] > best_dev["f1"]:
             best_dev, best_state = dev, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    test = predict("test")
+    test = torch_predict(model, tokenizer, splits["test"], encoded["test"])
     return {"implementation": f"transformers {transformers.__version__} (PyTorch {torch.__version__}), "
                               f"seed {RECIPE['seed']}",
             "dev_em": best_dev["exact_match"], "dev_f1": best_dev["f1"], "test_em": test["exact_match"],
