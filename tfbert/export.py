@@ -60,12 +60,10 @@ def next_version(base_dir: str) -> int:
     return max(find_versions(base_dir), default=0) + 1
 
 
-def float32_copy(model: keras.Model) -> keras.Model:
-    """The same model under the float32 policy, with LoRA adapters merged, for serving.
-
-    Mixed-precision models keep float32 variables, so only the compute dtype changes. Dense
-    layers fine-tuned with Keras' `enable_lora` serve one kernel, `kernel + A @ B * alpha / rank`
-    (what their `kernel` property returns), so the graph has no adapter ops.
+def merged_copy(model: keras.Model, dtype: str | None = None) -> keras.Model:
+    """A copy of a tfbert task model with its LoRA adapters merged into the kernels they adapt
+    (`kernel + A @ B * alpha / rank`, what a LoRA layer's `kernel` property returns), so the copy has no
+    adapter variables or ops; with `dtype`, the copy's backbone runs under that dtype policy.
 
     Raises:
         ExportError: the model is not a tfbert task model (no backbone in its config).
@@ -73,21 +71,38 @@ def float32_copy(model: keras.Model) -> keras.Model:
     config = model.get_config()
     if not isinstance(config.get("backbone"), dict):
         raise ExportError(f"{model.name}: expected a tfbert task model built on a BertBackbone")
-    backbone_config = config["backbone"]["config"]
-    lora_layers = [layer for layer in model._flatten_layers() if getattr(layer, "lora_enabled", False)]
-    if (backbone_config.get("dtype") == "float32" and keras.config.dtype_policy().name == "float32"
-            and not lora_layers):
-        return model
-    backbone_config["dtype"] = "float32"
+    if dtype is not None:
+        config["backbone"]["config"]["dtype"] = dtype
     clone = model.__class__.from_config(config)
     values = {variable.path: variable for variable in model.weights}
-    for layer in lora_layers:
-        values[f"{layer.path}/kernel"] = layer.kernel  # merged: kernel + lora_a @ lora_b * scale
+    for layer in model._flatten_layers():
+        if getattr(layer, "lora_enabled", False):
+            values[f"{layer.path}/kernel"] = layer.kernel  # merged: kernel + lora_a @ lora_b * scale
     for variable in clone.weights:
         if variable.path not in values:
             raise ExportError(f"{model.name}: no value for '{variable.path}' in the model being exported")
         variable.assign(keras.ops.convert_to_numpy(values[variable.path]))
     return clone
+
+
+def has_lora(model: keras.Model) -> bool:
+    return any(getattr(layer, "lora_enabled", False) for layer in model._flatten_layers())
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same model under the float32 policy, with LoRA adapters merged (`merged_copy`), for serving;
+    the model itself when it is float32 already and has no adapters.
+
+    Raises:
+        ExportError: the model is not a tfbert task model (no backbone in its config).
+    """
+    config = model.get_config()
+    if not isinstance(config.get("backbone"), dict):
+        raise ExportError(f"{model.name}: expected a tfbert task model built on a BertBackbone")
+    if (config["backbone"]["config"].get("dtype") == "float32" and keras.config.dtype_policy().name == "float32"
+            and not has_lora(model)):
+        return model
+    return merged_copy(model, "float32")
 
 
 def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: str, version: int | None = None, *,

@@ -27,6 +27,43 @@ def get_activation(name: str):
     raise ValueError(f"hidden_act {name!r} is not supported; supported: {', '.join(SUPPORTED_ACTIVATIONS)}")
 
 
+class Dense(keras.layers.Dense):
+    """`keras.layers.Dense` whose weights files keep LoRA adapters apart from the kernel they adapt.
+
+    Keras' own Dense, with `enable_lora`, saves the merged kernel and zeroes both adapter matrices when
+    it loads: after `BackupAndRestore` resumes a run or the best epoch's weights are loaded back, A and
+    B are both zero, their gradients are zero, and the adapters never train again (and an adapter
+    checkpoint written then holds nothing). This layer saves the kernel, the bias and the adapters as
+    they are (plus the adapters' scale), so a LoRA model reloads exactly; a layer without LoRA that
+    loads such a file takes the merged kernel. Without LoRA it saves what Keras' Dense saves.
+    """
+
+    def save_own_variables(self, store):
+        if not (self.built and self.lora_enabled and self.quantization_mode is None):
+            return super().save_own_variables(store)
+        store["0"] = self._kernel
+        if self.bias is not None:
+            store["1"] = self.bias
+        store["lora_a"], store["lora_b"] = self.lora_kernel_a, self.lora_kernel_b
+        store["lora_scale"] = ops.convert_to_numpy(self.lora_alpha / self.lora_rank)
+
+    def load_own_variables(self, store):
+        if "lora_a" not in store.keys() or self.quantization_mode is not None:
+            return super().load_own_variables(store)
+        if not self.built:
+            return
+        kernel = ops.convert_to_numpy(store["0"])
+        if self.lora_enabled:
+            self._kernel.assign(kernel)
+            self.lora_kernel_a.assign(store["lora_a"])
+            self.lora_kernel_b.assign(store["lora_b"])
+        else:
+            self._kernel.assign(kernel + ops.convert_to_numpy(store["lora_a"]) @ ops.convert_to_numpy(
+                store["lora_b"]) * ops.convert_to_numpy(store["lora_scale"]))
+        if self.bias is not None:
+            self.bias.assign(store["1"])
+
+
 @keras.saving.register_keras_serializable(package="tfbert")
 class BertEmbeddings(keras.layers.Layer):
     """Word + absolute position + token type embeddings, then LayerNorm and dropout."""
@@ -106,14 +143,14 @@ class BertEncoderBlock(keras.layers.Layer):
         self.head_size = hidden_size // num_heads
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         dense = dict(kernel_initializer=init, dtype=self.dtype_policy)
-        self.query = keras.layers.Dense(hidden_size, name="query", **dense)
-        self.key = keras.layers.Dense(hidden_size, name="key", **dense)
-        self.value = keras.layers.Dense(hidden_size, name="value", **dense)
-        self.attention_output = keras.layers.Dense(hidden_size, name="attention_output", **dense)
+        self.query = Dense(hidden_size, name="query", **dense)
+        self.key = Dense(hidden_size, name="key", **dense)
+        self.value = Dense(hidden_size, name="value", **dense)
+        self.attention_output = Dense(hidden_size, name="attention_output", **dense)
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="attention_layer_norm")
-        self.intermediate = keras.layers.Dense(intermediate_size, name="intermediate", **dense)
-        self.output_dense = keras.layers.Dense(hidden_size, name="output", **dense)
+        self.intermediate = Dense(intermediate_size, name="intermediate", **dense)
+        self.output_dense = Dense(hidden_size, name="output", **dense)
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="output_layer_norm")
         self.attention_dropout = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)

@@ -18,6 +18,9 @@ TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")  # see tfbert.training.distribution
+# The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
+# value, attention.output.dense, intermediate.dense, output.dense).
+LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
 # Fields that say where a run executes, not what it computes: an interrupted run or search may
 # resume with other values (the global batch, and so every step, stays the same).
 PLACEMENT_FIELDS = ("strategy", "devices", "tpu")
@@ -27,6 +30,18 @@ def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
     """A run's fields (`to_dict()`) less the placement fields and `also`: what must match for a
     run, a trial or a search to resume."""
     return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS and k not in also}
+
+
+def parse_targets(targets: str | list[str] | tuple[str, ...]) -> list[str]:
+    """"query,value" (or a list) -> ["query", "value"]; unknown names are a ValueError listing the known."""
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t) for t in targets]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in LORA_TARGETS]
+    if unknown or not names:
+        raise ValueError(f"lora_targets: unknown layer(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(LORA_TARGETS)}")
+    return list(dict.fromkeys(names))
+
 
 
 @dataclasses.dataclass
@@ -68,6 +83,18 @@ class RunConfig:
     mixed_precision: str = "none"
     jit_compile: bool = False
     seed: int = 42
+    # parameter-efficient fine-tuning (tfbert.training.parameter_efficient)
+    lora_rank: int | None = dataclasses.field(default=None, metadata={
+        "help": "LoRA: rank of the adapters on the backbone's dense layers; the backbone is frozen except the "
+                "adapters, the head is trained"})
+    lora_alpha: float | None = dataclasses.field(default=None, metadata={
+        "help": "LoRA: the adapters' output is scaled by lora_alpha / lora_rank (default: lora_alpha = rank)"})
+    lora_targets: str = dataclasses.field(default="query,value", metadata={
+        "help": "LoRA: comma-separated dense layers of each encoder layer to adapt: query, key, value, "
+                "attention_output, intermediate, output"})
+    freeze_layers: int = dataclasses.field(default=0, metadata={
+        "help": "freeze the first N encoder layers (their weights do not change)"})
+    freeze_embeddings: bool = dataclasses.field(default=False, metadata={"help": "freeze the embedding layer"})
     # placement (tfbert.training.distribution); batch_size is the global batch over all replicas
     strategy: str = "auto"
     devices: str | None = None
@@ -117,6 +144,16 @@ class RunConfig:
         if self.validation_fraction + self.test_fraction >= 1:
             fail("validation_fraction", "< 1 - test_fraction (something must be left to train on)",
                  self.validation_fraction)
+        if self.lora_rank is not None and (not isinstance(self.lora_rank, int) or self.lora_rank < 1):
+            fail("lora_rank", "a positive integer", self.lora_rank)
+        if self.lora_alpha is not None and (self.lora_rank is None or not self.lora_alpha > 0):
+            fail("lora_alpha", "a positive number, given with lora_rank", self.lora_alpha)
+        try:
+            parse_targets(self.lora_targets)
+        except ValueError:
+            fail("lora_targets", "comma-separated names from " + ", ".join(LORA_TARGETS), self.lora_targets)
+        if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
+            fail("freeze_layers", "a non-negative integer", self.freeze_layers)
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             fail("layerwise_lr_decay", "in (0, 1]", self.layerwise_lr_decay)
         if self.validation_fraction == 0 and not self.validation_file and not self.dataset:

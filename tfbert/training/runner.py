@@ -24,10 +24,11 @@ import tensorflow as tf
 
 from tfbert import fileio
 from tfbert.data import pipeline
+from tfbert.export import has_lora, merged_copy
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
-from tfbert.training import distribution
+from tfbert.training import distribution, parameter_efficient
 from tfbert.training.optimization import create_optimizer
 from tfbert.training.run_config import RunConfig, config_class_for, without_placement
 
@@ -43,6 +44,9 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int)
     of the run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict."""
     with distribution.strategy_for(config).scope():
         model = task.build_model(config, data, _dtype_policy(config))
+        parameter_efficient.apply_to_model(
+            model, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
+            freeze_layers=config.freeze_layers, freeze_embeddings=config.freeze_embeddings)
         optimizer = create_optimizer(
             model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
             weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
@@ -127,6 +131,9 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
     model = build_model(config, prepared.task, prepared.data, total_updates)
+    counts = parameter_efficient.parameter_counts(model)
+    print(f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
+          f"({counts['trainable'] / max(counts['total'], 1):.2%})", flush=True)
     return RunInputs(model, train_ds, validation_ds, steps)
 
 
@@ -305,6 +312,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         "resumed_from_epoch": resumed_from_epoch,
         "epochs_run": len(history.epoch),
         "optimizer_steps": optimizer_steps,
+        "parameters": parameter_efficient.parameter_counts(model),
         "examples_per_second": (float(np.median(training_logger.examples_per_second))
                                 if training_logger.examples_per_second else None),
     }
@@ -389,8 +397,12 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     data, task = prepared.data, prepared.task
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
     config.save_yaml(os.path.join(output_dir, "config.yaml"))
+    if has_lora(model):
+        # The adapters alone (small) with a pointer to the base model; model.keras holds them merged.
+        parameter_efficient.save_adapters(model, os.path.join(output_dir, "adapters"), config.model,
+                                          dataclasses.asdict(config))
     with fileio.atomic_path(os.path.join(output_dir, "model.keras")) as path:
-        model.save(path)
+        (merged_copy(model) if has_lora(model) else model).save(path)
     hf_dir = os.path.join(output_dir, "hf_model")
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -402,7 +414,8 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     hparams = {k: v for k, v in config.to_dict().items() if v is not None}
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
     task.write_extras(model, data, config, results, output_dir, log_dir)
-    shown = ["metrics.json"] + [name for name in ("best.weights.h5", "model.keras", "hf_model/", "labels.txt")
+    shown = ["metrics.json"] + [name for name in ("best.weights.h5", "model.keras", "hf_model/", "adapters/",
+                                                  "labels.txt")
                                 if os.path.exists(os.path.join(output_dir, name))]
     print(f"outputs: {output_dir} ({', '.join(shown + ['saved_model/'])}); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)

@@ -1,0 +1,149 @@
+"""Parameter-efficient fine-tuning of any task model: LoRA adapters (Keras' `enable_lora`) on the backbone's
+dense layers, frozen embeddings and frozen lower encoder layers; the adapter checkpoint (the trained
+variables alone, with a pointer to the base model) and its reload.
+
+The runner applies `apply_to_model` between building a task's model and compiling it, so every task
+pipeline takes `--lora_rank`, `--lora_alpha`, `--lora_targets`, `--freeze_layers` and `--freeze_embeddings`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+
+from tfbert import fileio
+from tfbert.errors import TfbertError
+from tfbert.training.run_config import parse_targets
+
+# `BertEncoderBlock` attributes of the targets whose layer name is not the attribute (`output` is Keras').
+_ATTRIBUTES = {"output": "output_dense"}
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+class AdapterError(TfbertError):
+    """An adapter directory that cannot be read or does not fit the model it is loaded onto."""
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Trainable and total parameters (scalars) of `model`."""
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    total = sum(int(np.prod(v.shape)) for v in model.weights)
+    return {"trainable": trainable, "total": total}
+
+
+def apply_to_model(model: keras.Model, *, lora_rank: int | None = None, lora_alpha: float | None = None,
+                   lora_targets: str | list[str] = "query,value", freeze_layers: int = 0,
+                   freeze_embeddings: bool = False) -> dict:
+    """Adds LoRA adapters and/or freezes parts of a tfbert task model's backbone, in place (before compile).
+
+    With `lora_rank`, the target dense layers of every encoder layer get rank-`lora_rank` adapters
+    (`kernel + A @ B * lora_alpha / lora_rank`, B starting at zero so the model is unchanged) and the whole
+    backbone is frozen except the adapters; the head stays trainable. `freeze_embeddings` freezes the
+    embedding layer; `freeze_layers N` the first N encoder layers (both also without LoRA).
+
+    Returns:
+        What was done, for the run's metrics.json: the settings and `parameter_counts` after them.
+
+    Raises:
+        ValueError: a rank below 1, an unknown target, or more layers to freeze than the model has.
+    """
+    backbone = model.backbone
+    layers = backbone.encoder_layers
+    if not 0 <= freeze_layers <= len(layers):
+        raise ValueError(f"freeze_layers: the model has {len(layers)} encoder layers, found {freeze_layers}")
+    if freeze_embeddings:
+        backbone.embeddings.trainable = False
+    for layer in layers[:freeze_layers]:
+        layer.trainable = False
+    done = {"freeze_layers": freeze_layers, "freeze_embeddings": bool(freeze_embeddings)}
+    if lora_rank is not None:
+        if not isinstance(lora_rank, int) or lora_rank < 1:
+            raise ValueError(f"lora_rank: must be a positive integer, found {lora_rank!r}")
+        targets = parse_targets(lora_targets)
+        for layer in layers:
+            for name in targets:
+                getattr(layer, _ATTRIBUTES.get(name, name)).enable_lora(lora_rank, lora_alpha=lora_alpha)
+        for variable in backbone.weights:  # frozen but for the adapters (the head is not in the backbone)
+            variable.trainable = "lora_kernel" in variable.path
+        done.update(lora_rank=lora_rank, lora_alpha=float(lora_alpha or lora_rank), lora_targets=targets)
+    done["parameters"] = parameter_counts(model)
+    return done
+
+
+def lora_layers(model: keras.Model) -> list:
+    return [layer for layer in model._flatten_layers() if getattr(layer, "lora_enabled", False)]
+
+
+def save_adapters(model: keras.Model, directory: str, base_model: str, settings: dict) -> None:
+    """Writes the trainable variables alone (adapters and head) as `adapter_model.safetensors` and
+    `adapter_config.json` (the base model, the LoRA settings, the variables' paths), atomically."""
+    from safetensors.numpy import save_file
+
+    tensors = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_weights}
+    base = os.path.abspath(base_model) if os.path.isdir(base_model) else base_model
+    config = {"base_model": base, "model_class": type(model).__name__,
+              **{k: settings[k] for k in ("lora_rank", "lora_alpha", "lora_targets", "freeze_layers",
+                                          "freeze_embeddings") if k in settings},
+              "variables": sorted(tensors)}
+    tmp = directory.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_file(tensors, os.path.join(tmp, ADAPTER_WEIGHTS))
+    fileio.write_json(os.path.join(tmp, ADAPTER_CONFIG), config)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def read_adapter_config(directory: str) -> dict:
+    path = os.path.join(directory, ADAPTER_CONFIG)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise AdapterError(f"{directory}: not an adapter directory (no {ADAPTER_CONFIG})") from None
+    except json.JSONDecodeError as e:
+        raise AdapterError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "base_model" not in config:
+        raise AdapterError(f"{path}: field 'base_model' is missing")
+    return config
+
+
+def load_adapters(model: keras.Model, directory: str) -> dict:
+    """Puts an adapter directory onto `model`, a task model built from the adapter's base model with the
+    same head: enables LoRA as it was trained, then assigns the saved variables by path.
+
+    Returns:
+        The adapter config.
+
+    Raises:
+        AdapterError: no or unreadable adapter files, or a saved variable the model lacks or holds
+            in another shape (named).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    config = read_adapter_config(directory)
+    if config.get("lora_rank") and not lora_layers(model):
+        apply_to_model(model, lora_rank=config["lora_rank"], lora_alpha=config.get("lora_alpha"),
+                       lora_targets=config.get("lora_targets", "query,value"))
+    path = os.path.join(directory, ADAPTER_WEIGHTS)
+    try:
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise AdapterError(f"{path}: cannot be read ({e})") from None
+    variables = {v.path: v for v in model.weights}
+    for name, value in tensors.items():
+        if name not in variables:
+            raise AdapterError(f"{path}: variable '{name}' is not in the model ({type(model).__name__}); "
+                               f"was it trained with another head or base model ({config['base_model']})?")
+        if tuple(variables[name].shape) != value.shape:
+            raise AdapterError(f"{path}: variable '{name}' has shape {value.shape}, the model's is "
+                               f"{tuple(variables[name].shape)}")
+    for name, value in tensors.items():  # only once every variable fits: never a half-loaded model
+        variables[name].assign(value)
+    return config
