@@ -103,6 +103,24 @@ def test_save_pretrained_round_trip_through_transformers(hf_tiny, tmp_path):
     np.testing.assert_allclose(np.asarray(again(inputs, training=False)), ours, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("head", ["BertClassifier", "BertTokenClassifier", "BertQuestionAnswerer"])
+def test_every_task_head_starts_from_a_saved_masked_lm(hf_tiny, tmp_path, head):
+    """What train_cls/train_ner/train_qa --model <pretrain_mlm's hf_model> do: the encoder and pooler are
+    the adapted ones, the task head starts fresh."""
+    import tfbert.tasks
+
+    directory, _ = hf_tiny
+    mlm = BertMaskedLM.from_pretrained(directory)
+    mlm.save_pretrained(tmp_path)
+    cls = getattr(tfbert.tasks, head)
+    sizes = {"BertClassifier": dict(num_classes=3), "BertTokenClassifier": dict(num_labels=3)}.get(head, {})
+    model = cls.from_pretrained(tmp_path, **sizes)
+    adapted = {v.path: v.numpy() for v in mlm.backbone.weights}
+    assert {v.path for v in model.backbone.weights} == set(adapted)
+    for v in model.backbone.weights:
+        np.testing.assert_array_equal(v.numpy(), adapted[v.path], err_msg=v.path)
+
+
 @pytest.mark.slow
 def test_minilm_with_a_random_head_matches_transformers(tmp_path, caplog):
     from tfbert.checkpoints import resolve
