@@ -108,3 +108,18 @@ def test_an_interrupted_run_resumes_on_other_devices(tmp_path):
     check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", devices="GPU:0,GPU:1"))  # accepted
     with pytest.raises(ConfigError, match="batch_size: 32 -> 64"):
         check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", batch_size=64))
+
+
+def test_a_run_interrupted_before_a_field_was_added_resumes_at_its_default(tmp_path):
+    import yaml
+
+    from tfbert.training.runner import check_backup_matches
+
+    backup = tmp_path / "backup"
+    check_backup_matches(str(backup), ClassifierRunConfig())
+    saved = yaml.safe_load((backup / "run_config.yaml").read_text())
+    del saved["lora_rank"], saved["lora_targets"]  # as written by a tfbert without LoRA
+    (backup / "run_config.yaml").write_text(yaml.safe_dump(saved))
+    check_backup_matches(str(backup), ClassifierRunConfig())  # accepted
+    with pytest.raises(ConfigError, match="lora_rank: None -> 8"):
+        check_backup_matches(str(backup), ClassifierRunConfig(lora_rank=8))

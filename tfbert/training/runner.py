@@ -156,7 +156,9 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
-        changed = sorted(k for k in current if saved.get(k) != current[k])
+        # A field the saved config lacks was added to tfbert since the run started: at its default, unchanged.
+        defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+        changed = sorted(k for k in current if saved.get(k, defaults.get(k)) != current[k])
         if changed:
             raise ConfigError(
                 f"{backup_dir}: holds an interrupted run started with other settings "
