@@ -1,66 +1,119 @@
-"""One training recipe, two implementations, step by step: MiniLM with the same token-classification head
-(transformers' initialisation, saved once and loaded by both), the same WNUT-17 batches in the same
-order, dropout off; tfbert (`create_optimizer`: AdamW, warmup + linear decay, clip 1.0) vs PyTorch
-AdamW with `get_linear_schedule_with_warmup`. Prints each step's training loss from both.
+"""Where does the WNUT-17 gap come from? One training recipe, two implementations, step by step
+(run from benchmarks/, or with it on the path):
+
+1. Training steps: MiniLM with the same token-classification head (transformers' initialisation, saved
+   once and loaded by both), the same WNUT-17 batches (run_ner.py's features, `ner_wnut17.torch_encode`)
+   in the same order; tfbert (`create_optimizer`: AdamW, warmup + linear decay, clip 1.0) vs PyTorch
+   AdamW with `get_linear_schedule_with_warmup`, over the recipe's 3 epochs (321 steps). Prints each
+   step's training loss from both. With `--dropout` (0.1, MiniLM's config) the two draw different
+   masks, so single steps differ, but the running mean shows whether either framework trains slower.
+2. Evaluation: at the end of each epoch both models are scored on the validation split by tfbert's
+   evaluation (`TokenClassificationTask.evaluate`: in-graph tokenizer, windows, seqeval-equal metrics)
+   and by the PyTorch run's (`ner_wnut17.torch_predict`: fast tokenizer, seqeval), crosswise.
 
     pip install -e ".[bench]"
-    python benchmarks/ner_step_parity.py [adam_epsilon]     # default 1e-8
+    python benchmarks/ner_step_parity.py --steps 40                # dropout off: losses equal to 4 digits
+    python benchmarks/ner_step_parity.py --steps 321 --dropout --seed 1
 """
-import sys
+import argparse
+import os
+import tempfile
 
+import keras
 import numpy as np
 import torch
 import transformers
 
-from tfbert import datasets
+import accuracy_pair
+import ner_wnut17
 from tfbert.checkpoints import resolve
-from tfbert.data.conll import read_tagged
 from tfbert.tasks import BertTokenClassifier
+from tfbert.tasks.token_classification import TaggedData, TokenClassificationTask
+from tfbert.text import BertTokenizer
 from tfbert.training.optimization import create_optimizer
+from tfbert.training.run_config import TokenClassifierRunConfig
 
-EPS = float(sys.argv[1]) if len(sys.argv) > 1 else 1e-8
-STEPS, TOTAL, LR = 40, 321, 1e-4
-sent = read_tagged(datasets.path("wnut17", "train.conll"))
-tags = sent.tag_names(); tid = {t: i for i, t in enumerate(tags)}
-tok = transformers.BertTokenizerFast.from_pretrained(resolve("minilm-l6"))
-torch.manual_seed(0)
-hf = transformers.BertForTokenClassification.from_pretrained(resolve("minilm-l6"), num_labels=len(tags),
-    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
-import tempfile  # noqa: E402
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--steps", type=int, default=40)
+parser.add_argument("--dropout", action="store_true", help="train with MiniLM's dropout (0.1) in both")
+parser.add_argument("--seed", type=int, default=0, help="head initialisation, batch order and dropout masks")
+parser.add_argument("--epsilon", type=float, default=1e-8, help="Adam epsilon in both")
+args = parser.parse_args()
+LR, BATCH, EPOCHS = 1e-4, 32, 3
 
-init_dir = tempfile.mkdtemp(prefix="tfbert-step-parity-")
+splits = ner_wnut17.wnut17_splits()
+tags = splits["train"].tag_names()
+tag_ids = {t: i for i, t in enumerate(tags)}
+model_dir = resolve("minilm-l6")
+fast = transformers.BertTokenizerFast.from_pretrained(model_dir)
+tokenizer = BertTokenizer.from_pretrained(model_dir)
+features = ner_wnut17.torch_encode(fast, splits["train"], tag_ids)
+dev_features = ner_wnut17.torch_encode(fast, splits["validation"], tag_ids)
+collator = transformers.DataCollatorForTokenClassification(fast)
+
+torch.manual_seed(args.seed)
+keras.utils.set_random_seed(args.seed)
+hf = transformers.BertForTokenClassification.from_pretrained(model_dir, num_labels=len(tags))
+work = tempfile.mkdtemp(prefix="tfbert-ner-step-parity-")
+init_dir = os.path.join(work, "init")
 hf.save_pretrained(init_dir, safe_serialization=True)
-ours = BertTokenClassifier.from_pretrained(init_dir, num_labels=len(tags), dropout=0.0,
-                                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-rng = np.random.default_rng(0)
-order = rng.permutation(len(sent))
-def batch(k):
-    idx = order[k * 32:(k + 1) * 32]
-    enc = tok([sent.words[i] for i in idx], is_split_into_words=True, truncation=True, max_length=128,
-              padding="longest", return_tensors="np")
-    labels = np.full(enc["input_ids"].shape, -100)
-    for r, i in enumerate(idx):
-        prev = None
-        for p, w in enumerate(enc.word_ids(r)):
-            if w is not None and w != prev:
-                labels[r, p] = tid[sent.tags[i][w]]
-            prev = w
-    return {k: enc[k].astype(np.int32) for k in ("input_ids", "token_type_ids", "attention_mask")}, labels
-opt = create_optimizer(ours, learning_rate=LR, total_steps=TOTAL, warmup_ratio=0.1, weight_decay=0.01, epsilon=EPS)
-ours.compile(optimizer=opt, loss=ours.default_loss())
-no_decay = ("bias", "LayerNorm.weight")
-groups = [{"params": [p for n, p in hf.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
-          {"params": [p for n, p in hf.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
-topt = torch.optim.AdamW(groups, lr=LR, eps=EPS)
-sched = transformers.get_linear_schedule_with_warmup(topt, int(0.1 * TOTAL), TOTAL)
+off = {} if args.dropout else dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+for module in hf.modules():
+    if isinstance(module, torch.nn.Dropout) and not args.dropout:
+        module.p = 0.0
+model = BertTokenClassifier.from_pretrained(init_dir, num_labels=len(tags), label_names=tags,
+                                            **({} if args.dropout else dict(dropout=0.0, **off)))
+per_epoch = -(-len(features) // BATCH)
+total = EPOCHS * per_epoch
+optimizer = create_optimizer(model, learning_rate=LR, total_steps=total, warmup_ratio=0.1, weight_decay=0.01,
+                             epsilon=args.epsilon)
+model.compile(optimizer=optimizer, loss=model.default_loss())
+torch_optimizer, schedule = accuracy_pair.torch_adamw(
+    hf, dict(epochs=EPOCHS, batch_size=BATCH, weight_decay=0.01, learning_rate=LR, adam_epsilon=args.epsilon,
+             warmup_ratio=0.1), len(features))
+
+config = TokenClassifierRunConfig(max_seq_length=128, batch_size=64)
+data = TaggedData(splits["train"], splits["validation"], splits["test"], tags, "WNUT-17")
+task = TokenClassificationTask()
+dev_dataset = task.make_dataset(data, "validation", tokenizer, config, training=False)
+
+
+def cross_evaluate(label: str) -> None:
+    """Both models, each scored on the validation split by both evaluations."""
+    ours_dir, torch_dir = os.path.join(work, "tfbert"), os.path.join(work, "torch")
+    model.save_pretrained(ours_dir)
+    hf.save_pretrained(torch_dir, safe_serialization=True)
+    for name, directory in (("tfbert-trained", ours_dir), ("pytorch-trained", torch_dir)):
+        by_ours = task.evaluate(BertTokenClassifier.from_pretrained(directory, num_labels=len(tags), label_names=tags), dev_dataset, data,
+                                "validation", tokenizer, config)
+        by_torch = ner_wnut17.torch_predict(transformers.BertForTokenClassification.from_pretrained(directory),
+                                            fast, splits["validation"], dev_features, tags)
+        print(f"{label}: {name} model, dev F1: tfbert evaluation {by_ours['f1']:.4f}, "
+              f"run_ner evaluation {by_torch['f1']:.4f}", flush=True)
+    hf.train()
+
+
+order = np.concatenate([np.random.default_rng(args.seed * 100 + epoch).permutation(len(features))
+                        for epoch in range(EPOCHS)])
 hf.train()
-for k in range(STEPS):
-    x, y = batch(k)
-    ours_loss = float(ours.train_on_batch(x, y))
-    out = hf(**{n: torch.from_numpy(v.astype(np.int64)) for n, v in x.items()}, labels=torch.from_numpy(y))
+losses = {"tfbert": [], "pytorch": []}
+for step in range(min(args.steps, total)):
+    epoch, k = divmod(step, per_epoch)
+    batch = collator([features[i] for i in order[epoch * len(features) + k * BATCH:
+                                                  epoch * len(features) + (k + 1) * BATCH]])
+    y = batch.pop("labels")
+    ours_loss = float(model.train_on_batch({n: v.numpy().astype(np.int32) for n, v in batch.items()},
+                                           y.numpy().astype(np.int32)))
+    out = hf(**batch, labels=y)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-    topt.step()
-    sched.step()
-    topt.zero_grad()
-    print(f"step {k:3d}  tfbert {ours_loss:.5f}  pytorch {float(out.loss.detach()):.5f}", flush=True)
+    torch_optimizer.step()
+    schedule.step()
+    torch_optimizer.zero_grad()
+    losses["tfbert"].append(ours_loss)
+    losses["pytorch"].append(float(out.loss.detach()))
+    print(f"step {step:3d}  tfbert {ours_loss:.5f}  pytorch {losses['pytorch'][-1]:.5f}  "
+          f"mean of the last 20: tfbert {np.mean(losses['tfbert'][-20:]):.4f}  "
+          f"pytorch {np.mean(losses['pytorch'][-20:]):.4f}", flush=True)
+    if (step + 1) % per_epoch == 0 or step + 1 == min(args.steps, total):
+        cross_evaluate(f"after step {step + 1} (epoch {(step + 1) / per_epoch:.2f})")

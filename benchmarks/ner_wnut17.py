@@ -32,66 +32,82 @@ def run_tfbert(out_dir: str) -> dict:
             "test_recall": metrics["test"]["recall"], "seconds": round(time.time() - started, 1)}
 
 
+def wnut17_splits() -> dict:
+    from tfbert import datasets
+    from tfbert.data.conll import read_tagged
+
+    return {name: read_tagged(datasets.path("wnut17", f"{name}.conll")) for name in ("train", "validation", "test")}
+
+
+def torch_encode(tokenizer, sentences, tag_ids: dict) -> list[dict]:
+    """run_ner.py's features: the fast tokenizer on the words, the tag on each word's first sub-token,
+    -100 elsewhere."""
+    features = []
+    for words, word_tags in zip(sentences.words, sentences.tags):
+        encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=RECIPE["max_seq_length"])
+        labels, previous = [], None
+        for word in encoding.word_ids():
+            labels.append(-100 if word is None or word == previous else tag_ids[word_tags[word]])
+            previous = word
+        features.append({**encoding, "labels": labels})
+    return features
+
+
+def torch_predict(model, tokenizer, sentences, features: list[dict], tags: list[str]) -> dict:
+    """Each word's tag from its first sub-token's logits ("O" for a word without tokens), scored with
+    seqeval's default mode."""
+    import torch
+    import transformers
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    collator = transformers.DataCollatorForTokenClassification(tokenizer)
+    model.eval()
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, len(features), 64):
+            chunk = features[start:start + 64]
+            inputs = collator(chunk)
+            logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits.argmax(-1).numpy()
+            for row in range(len(chunk)):
+                word_tags = ["O"] * len(sentences.words[start + row])
+                previous = None
+                word_ids = tokenizer(sentences.words[start + row], is_split_into_words=True, truncation=True,
+                                     max_length=RECIPE["max_seq_length"]).word_ids()
+                for position, word in enumerate(word_ids):
+                    if word is not None and word != previous:
+                        word_tags[word] = tags[logits[row, position]]
+                    previous = word
+                predicted.append(word_tags)
+    truth = sentences.tags
+    return {"f1": f1_score(truth, predicted), "precision": precision_score(truth, predicted),
+            "recall": recall_score(truth, predicted)}
+
+
 def run_torch() -> dict:
     """transformers' BertForTokenClassification trained with a plain PyTorch loop (run_ner.py's recipe)."""
     import numpy as np
     import torch
     import transformers
-    from seqeval.metrics import f1_score, precision_score, recall_score
 
-    from tfbert import datasets
     from tfbert.checkpoints import resolve
-    from tfbert.data.conll import read_tagged
 
     started = time.time()
     torch.manual_seed(RECIPE["seed"])
     np.random.seed(RECIPE["seed"])
-    splits = {name: read_tagged(datasets.path("wnut17", f"{name}.conll")) for name in ("train", "validation", "test")}
+    splits = wnut17_splits()
     tags = splits["train"].tag_names()
     tag_ids = {t: i for i, t in enumerate(tags)}
     model_dir = resolve("minilm-l6")
     tokenizer = transformers.BertTokenizerFast.from_pretrained(model_dir)
     model = transformers.BertForTokenClassification.from_pretrained(
         model_dir, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id=tag_ids)
-
-    def encode(sentences):
-        features = []
-        for words, word_tags in zip(sentences.words, sentences.tags):
-            encoding = tokenizer(words, is_split_into_words=True, truncation=True,
-                                 max_length=RECIPE["max_seq_length"])
-            labels, previous = [], None
-            for word in encoding.word_ids():
-                labels.append(-100 if word is None or word == previous else tag_ids[word_tags[word]])
-                previous = word
-            features.append({**encoding, "labels": labels})
-        return features
-
     collator = transformers.DataCollatorForTokenClassification(tokenizer)
-    encoded = {name: encode(split) for name, split in splits.items()}
+    encoded = {name: torch_encode(tokenizer, split, tag_ids) for name, split in splits.items()}
     batch = RECIPE["batch_size"]
     optimizer, scheduler = accuracy_pair.torch_adamw(model, RECIPE, len(encoded["train"]))
 
     def predict(name):
-        model.eval()
-        predicted = []
-        with torch.no_grad():
-            for start in range(0, len(encoded[name]), 64):
-                chunk = encoded[name][start:start + 64]
-                inputs = collator(chunk)
-                logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits.argmax(-1).numpy()
-                for row, feature in enumerate(chunk):
-                    word_tags = ["O"] * len(splits[name].words[start + row])
-                    previous = None
-                    for position, word in enumerate(tokenizer(splits[name].words[start + row],
-                                                              is_split_into_words=True, truncation=True,
-                                                              max_length=RECIPE["max_seq_length"]).word_ids()):
-                        if word is not None and word != previous:
-                            word_tags[word] = tags[logits[row, position]]
-                        previous = word
-                    predicted.append(word_tags)
-        truth = splits[name].tags
-        return {"f1": f1_score(truth, predicted), "precision": precision_score(truth, predicted),
-                "recall": recall_score(truth, predicted)}
+        return torch_predict(model, tokenizer, splits[name], encoded[name], tags)
 
     best_dev, best_state = -1.0, None
     generator = np.random.default_rng(RECIPE["seed"])
