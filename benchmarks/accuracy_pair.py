@@ -81,3 +81,16 @@ def torch_adamw(model, recipe: dict, examples: int):
     optimizer = torch.optim.AdamW(groups, lr=recipe["learning_rate"], eps=recipe["adam_epsilon"])
     return optimizer, transformers.get_linear_schedule_with_warmup(optimizer, int(recipe["warmup_ratio"] * steps),
                                                                    steps)
+
+
+def torch_step(model, loss, optimizer, scheduler) -> float:
+    """One PyTorch update as transformers' Trainer makes it: backward, global-norm clip at 1.0, AdamW
+    step, schedule step; returns the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return float(loss.detach())

@@ -104,14 +104,8 @@ for step in range(min(args.steps, total)):
     y = batch.pop("labels")
     ours_loss = float(model.train_on_batch({n: v.numpy().astype(np.int32) for n, v in batch.items()},
                                            y.numpy().astype(np.int32)))
-    out = hf(**batch, labels=y)
-    out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-    torch_optimizer.step()
-    schedule.step()
-    torch_optimizer.zero_grad()
     losses["tfbert"].append(ours_loss)
-    losses["pytorch"].append(float(out.loss.detach()))
+    losses["pytorch"].append(accuracy_pair.torch_step(hf, hf(**batch, labels=y).loss, torch_optimizer, schedule))
     print(f"step {step:3d}  tfbert {ours_loss:.5f}  pytorch {losses['pytorch'][-1]:.5f}  "
           f"mean of the last 20: tfbert {np.mean(losses['tfbert'][-20:]):.4f}  "
           f"pytorch {np.mean(losses['pytorch'][-20:]):.4f}", flush=True)

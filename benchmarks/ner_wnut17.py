@@ -116,12 +116,7 @@ def run_torch() -> dict:
         order = generator.permutation(len(encoded["train"]))
         for start in range(0, len(order), batch):
             inputs = collator([encoded["train"][i] for i in order[start:start + batch]])
-            loss = model(**inputs).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            accuracy_pair.torch_step(model, model(**inputs).loss, optimizer, scheduler)
         dev = predict("validation")["f1"]
         if dev > best_dev:
             best_dev, best_state = dev, {k: v.clone() for k, v in model.state_dict().items()}

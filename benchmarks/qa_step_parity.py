@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import transformers
 
+import accuracy_pair
 import qa_xquad
 from tfbert.checkpoints import resolve
 from tfbert.tasks import BertQuestionAnswerer
@@ -68,11 +69,9 @@ total = 3 * -(-len(reference) // BATCH)
 optimizer = create_optimizer(model, learning_rate=LR, total_steps=total, warmup_ratio=0.1, weight_decay=0.01,
                              epsilon=EPS)
 model.compile(optimizer=optimizer, loss=model.default_loss())
-no_decay = ("bias", "LayerNorm.weight")
-groups = [{"params": [p for n, p in hf.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
-          {"params": [p for n, p in hf.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
-torch_optimizer = torch.optim.AdamW(groups, lr=LR, eps=EPS)
-schedule = transformers.get_linear_schedule_with_warmup(torch_optimizer, int(0.1 * total), total)
+torch_optimizer, schedule = accuracy_pair.torch_adamw(
+    hf, dict(epochs=3, batch_size=BATCH, weight_decay=0.01, learning_rate=LR, adam_epsilon=EPS, warmup_ratio=0.1),
+    len(reference))
 order = np.concatenate([np.random.default_rng(epoch).permutation(len(reference)) for epoch in range(3)])
 hf.train()
 means = {"tfbert": [], "pytorch": []}
@@ -81,13 +80,8 @@ for step in range(STEPS):
     y = np.stack([batch.pop("start_positions").numpy(), batch.pop("end_positions").numpy()], axis=1)
     ours_loss = float(model.train_on_batch({k: v.numpy().astype(np.int32) for k, v in batch.items()}, y))
     out = hf(**batch, start_positions=torch.from_numpy(y[:, 0]), end_positions=torch.from_numpy(y[:, 1]))
-    out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-    torch_optimizer.step()
-    schedule.step()
-    torch_optimizer.zero_grad()
     means["tfbert"].append(ours_loss)
-    means["pytorch"].append(float(out.loss.detach()))
+    means["pytorch"].append(accuracy_pair.torch_step(hf, out.loss, torch_optimizer, schedule))
     print(f"step {step:3d}  tfbert {ours_loss:.5f}  pytorch {means['pytorch'][-1]:.5f}  "
           f"mean of the last 10: tfbert {np.mean(means['tfbert'][-10:]):.4f}  "
           f"pytorch {np.mean(means['pytorch'][-10:]):.4f}", flush=True)
