@@ -48,7 +48,6 @@ model_dir = resolve("minilm-l6")
 fast = transformers.BertTokenizerFast.from_pretrained(model_dir)
 tokenizer = BertTokenizer.from_pretrained(model_dir)
 features = ner_wnut17.torch_encode(fast, splits["train"], tag_ids)
-dev_features = ner_wnut17.torch_encode(fast, splits["validation"], tag_ids)
 collator = transformers.DataCollatorForTokenClassification(fast)
 
 torch.manual_seed(args.seed)
@@ -57,12 +56,12 @@ hf = transformers.BertForTokenClassification.from_pretrained(model_dir, num_labe
 work = tempfile.mkdtemp(prefix="tfbert-ner-step-parity-")
 init_dir = os.path.join(work, "init")
 hf.save_pretrained(init_dir, safe_serialization=True)
-off = {} if args.dropout else dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-for module in hf.modules():
-    if isinstance(module, torch.nn.Dropout) and not args.dropout:
-        module.p = 0.0
-model = BertTokenClassifier.from_pretrained(init_dir, num_labels=len(tags), label_names=tags,
-                                            **({} if args.dropout else dict(dropout=0.0, **off)))
+off = {} if args.dropout else dict(dropout=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+if not args.dropout:
+    for module in hf.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+model = BertTokenClassifier.from_pretrained(init_dir, num_labels=len(tags), label_names=tags, **off)
 per_epoch = -(-len(features) // BATCH)
 total = EPOCHS * per_epoch
 optimizer = create_optimizer(model, learning_rate=LR, total_steps=total, warmup_ratio=0.1, weight_decay=0.01,
@@ -84,10 +83,10 @@ def cross_evaluate(label: str) -> None:
     model.save_pretrained(ours_dir)
     hf.save_pretrained(torch_dir, safe_serialization=True)
     for name, directory in (("tfbert-trained", ours_dir), ("pytorch-trained", torch_dir)):
-        by_ours = task.evaluate(BertTokenClassifier.from_pretrained(directory, num_labels=len(tags), label_names=tags), dev_dataset, data,
-                                "validation", tokenizer, config)
+        ours = BertTokenClassifier.from_pretrained(directory, num_labels=len(tags), label_names=tags)
+        by_ours = task.evaluate(ours, dev_dataset, data, "validation", tokenizer, config)
         by_torch = ner_wnut17.torch_predict(transformers.BertForTokenClassification.from_pretrained(directory),
-                                            fast, splits["validation"], dev_features, tags)
+                                            fast, splits["validation"], tags)
         print(f"{label}: {name} model, dev F1: tfbert evaluation {by_ours['f1']:.4f}, "
               f"run_ner evaluation {by_torch['f1']:.4f}", flush=True)
     hf.train()
@@ -99,8 +98,8 @@ hf.train()
 losses = {"tfbert": [], "pytorch": []}
 for step in range(min(args.steps, total)):
     epoch, k = divmod(step, per_epoch)
-    batch = collator([features[i] for i in order[epoch * len(features) + k * BATCH:
-                                                  epoch * len(features) + (k + 1) * BATCH]])
+    start = epoch * len(features) + k * BATCH  # an epoch's last batch is partial, as in the pipeline
+    batch = collator([features[i] for i in order[start:start + min(BATCH, len(features) - k * BATCH)]])
     y = batch.pop("labels")
     ours_loss = float(model.train_on_batch({n: v.numpy().astype(np.int32) for n, v in batch.items()},
                                            y.numpy().astype(np.int32)))

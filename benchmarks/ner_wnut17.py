@@ -53,27 +53,23 @@ def torch_encode(tokenizer, sentences, tag_ids: dict) -> list[dict]:
     return features
 
 
-def torch_predict(model, tokenizer, sentences, features: list[dict], tags: list[str]) -> dict:
+def torch_predict(model, tokenizer, sentences, tags: list[str]) -> dict:
     """Each word's tag from its first sub-token's logits ("O" for a word without tokens), scored with
     seqeval's default mode."""
     import torch
-    import transformers
     from seqeval.metrics import f1_score, precision_score, recall_score
 
-    collator = transformers.DataCollatorForTokenClassification(tokenizer)
     model.eval()
     predicted = []
     with torch.no_grad():
-        for start in range(0, len(features), 64):
-            chunk = features[start:start + 64]
-            inputs = collator(chunk)
-            logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits.argmax(-1).numpy()
-            for row in range(len(chunk)):
-                word_tags = ["O"] * len(sentences.words[start + row])
-                previous = None
-                word_ids = tokenizer(sentences.words[start + row], is_split_into_words=True, truncation=True,
-                                     max_length=RECIPE["max_seq_length"]).word_ids()
-                for position, word in enumerate(word_ids):
+        for start in range(0, len(sentences), 64):
+            words = sentences.words[start:start + 64]
+            inputs = tokenizer(words, is_split_into_words=True, truncation=True,
+                               max_length=RECIPE["max_seq_length"], padding=True, return_tensors="pt")
+            logits = model(**inputs).logits.argmax(-1).numpy()
+            for row, sentence in enumerate(words):
+                word_tags, previous = ["O"] * len(sentence), None
+                for position, word in enumerate(inputs.word_ids(row)):
                     if word is not None and word != previous:
                         word_tags[word] = tags[logits[row, position]]
                     previous = word
@@ -107,7 +103,7 @@ def run_torch() -> dict:
     optimizer, scheduler = accuracy_pair.torch_adamw(model, RECIPE, len(encoded["train"]))
 
     def predict(name):
-        return torch_predict(model, tokenizer, splits[name], encoded[name], tags)
+        return torch_predict(model, tokenizer, splits[name], tags)
 
     best_dev, best_state = -1.0, None
     generator = np.random.default_rng(RECIPE["seed"])
