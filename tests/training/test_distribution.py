@@ -59,7 +59,8 @@ def test_auto_and_default_run_on_one_device_here():
 
 
 @pytest.mark.parametrize("name, devices, tpu, message", [
-    ("mirrorred", None, None, "--strategy: expected one of auto, default, one_device, mirrored, tpu, found 'mirrorred'"),
+    ("mirrorred", None, None, "--strategy: expected one of auto, default, one_device, mirrored, tpu, multi_worker, found "
+                                  "'mirrorred'"),
     ("auto", "GPU:0", None, "--devices goes with --strategy mirrored or one_device, not 'auto'"),
     ("mirrored", None, "my-tpu", "--tpu goes with --strategy tpu, not 'mirrored'"),
     ("one_device", "CPU:0,CPU:1", None, "--strategy one_device takes one device, --devices names 2"),
@@ -74,6 +75,60 @@ def test_strategy_errors_name_the_flag(name, devices, tpu, message):
     with pytest.raises(ConfigError) as error:
         distribution.make_strategy(name, devices, tpu)
     assert message in str(error.value)
+
+
+def test_worker_hosts_give_each_worker_its_tf_config():
+    hosts = "10.0.0.1:2222, 10.0.0.2:2222"
+    assert distribution.cluster_spec(hosts, 1) == {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+                                                   "task": {"type": "worker", "index": 1}}
+    for hosts, index, message in [("10.0.0.1,10.0.0.2:2222", 0, "--worker_hosts: '10.0.0.1' is not host:port"),
+                                  ("a:1,a:1", 0, "--worker_hosts: an address is named twice"),
+                                  ("a:1,b:1", 2, "--task_index: 2 is not a worker of --worker_hosts (0 to 1)")]:
+        with pytest.raises(ConfigError) as error:
+            distribution.cluster_spec(hosts, index)
+        assert message in str(error.value)
+
+
+@pytest.mark.parametrize("name, hosts, index, tf_config, message", [
+    ("mirrored", "a:1,b:1", 0, None, "--worker_hosts and --task_index go with --strategy multi_worker, not 'mirrored'"),
+    ("multi_worker", "a:1,b:1", None, None, "--worker_hosts and --task_index go together"),
+    ("multi_worker", None, None, None, "--strategy multi_worker: no cluster; set TF_CONFIG or give --worker_hosts"),
+    ("multi_worker", None, None, '{"cluster": {}}', "TF_CONFIG: not a cluster spec"),
+])
+def test_multi_worker_errors_name_the_flag(monkeypatch, name, hosts, index, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ConfigError) as error:
+        distribution.make_strategy(name, worker_hosts=hosts, task_index=index)
+    assert message in str(error.value)
+
+
+def test_only_worker_zero_of_a_cluster_is_the_chief():
+    class Resolver:
+        def __init__(self, task_type, task_id, jobs):
+            self.task_type, self.task_id, self.jobs = task_type, task_id, jobs
+
+        def cluster_spec(self):
+            return tf.train.ClusterSpec(self.jobs)
+
+    class Cluster(tf.distribute.MultiWorkerMirroredStrategy):
+        def __init__(self, resolver):  # (no collective runtime: only the cluster's description)
+            self.resolver = resolver
+
+        @property
+        def cluster_resolver(self):
+            return self.resolver
+
+    workers = {"worker": ["a:1", "b:1", "c:1"]}
+    assert [distribution.worker_index(Cluster(Resolver("worker", i, workers))) for i in range(3)] == [0, 1, 2]
+    assert [distribution.is_chief(Cluster(Resolver("worker", i, workers))) for i in range(3)] == [True, False, False]
+    # A TF_CONFIG with a "chief" job: the chief is worker 0, the "worker" tasks come after it.
+    with_chief = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    assert distribution.is_chief(Cluster(Resolver("chief", 0, with_chief)))
+    assert distribution.worker_index(Cluster(Resolver("worker", 0, with_chief))) == 1
+    assert distribution.is_chief(tf.distribute.get_strategy())  # one process: it writes everything
 
 
 def test_batch_size_must_split_over_the_replicas():
@@ -94,10 +149,21 @@ def test_run_config_flags_and_their_errors(tmp_path, capsys):
         ClassifierRunConfig(devices="GPU:0")
     with pytest.raises(ValueError, match="field 'tpu' must be given only with strategy tpu"):
         ClassifierRunConfig(strategy="mirrored", tpu="local")
+    config = ClassifierRunConfig.from_args(["--strategy", "multi_worker", "--worker_hosts", "a:1,b:1",
+                                            "--task_index", "1"])
+    assert (config.worker_hosts, config.task_index) == ("a:1,b:1", 1)
+    with pytest.raises(ValueError, match="field 'worker_hosts' must be given only with strategy multi_worker "
+                                         r"\(strategy is 'mirrored'\)"):
+        ClassifierRunConfig(strategy="mirrored", worker_hosts="a:1,b:1", task_index=0)
+    with pytest.raises(ValueError, match="field 'task_index' must be given together with worker_hosts"):
+        ClassifierRunConfig(strategy="multi_worker", worker_hosts="a:1,b:1")
+    with pytest.raises(ValueError, match="field 'task_index' must be a non-negative integer, found -1"):
+        ClassifierRunConfig(strategy="multi_worker", worker_hosts="a:1,b:1", task_index=-1)
     (tmp_path / "run.yaml").write_text("strategy: tpus\n", encoding="utf-8")
     with pytest.raises(SystemExit):
         ClassifierRunConfig.from_args(["--config", str(tmp_path / "run.yaml")])
-    assert "field 'strategy' must be auto | default | one_device | mirrored | tpu, found 'tpus'" in capsys.readouterr().err
+    assert ("field 'strategy' must be auto | default | one_device | mirrored | tpu | multi_worker, "
+            "found 'tpus'") in capsys.readouterr().err
 
 
 def test_an_interrupted_run_resumes_on_other_devices(tmp_path):

@@ -48,6 +48,9 @@ def test_flags_and_defaults(tmp_path):
         TuneRunConfig.from_args(["--tuner", "annealing"])
     with pytest.raises(ValueError, match="--role worker needs --oracle_address"):
         TuneRunConfig(role="worker")
+    with pytest.raises(ValueError, match="field 'strategy' must be one process's strategy .* a search spreads over "
+                                         "machines by its trials"):
+        TuneRunConfig(strategy="multi_worker")
     with pytest.raises(ValueError, match="must be host:port"):
         TuneRunConfig(role="chief", oracle_address="localhost")
     with pytest.raises(ValueError, match="--role worker needs --worker_index"):

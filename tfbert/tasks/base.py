@@ -3,7 +3,8 @@
 A head subclass builds its layers on `backbone.input` and calls `BertTaskModel.__init__` with its
 outputs. The base holds what no head should write again:
 
-* building from the dataset's element spec under a `tf.distribute` strategy (`_maybe_symbolic_build`);
+* building from the dataset's element spec under a `tf.distribute` strategy (`_maybe_symbolic_build`),
+  and logs that Keras can reduce over several workers (`train_step`, `test_step`);
 * `get_config` / `from_config` (the backbone serialized, plus each head's own arguments);
 * the linear head that transformers' `BertFor{Sequence,Token}Classification` and
   `BertForQuestionAnswering` share (`classifier.weight` [num_labels, hidden], `classifier.bias`):
@@ -100,6 +101,17 @@ class BertTaskModel(keras.Model):
             data_batch = data_batch + (None,) * (3 - len(data_batch))
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    # Under MultiWorkerMirroredStrategy Keras (TF backend) reduces each replica's logs with
+    # `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar losses and metrics a step
+    # returns ("Invalid reduction dimension 0 for input with 0 dimensions"; keras-team/keras#20585).
+    # One-element vectors reduce to their mean over all replicas of all workers. (The other half of
+    # that issue, the reduce of a whole batch before building, cannot happen here: see above.)
+    def train_step(self, data):
+        return _reducible_logs(self, super().train_step(data))
+
+    def test_step(self, data):
+        return _reducible_logs(self, super().test_step(data))
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
@@ -220,6 +232,13 @@ def read_head_fields(directory: str) -> dict:
 
 
 # ---- predictions ---------------------------------------------------------------------------
+
+
+def _reducible_logs(model: keras.Model, logs: dict) -> dict:
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, [1]) if tf.is_tensor(value) and value.shape.rank == 0 else value
+            for name, value in logs.items()}
 
 
 def predict_batches(model: keras.Model, dataset: tf.data.Dataset):

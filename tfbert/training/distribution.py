@@ -18,18 +18,44 @@ Strategies:
     tpu: `TPUStrategy` on the TPU named by `--tpu` (a name or `grpc://` address; `local` on a
         TPU VM, the default). Use `--padding max_length` there: XLA compiles one program per
         input shape.
+    multi_worker: `MultiWorkerMirroredStrategy` over several machines (processes), each running
+        the same command: the cluster comes from `TF_CONFIG`, or from `--worker_hosts
+        host:port,host:port,...` with `--task_index i` (this process's place in that list), which
+        write it. Worker 0 is the chief. Every worker trains on its share of each global batch
+        (`tf.data` shards the batches by data), keeps its own backup for resuming, and evaluates;
+        only the chief writes checkpoints, metrics, TensorBoard logs and exports (see
+        `tfbert.training.runner`). The strategy must exist before any TensorFlow op runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import json
+import os
+
 import tensorflow as tf
 
 from tfbert.config import ConfigError
+from tfbert.errors import TfbertError
 from tfbert.training.run_config import STRATEGIES
 
 _strategies: dict[tuple, tf.distribute.Strategy] = {}
+
+# What a worker sees when another worker of its cluster dies or stops answering mid-step.
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
+
+
+class ClusterError(TfbertError):
+    """A multi-worker run lost one of its workers."""
+
+
+def lost_worker(error: Exception, backup_dir: str) -> ClusterError:
+    """The error a worker reports when its cluster broke: what happened and how to resume."""
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    return ClusterError(f"--strategy multi_worker: lost contact with another worker ({first_line}); the finished "
+                        f"epochs are backed up (this worker's in {backup_dir}): run the same command on every worker "
+                        "again to resume")
 
 
 def parse_devices(devices: str | Sequence[str] | None, source: str = "--devices") -> list[tf.DeviceSpec]:
@@ -92,8 +118,62 @@ def _connect_tpu(tpu: str | None) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def cluster_spec(worker_hosts: str, task_index: int, source: str = "--worker_hosts") -> dict:
+    """The `TF_CONFIG` of worker `task_index` in `"host:port,host:port,..."`.
+
+    Raises:
+        ConfigError: an address without a port, a repeated address, or an index outside the list.
+    """
+    hosts = [h.strip() for h in worker_hosts.split(",") if h.strip()]
+    for host in hosts:
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ConfigError(f"{source}: {host!r} is not host:port (e.g. 10.0.0.2:12345)")
+    if len(set(hosts)) != len(hosts):
+        raise ConfigError(f"{source}: an address is named twice in {worker_hosts!r}")
+    if not 0 <= task_index < len(hosts):
+        raise ConfigError(f"--task_index: {task_index} is not a worker of --worker_hosts (0 to {len(hosts) - 1})")
+    return {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": task_index}}
+
+
+def _multi_worker(worker_hosts: str | None, task_index: int | None) -> tf.distribute.Strategy:
+    if worker_hosts is not None:
+        os.environ["TF_CONFIG"] = json.dumps(cluster_spec(worker_hosts, task_index or 0))
+    elif not os.environ.get("TF_CONFIG"):
+        raise ConfigError("--strategy multi_worker: no cluster; set TF_CONFIG or give --worker_hosts "
+                          "host:port,host:port and --task_index on every worker")
+    else:
+        try:
+            task = json.loads(os.environ["TF_CONFIG"])["task"]
+            task["type"], int(task["index"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError("TF_CONFIG: not a cluster spec; expected JSON like {\"cluster\": {\"worker\": "
+                              "[\"host:port\", ...]}, \"task\": {\"type\": \"worker\", \"index\": 0}}") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+    """This process's worker number (0 outside a multi-worker cluster)."""
+    if not is_multi_worker(strategy):
+        return 0
+    resolver = strategy.cluster_resolver
+    return int(resolver.task_id or 0) + (1 if resolver.task_type == "worker" and
+                                         "chief" in resolver.cluster_spec().as_dict() else 0)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs: always, except on the workers of a multi-worker
+    cluster other than the chief (worker 0, or the `chief` task when TF_CONFIG names one)."""
+    return worker_index(strategy) == 0
+
+
 def make_strategy(name: str = "auto", devices: str | Sequence[str] | None = None,
-                  tpu: str | None = None) -> tf.distribute.Strategy:
+                  tpu: str | None = None, worker_hosts: str | None = None,
+                  task_index: int | None = None) -> tf.distribute.Strategy:
     """A `tf.distribute.Strategy` for `--strategy NAME` (see the module docstring); created once per process.
 
     Raises:
@@ -109,12 +189,18 @@ def make_strategy(name: str = "auto", devices: str | Sequence[str] | None = None
         raise ConfigError(f"--tpu goes with --strategy tpu, not {name!r}")
     if name == "one_device" and len(specs) > 1:
         raise ConfigError(f"--strategy one_device takes one device, --devices names {len(specs)}")
-    key = (name, tuple((s.device_type, s.device_index) for s in specs), tpu)
+    if (worker_hosts is not None or task_index is not None) and name != "multi_worker":
+        raise ConfigError(f"--worker_hosts and --task_index go with --strategy multi_worker, not {name!r}")
+    if (worker_hosts is None) != (task_index is None):
+        raise ConfigError("--worker_hosts and --task_index go together (the cluster, and this worker's place in it)")
+    key = (name, tuple((s.device_type, s.device_index) for s in specs), tpu, worker_hosts, task_index)
     if key in _strategies:
         return _strategies[key]
     gpus = tf.config.list_physical_devices("GPU")
     if name == "tpu":
         strategy = _connect_tpu(tpu)
+    elif name == "multi_worker":
+        strategy = _multi_worker(worker_hosts, task_index)
     elif name == "mirrored" or (name == "auto" and len(gpus) > 1):
         strategy = tf.distribute.MirroredStrategy(_check_present(specs) if specs else None)
     elif name == "one_device":
@@ -127,8 +213,8 @@ def make_strategy(name: str = "auto", devices: str | Sequence[str] | None = None
 
 
 def strategy_for(config) -> tf.distribute.Strategy:
-    """The strategy of a run config (`strategy`, `devices`, `tpu` fields)."""
-    return make_strategy(config.strategy, config.devices, config.tpu)
+    """The strategy of a run config (`strategy`, `devices`, `tpu`, `worker_hosts`, `task_index` fields)."""
+    return make_strategy(config.strategy, config.devices, config.tpu, config.worker_hosts, config.task_index)
 
 
 def describe(strategy: tf.distribute.Strategy, batch_size: int) -> str:
@@ -139,6 +225,11 @@ def describe(strategy: tf.distribute.Strategy, batch_size: int) -> str:
     except (RuntimeError, NotImplementedError):  # the default strategy has no device list
         devices = ()
     where = f" on {', '.join(d.split('device:')[-1] for d in devices)}" if devices else ""
+    if is_multi_worker(strategy):
+        workers = sum(len(tasks) for job, tasks in strategy.cluster_resolver.cluster_spec().as_dict().items()
+                      if job in ("chief", "worker"))
+        index = worker_index(strategy)
+        where = f" over {workers} workers (this is worker {index}{', the chief' if index == 0 else ''})"
     name = type(strategy).__name__
     if name == "_DefaultDistributionStrategy":  # (not `is get_strategy()`: that is the strategy in scope)
         name = "default (one device)"

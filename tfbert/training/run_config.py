@@ -17,13 +17,13 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu")  # see tfbert.training.distribution
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker")  # see tfbert.training.distribution
 # The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
 # value, attention.output.dense, intermediate.dense, output.dense).
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
 # Fields that say where a run executes, not what it computes: an interrupted run or search may
 # resume with other values (the global batch, and so every step, stays the same).
-PLACEMENT_FIELDS = ("strategy", "devices", "tpu")
+PLACEMENT_FIELDS = ("strategy", "devices", "tpu", "worker_hosts", "task_index")
 
 
 def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
@@ -99,6 +99,11 @@ class RunConfig:
     strategy: str = "auto"
     devices: str | None = None
     tpu: str | None = None
+    worker_hosts: str | None = dataclasses.field(default=None, metadata={
+        "help": "multi_worker: every worker's host:port, comma-separated, the same list on every worker "
+                "(instead of TF_CONFIG); worker 0 is the chief"})
+    task_index: int | None = dataclasses.field(default=None, metadata={
+        "help": "multi_worker: this worker's place in --worker_hosts (0 on the chief)"})
     early_stopping_patience: int | None = None
     metric_for_best: str | None = None
     # outputs
@@ -128,6 +133,16 @@ class RunConfig:
                  f"{self.strategy!r})", self.devices)
         if self.tpu is not None and self.strategy != "tpu":
             fail("tpu", f"given only with strategy tpu (strategy is {self.strategy!r})", self.tpu)
+        for name in ("worker_hosts", "task_index"):
+            if getattr(self, name) is not None and self.strategy != "multi_worker":
+                fail(name, f"given only with strategy multi_worker (strategy is {self.strategy!r})",
+                     getattr(self, name))
+        if (self.worker_hosts is None) != (self.task_index is None):
+            fail("task_index" if self.task_index is None else "worker_hosts",
+                 "given together with " + ("worker_hosts" if self.task_index is None else "task_index"),
+                 self.task_index if self.task_index is None else self.worker_hosts)
+        if self.task_index is not None and (not isinstance(self.task_index, int) or self.task_index < 0):
+            fail("task_index", "a non-negative integer", self.task_index)
         for name in ("batch_size", "epochs", "max_seq_length", "gradient_accumulation_steps", "log_every_n_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

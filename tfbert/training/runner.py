@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbert import fileio
+from tfbert.config import ConfigError
 from tfbert.data import pipeline
 from tfbert.export import has_lora, merged_copy
 from tfbert.tasks import Task, TaskData, task_for
@@ -127,6 +128,9 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
     train_ds = prepared.dataset("train", config)
+    if distribution.is_multi_worker(strategy):
+        # Counted on a second copy: iterating the first would advance its shuffle by an epoch.
+        train_ds = full_batches(train_ds, config.batch_size, prepared.dataset("train", config))
     validation_ds = prepared.dataset("validation", config) if has_validation(prepared.data) else None
     steps = pipeline.count_batches(train_ds)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
@@ -135,6 +139,28 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     print(f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
           f"({counts['trainable'] / max(counts['total'], 1):.2%})", flush=True)
     return RunInputs(model, train_ds, validation_ds, steps)
+
+
+def full_batches(dataset: tf.data.Dataset, batch_size: int, copy: tf.data.Dataset) -> tf.data.Dataset:
+    """The training batches of a multi-worker run: full global batches only, sharded by data.
+
+    Each worker takes its share of every global batch (`AutoShardPolicy.DATA`), so the workers
+    together take the steps of one process with the same global batch. A partial batch (the last
+    of an epoch, or of a length bucket) could leave a worker without examples, so it is left out,
+    as `drop_remainder` does; the shuffle puts other examples there every epoch. `copy` is the
+    same dataset built again, iterated once to count the full batches.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def full(data):
+        return data.filter(lambda *element: tf.shape(tf.nest.flatten(element)[0])[0] == batch_size)
+
+    count = pipeline.count_batches(full(copy))
+    if count == 0:
+        raise ConfigError(f"batch_size: {batch_size} is more than the training examples of any batch; a multi-worker "
+                          "run trains on full global batches only, so lower --batch_size")
+    return full(dataset).apply(tf.data.experimental.assert_cardinality(count)).with_options(options)
 
 
 def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
@@ -148,8 +174,6 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
         ConfigError: the backup belongs to a run with other settings (the fields are named).
     """
     import yaml
-
-    from tfbert.config import ConfigError
 
     path = os.path.join(backup_dir, "run_config.yaml")
     current = without_placement(config.to_dict(), "output_dir", "log_dir", "run_name")
@@ -256,7 +280,11 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     inputs = inputs or start_run(config, prepared)
     model, steps = inputs.model, inputs.steps_per_epoch
 
-    backup_dir = os.path.join(output_dir, "backup")
+    # In a multi-worker cluster only the chief writes the run's outputs; every worker keeps a backup
+    # of its own (in its own folder, should the workers share a disk) so that each can resume.
+    strategy = model.distribute_strategy
+    chief, worker = distribution.is_chief(strategy), distribution.worker_index(strategy)
+    backup_dir = os.path.join(output_dir, "backup" if chief else f"backup-worker-{worker}")
     resumed_from_epoch = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
     check_backup_matches(backup_dir, config)
@@ -265,7 +293,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
         print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
 
-    else:
+    elif chief:
         move_aside_old_logs(log_dir)
 
     task = prepared.task
@@ -276,35 +304,40 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     # The validation loss is computed only when it picks the best epoch (the default metrics omit it).
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
-    training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True),
-        keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"),
-        training_logger,
-    ]
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True)]
+    training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps) if chief else None
+    if chief:
+        callbacks += [keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"), training_logger]
     if validating:
+        # Every worker evaluates (not only the chief), so that early stopping ends all of them at once.
+        callbacks[:0] = [cbs.ValidationMetrics(lambda m: task.evaluate(
+            m, inputs.validation, prepared.data, "validation", prepared.tokenizer, config, with_loss=with_loss))]
+    if validating and chief:
         best_record = os.path.join(backup_dir, "best_value.json")
         best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
         checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode,
                                                      save_best_only=True, save_weights_only=True, verbose=0,
                                                      initial_value_threshold=best_so_far)
-        callbacks[:0] = [
-            cbs.ValidationMetrics(lambda m: task.evaluate(m, inputs.validation, prepared.data, "validation",
-                                                          prepared.tokenizer, config, with_loss=with_loss)),
-            checkpoint,
-            cbs.RecordBestValue(checkpoint, best_record),
-        ]
+        callbacks[1:1] = [checkpoint, cbs.RecordBestValue(checkpoint, best_record)]
     if config.early_stopping_patience and validating:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode=mode,
                                                        patience=config.early_stopping_patience,
                                                        restore_best_weights=True))
     callbacks.extend(extra_callbacks)
-    before = evaluate_before_training(config, prepared, inputs, backup_dir, log_dir) if validating else None
+    before = evaluate_before_training(config, prepared, inputs, backup_dir, log_dir) if validating and chief else None
     # (the dataset shuffles itself; shuffle=False only silences Keras' warning that it ignores the flag)
-    history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1, shuffle=False)
+    try:
+        history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1, shuffle=False)
+    except distribution.LOST_WORKER_ERRORS as e:
+        if not distribution.is_multi_worker(strategy):
+            raise
+        raise distribution.lost_worker(e, backup_dir) from None
     optimizer_steps = int(model.optimizer.iterations.numpy())  # before the best weights (and their
     # optimizer state, which .weights.h5 files include) are loaded back
 
+    if not chief:
+        print(f"worker {worker}: training done; the chief (worker 0) writes the outputs", flush=True)
+        return {"worker": worker, "epochs_run": len(history.epoch), "optimizer_steps": optimizer_steps}
     if validating and os.path.exists(best_weights):
         model.load_weights(best_weights)
     summary = {

@@ -102,6 +102,10 @@ class SearchSettings:
         for name in ("max_trials", "executions_per_trial", "max_consecutive_failures"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, "a positive integer", getattr(self, name))
+        if self.strategy == "multi_worker":
+            fail("strategy", "one process's strategy (auto, default, one_device, mirrored or tpu): a search "
+                 "spreads over machines by its trials (--role chief / worker, --oracle_address), not by "
+                 "multi_worker", self.strategy)
         if self.role and not self.oracle_address:
             raise ValueError(f"{source}: --role {self.role} needs --oracle_address host:port (the chief's)")
         if self.oracle_address:

@@ -1,0 +1,136 @@
+"""`--strategy multi_worker`: two train_cls.py processes on 127.0.0.1, the same command each (but
+`--task_index`), against one process with the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_sentiment_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _command(model_dir, files, out, tb):
+    return [sys.executable, os.path.join(ROOT, "pipelines", "train_cls.py"), "--model", model_dir,
+            "--train_file", files[0], "--validation_file", files[1], "--test_file", files[2],
+            "--epochs", "2", "--batch_size", "4", "--max_seq_length", "24", "--padding", "batch",
+            "--learning_rate", "0.01", "--dropout", "0", "--seed", "3", "--output_dir", str(out), "--log_dir", str(tb)]
+
+
+def _run_workers(command, hosts, timeout=600):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    workers = [subprocess.Popen(command + ["--strategy", "multi_worker", "--worker_hosts", hosts,
+                                           "--task_index", str(i)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for i in range(2)]
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=timeout))
+    finally:
+        for worker in workers:  # TensorFlow catches SIGTERM: kill
+            if worker.poll() is None:
+                worker.kill()
+    return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+
+
+def _files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, tiny_model_dir):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    files = [str(write_sentiment_csv(tmp_path / f"{split}.csv", n, seed=seed))
+             for split, n, seed in (("train", 64, 5), ("dev", 16, 6), ("test", 16, 7))]
+    one = subprocess.run(_command(tiny_model_dir, files, tmp_path / "one", tmp_path / "tb_one") +
+                         ["--strategy", "default"], capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    results = _run_workers(_command(tiny_model_dir, files, tmp_path / "two", tmp_path / "tb_two"), hosts)
+    for code, out, err in results:
+        assert code == 0, out[-2000:] + err[-3000:]
+    (_, chief_out, _), (_, worker_out, _) = results
+    assert "over 2 workers (this is worker 0, the chief); global batch 4 = 2 per replica" in chief_out
+    assert "worker 1: training done; the chief (worker 0) writes the outputs" in worker_out
+
+    runs = {name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")}
+    assert (runs["one"]["replicas"], runs["two"]["replicas"]) == (1, 2)
+    assert runs["one"]["steps_per_epoch"] == runs["two"]["steps_per_epoch"] == 16
+    assert runs["one"]["optimizer_steps"] == runs["two"]["optimizer_steps"] == 32
+    weights = {name: load_file(str(tmp_path / name / "hf_model" / "model.safetensors")) for name in ("one", "two")}
+    moved = max(float(np.abs(weights["one"][k]).max()) for k in weights["one"])
+    assert moved > 0.01
+    assert max(float(np.abs(weights["one"][k] - weights["two"][k]).max()) for k in weights["one"]) < 1e-5
+    assert runs["one"]["validation"]["accuracy"] == runs["two"]["validation"]["accuracy"]
+
+    # The second worker wrote nothing that stays: the same files as a one-process run, one event
+    # file per TensorBoard folder, and its backup folder gone with the finished training.
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+    assert [len(fs) for _, _, fs in os.walk(tmp_path / "tb_two") if fs] == \
+        [len(fs) for _, _, fs in os.walk(tmp_path / "tb_one") if fs]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(tmp_path, tiny_model_dir):
+    import signal
+    import time
+
+    files = [str(write_sentiment_csv(tmp_path / f"{split}.csv", n, seed=seed))
+             for split, n, seed in (("train", 64, 5), ("dev", 16, 6), ("test", 16, 7))]
+    out = tmp_path / "run"
+    command = _command(tiny_model_dir, files, out, tmp_path / "tb")
+    command[command.index("--epochs") + 1] = "3"
+    hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    workers = [subprocess.Popen(command + ["--strategy", "multi_worker", "--worker_hosts", hosts,
+                                           "--task_index", str(i)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+               for i in range(2)]
+    try:
+        metadata = out / "backup-worker-1" / "training_metadata.json"
+        deadline = time.time() + 300
+        while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1):
+            assert time.time() < deadline and workers[1].poll() is None, "no epoch finished in time"
+            time.sleep(0.1)
+        os.kill(workers[1].pid, signal.SIGKILL)
+        _, chief_err = workers[0].communicate(timeout=300)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    # The chief reports the lost worker in one line (no traceback) and keeps its backup.
+    assert workers[0].returncode == 1, chief_err[-3000:]
+    assert "train_cls.py: error: --strategy multi_worker: lost contact with another worker" in chief_err
+    assert "run the same command on every worker again to resume" in chief_err
+    assert "Traceback" not in chief_err
+    assert not (out / "metrics.json").exists()
+
+    results = _run_workers(command, hosts)
+    for code, stdout, err in results:
+        assert code == 0, stdout[-2000:] + err[-3000:]
+        assert "resuming from the backup" in stdout
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] >= 1 and resumed["epochs_run"] == 3 - resumed["resumed_from_epoch"]
+    assert resumed["optimizer_steps"] == 3 * resumed["steps_per_epoch"] == 48
+    assert not any(name.startswith("backup") for name in os.listdir(out))
