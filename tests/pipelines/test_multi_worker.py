@@ -31,13 +31,17 @@ def _command(model_dir, files, out, tb):
             "--learning_rate", "0.01", "--dropout", "0", "--seed", "3", "--output_dir", str(out), "--log_dir", str(tb)]
 
 
-def _run_workers(command, hosts, timeout=600):
+def _start_workers(command, hosts, stdout=subprocess.PIPE):
+    """The same command on two workers, `--task_index` 0 and 1."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)
-    workers = [subprocess.Popen(command + ["--strategy", "multi_worker", "--worker_hosts", hosts,
-                                           "--task_index", str(i)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-               for i in range(2)]
+    return [subprocess.Popen(command + ["--strategy", "multi_worker", "--worker_hosts", hosts, "--task_index", str(i)],
+                             stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
+            for i in range(2)]
+
+
+def _run_workers(command, hosts, timeout=600):
+    workers = _start_workers(command, hosts)
     outputs = []
     try:
         for worker in workers:
@@ -100,12 +104,7 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
     command = _command(tiny_model_dir, files, out, tmp_path / "tb")
     command[command.index("--epochs") + 1] = "3"
     hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("TF_CONFIG", None)
-    workers = [subprocess.Popen(command + ["--strategy", "multi_worker", "--worker_hosts", hosts,
-                                           "--task_index", str(i)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-               for i in range(2)]
+    workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
     try:
         metadata = out / "backup-worker-1" / "training_metadata.json"
         deadline = time.time() + 300
