@@ -12,8 +12,14 @@
    and by the PyTorch run's (`ner_wnut17.torch_predict`: fast tokenizer, seqeval), crosswise.
 
     pip install -e ".[bench]"
+`--batches tfbert` feeds both models train_ner.py's own training batches instead (its features, length
+buckets and shuffle); `--head keras` starts both from a head drawn by tfbert's initializer instead of
+transformers' (BertTokenClassifier's own, as train_ner.py builds it). Together they separate what
+the pipeline feeds from how its model starts.
+
     python benchmarks/ner_step_parity.py --steps 40                # dropout off: losses equal to 4 digits
     python benchmarks/ner_step_parity.py --steps 321 --dropout --seed 1
+    python benchmarks/ner_step_parity.py --steps 400 --dropout --batches tfbert     # 327 steps: 109 per epoch
 """
 import argparse
 import os
@@ -38,6 +44,14 @@ parser.add_argument("--steps", type=int, default=40)
 parser.add_argument("--dropout", action="store_true", help="train with MiniLM's dropout (0.1) in both")
 parser.add_argument("--seed", type=int, default=0, help="head initialisation, batch order and dropout masks")
 parser.add_argument("--epsilon", type=float, default=1e-8, help="Adam epsilon in both")
+parser.add_argument("--batches", choices=("run_ner", "tfbert"), default="run_ner",
+                    help="whose training batches both models get: run_ner.py's (fast-tokenizer features, "
+                         "per-batch padding, a permutation per epoch) or train_ner.py's own dataset "
+                         "(TokenClassificationTask.make_dataset: length buckets, tf.data shuffle)")
+parser.add_argument("--head", choices=("transformers", "keras"), default="transformers",
+                    help="whose initialisation the new head gets (both models start from the same weights): "
+                         "transformers' (normal, std 0.02) or tfbert's (BertTokenClassifier's Keras initializer, "
+                         "as train_ner.py builds it)")
 args = parser.parse_args()
 LR, BATCH, EPOCHS = 1e-4, 32, 3
 
@@ -52,29 +66,56 @@ collator = transformers.DataCollatorForTokenClassification(fast)
 
 torch.manual_seed(args.seed)
 keras.utils.set_random_seed(args.seed)
-hf = transformers.BertForTokenClassification.from_pretrained(model_dir, num_labels=len(tags))
 work = tempfile.mkdtemp(prefix="tfbert-ner-step-parity-")
 init_dir = os.path.join(work, "init")
-hf.save_pretrained(init_dir, safe_serialization=True)
+if args.head == "transformers":
+    transformers.BertForTokenClassification.from_pretrained(model_dir, num_labels=len(tags)).save_pretrained(
+        init_dir, safe_serialization=True)
+else:
+    BertTokenClassifier.from_pretrained(model_dir, num_labels=len(tags), label_names=tags).save_pretrained(init_dir)
+hf = transformers.BertForTokenClassification.from_pretrained(init_dir, num_labels=len(tags))
 off = {} if args.dropout else dict(dropout=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 if not args.dropout:
     for module in hf.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
 model = BertTokenClassifier.from_pretrained(init_dir, num_labels=len(tags), label_names=tags, **off)
-per_epoch = -(-len(features) // BATCH)
-total = EPOCHS * per_epoch
-optimizer = create_optimizer(model, learning_rate=LR, total_steps=total, warmup_ratio=0.1, weight_decay=0.01,
-                             epsilon=args.epsilon)
-model.compile(optimizer=optimizer, loss=model.default_loss())
-torch_optimizer, schedule = accuracy_pair.torch_adamw(
-    hf, dict(epochs=EPOCHS, batch_size=BATCH, weight_decay=0.01, learning_rate=LR, adam_epsilon=args.epsilon,
-             warmup_ratio=0.1), len(features))
-
 config = TokenClassifierRunConfig(max_seq_length=128, batch_size=64)
 data = TaggedData(splits["train"], splits["validation"], splits["test"], tags, "WNUT-17")
 task = TokenClassificationTask()
 dev_dataset = task.make_dataset(data, "validation", tokenizer, config, training=False)
+
+
+def run_ner_batches() -> list:
+    """run_ner.py's batches: a permutation of the features per epoch, each batch padded by the collator."""
+    order = np.concatenate([np.random.default_rng(args.seed * 100 + epoch).permutation(len(features))
+                            for epoch in range(EPOCHS)])
+    batches = []
+    for epoch in range(EPOCHS):
+        for start in range(epoch * len(features), (epoch + 1) * len(features), BATCH):
+            batch = collator([features[i] for i in order[start:min(start + BATCH, (epoch + 1) * len(features))]])
+            batches.append(({n: v.numpy() for n, v in batch.items() if n != "labels"}, batch["labels"].numpy()))
+    return batches
+
+
+def tfbert_batches() -> list:
+    """train_ner.py's batches: its own training dataset, iterated once per epoch (reshuffled each time)."""
+    train_config = TokenClassifierRunConfig(max_seq_length=128, batch_size=BATCH, seed=args.seed)
+    dataset = task.make_dataset(data, "train", tokenizer, train_config, training=True)
+    return [({n: v.numpy() for n, v in x.items()}, y.numpy()) for _ in range(EPOCHS) for x, y in dataset]
+
+
+batches = run_ner_batches() if args.batches == "run_ner" else tfbert_batches()
+total = len(batches)
+per_epoch = total // EPOCHS
+print(f"{args.batches} batches: {per_epoch} per epoch, {sum(len(y) for _, y in batches) // EPOCHS} sentences "
+      f"per epoch, {sum(int((y != -100).sum()) for _, y in batches) // EPOCHS} labelled tokens per epoch", flush=True)
+optimizer = create_optimizer(model, learning_rate=LR, total_steps=total, warmup_ratio=0.1, weight_decay=0.01,
+                             epsilon=args.epsilon)
+model.compile(optimizer=optimizer, loss=model.default_loss())
+torch_optimizer, schedule = accuracy_pair.torch_adamw(  # schedule over `total` steps, as create_optimizer's
+    hf, dict(epochs=EPOCHS, batch_size=1, weight_decay=0.01, learning_rate=LR, adam_epsilon=args.epsilon,
+             warmup_ratio=0.1), per_epoch)
 
 
 def cross_evaluate(label: str) -> None:
@@ -92,19 +133,15 @@ def cross_evaluate(label: str) -> None:
     hf.train()
 
 
-order = np.concatenate([np.random.default_rng(args.seed * 100 + epoch).permutation(len(features))
-                        for epoch in range(EPOCHS)])
 hf.train()
 losses = {"tfbert": [], "pytorch": []}
 for step in range(min(args.steps, total)):
-    epoch, k = divmod(step, per_epoch)
-    start = epoch * len(features) + k * BATCH  # an epoch's last batch is partial, as in the pipeline
-    batch = collator([features[i] for i in order[start:start + min(BATCH, len(features) - k * BATCH)]])
-    y = batch.pop("labels")
-    ours_loss = float(model.train_on_batch({n: v.numpy().astype(np.int32) for n, v in batch.items()},
-                                           y.numpy().astype(np.int32)))
+    x, y = batches[step]
+    ours_loss = float(model.train_on_batch({n: v.astype(np.int32) for n, v in x.items()}, y.astype(np.int32)))
     losses["tfbert"].append(ours_loss)
-    losses["pytorch"].append(accuracy_pair.torch_step(hf, hf(**batch, labels=y).loss, torch_optimizer, schedule))
+    inputs = {n: torch.from_numpy(v.astype(np.int64)) for n, v in x.items()}
+    loss = hf(**inputs, labels=torch.from_numpy(y.astype(np.int64))).loss
+    losses["pytorch"].append(accuracy_pair.torch_step(hf, loss, torch_optimizer, schedule))
     print(f"step {step:3d}  tfbert {ours_loss:.5f}  pytorch {losses['pytorch'][-1]:.5f}  "
           f"mean of the last 20: tfbert {np.mean(losses['tfbert'][-20:]):.4f}  "
           f"pytorch {np.mean(losses['pytorch'][-20:]):.4f}", flush=True)
