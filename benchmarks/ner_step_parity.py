@@ -11,12 +11,12 @@
    evaluation (`TokenClassificationTask.evaluate`: in-graph tokenizer, windows, seqeval-equal metrics)
    and by the PyTorch run's (`ner_wnut17.torch_predict`: fast tokenizer, seqeval), crosswise.
 
-    pip install -e ".[bench]"
 `--batches tfbert` feeds both models train_ner.py's own training batches instead (its features, length
 buckets and shuffle); `--head keras` starts both from a head drawn by tfbert's initializer instead of
 transformers' (BertTokenClassifier's own, as train_ner.py builds it). Together they separate what
 the pipeline feeds from how its model starts.
 
+    pip install -e ".[bench]"
     python benchmarks/ner_step_parity.py --steps 40                # dropout off: losses equal to 4 digits
     python benchmarks/ner_step_parity.py --steps 321 --dropout --seed 1
     python benchmarks/ner_step_parity.py --steps 400 --dropout --batches tfbert     # 327 steps: 109 per epoch
