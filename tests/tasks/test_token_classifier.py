@@ -80,6 +80,21 @@ def test_a_sequence_classification_checkpoint_gives_a_fresh_head(tmp_path, caplo
     assert tagger.output_shape == (None, None, 3)
 
 
+def test_a_new_head_starts_as_transformers_draws_it():
+    """BertForTokenClassification's new head: normal(0, initializer_range), not truncated (the classifier's
+    head stays truncated at two deviations, as TF BERT draws it); biases zero."""
+    from tfbert.tasks import BertClassifier
+
+    config = tiny_config(initializer_range=0.02)
+    tagger = BertTokenClassifier(BertBackbone(config), num_labels=64)  # 32 x 64 = 2,048 draws
+    kernel = tagger.output_dense.kernel.numpy()
+    assert abs(kernel.std() - 0.02) < 0.002
+    assert np.abs(kernel).max() > 2 * 0.02  # a truncated draw never exceeds two deviations
+    assert not tagger.output_dense.bias.numpy().any()
+    classifier = BertClassifier(BertBackbone(config), num_classes=64).output_dense.kernel.numpy()
+    assert np.abs(classifier).max() <= 2 * 0.02
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="num_labels must be a positive integer"):
         BertTokenClassifier(BertBackbone(tiny_config()), num_labels=0)

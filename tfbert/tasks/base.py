@@ -70,13 +70,16 @@ class BertTaskModel(keras.Model):
     # (weight, bias) names of the linear head, [num_labels, hidden] layout, in the order tried.
     HEAD_KEYS: tuple[tuple[str, str], ...] = (("classifier.weight", "classifier.bias"),)
 
-    def linear_head(self, units: int, dropout: float, name: str = "classifier"):
-        """Dropout + Dense(units) in the backbone's policy, initialised as transformers does."""
+    def linear_head(self, units: int, dropout: float, name: str = "classifier", truncated: bool = True):
+        """Dropout + Dense(units) in the backbone's policy. The kernel starts from a normal with
+        standard deviation `initializer_range`, truncated at two deviations as TF BERT and the former
+        TF classes of transformers draw it, or (`truncated=False`) untruncated, as transformers'
+        PyTorch models do; the bias starts at zero."""
         policy = backbone_policy(self.backbone)
         self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name=f"{name}_dropout")
+        normal = keras.initializers.TruncatedNormal if truncated else keras.initializers.RandomNormal
         self.output_dense = keras.layers.Dense(
-            units, kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=self.backbone.config.initializer_range),
+            units, kernel_initializer=normal(stddev=self.backbone.config.initializer_range),
             dtype=policy, name=name)
         return lambda hidden: self.output_dense(self.output_dropout(hidden))
 

@@ -63,7 +63,10 @@ class BertTokenClassifier(BertTaskModel):
         self.backbone = backbone
         # The pooler plays no part in token outputs (transformers builds this head without one).
         backbone.pooler.trainable = False
-        head = self.linear_head(num_labels, dropout)
+        # Untruncated, as BertForTokenClassification starts: on WNUT-17 the truncated draw of the
+        # other heads trained to 3.1 points lower dev F1 and 1.3 lower test F1 over four seeds
+        # (benchmarks/README.md).
+        head = self.linear_head(num_labels, dropout, truncated=False)
 
         inputs = backbone.input
         logits = self.float32_logits(head(backbone(inputs)["sequence_output"]))
