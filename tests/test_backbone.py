@@ -63,3 +63,21 @@ def test_dropout_only_in_training():
     x = _inputs()
     np.testing.assert_array_equal(backbone(x)["pooled_output"], backbone(x)["pooled_output"])
     assert not np.allclose(backbone(x, training=True)["pooled_output"], backbone(x)["pooled_output"])
+
+
+def test_exact_gelu_is_keras_gelu_with_its_derivative_written_out():
+    import tensorflow as tf
+
+    from tfbert.layers import exact_gelu, get_activation
+
+    assert get_activation("gelu") is exact_gelu
+    x = tf.constant(np.linspace(-9, 9, 20001, dtype="float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, keras_own = exact_gelu(x), keras.activations.gelu(x, approximate=False)
+    np.testing.assert_array_equal(ours.numpy(), keras_own.numpy())
+    derivative = tape.gradient(ours, x).numpy()
+    np.testing.assert_allclose(derivative, tape.gradient(keras_own, x).numpy(), rtol=0, atol=3e-7)
+    # Phi(x) + x phi(x): 0.5 at 0, -0.1289 at its minimum (x = -sqrt 2), 1 far right, 0 far left
+    assert derivative[10000] == pytest.approx(0.5) and derivative.min() == pytest.approx(-0.1289, abs=1e-4)
+    assert derivative[-1] == pytest.approx(1.0) and derivative[0] == pytest.approx(0.0, abs=1e-6)

@@ -9,15 +9,31 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfbert.config import SUPPORTED_ACTIVATIONS
 
 
+@tf.custom_gradient
+def exact_gelu(x):
+    """`x * Phi(x)`, the exact GELU, as Keras computes it (`keras.activations.gelu(x, approximate=False)`,
+    the same ops and values), with its derivative `Phi(x) + x * phi(x)` written out: TensorFlow's own
+    gradient of those ops took 20% longer (9 element-wise passes over [batch, seq, intermediate] per
+    layer instead of 6)."""
+    cdf = 0.5 * tf.math.erfc(x * -0.7071067811865476)
+
+    def gradient(upstream):
+        density = 0.3989422804014327 * tf.exp(-0.5 * tf.square(x))  # the normal pdf, 1/sqrt(2 pi) exp(-x^2/2)
+        return upstream * (cdf + x * density)
+
+    return x * cdf, gradient
+
+
 def get_activation(name: str):
     """The activation transformers' `ACT2FN[name]` computes, as a Keras callable."""
     if name == "gelu":
-        return lambda x: keras.activations.gelu(x, approximate=False)
+        return exact_gelu
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return lambda x: keras.activations.gelu(x, approximate=True)
     if name in ("silu", "swish"):

@@ -327,3 +327,31 @@ def test_saved_weights_restore_optimizer_state(tmp_path):
     assert int(restored.optimizer._iterations) == 5 and int(restored.optimizer.iterations) == 2
     for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy(), err_msg=saved.path)
+
+
+def test_fused_adam_update_is_keras_adams_update_in_one_kernel(monkeypatch):
+    # ResourceApplyAdam computes Keras' Adam formula in one pass over each variable; three steps of both
+    # (with decoupled weight decay, warmup, clipping) end on the same weights up to float32 rounding.
+    import tensorflow as tf
+
+    features, labels = _bert_batch(seed=3)
+    weights = {}
+    for fused in (True, False):
+        keras.utils.set_random_seed(0)
+        model = _bert_classifier()
+        optimizer = create_optimizer(model, learning_rate=1e-2, total_steps=5, warmup_ratio=0.2, weight_decay=0.1)
+        if not fused:
+            monkeypatch.setattr(BertAdamW, "_fused_adam_update", lambda self, *args: False)
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        start = _values(model.trainable_variables)
+        for _ in range(3):
+            model.train_on_batch(features, labels)
+        weights[fused] = _values(model.trainable_variables)
+        graph = tf.function(lambda: optimizer.apply([tf.zeros_like(v) for v in model.trainable_variables],
+                                                    model.trainable_variables)).get_concrete_function().graph
+        kernels = sum(op.type == "ResourceApplyAdam" for op in graph.get_operations())
+        assert kernels == (len(model.trainable_variables) if fused else 0)
+    for path, value in weights[True].items():
+        if not path.endswith("key/bias"):  # (softmax ignores a key bias: its gradient is ~0)
+            assert np.abs(value - start[path]).max() > 1e-4, path  # every other variable moved
+        np.testing.assert_allclose(value, weights[False][path], rtol=0, atol=1e-6, err_msg=path)  # updates ~1e-2
