@@ -13,7 +13,9 @@ from tfbert.data.pipeline import (
     count_batches,
     default_bucket_boundaries,
     make_dataset,
+    batch_sequences,
     padding_efficiency,
+    static_lengths,
     steps_per_epoch,
     truncation_report,
 )
@@ -313,3 +315,83 @@ def test_invalid_arguments_raise_before_any_work(tokenizer, data):
                      max_seq_length=2, padding="batch")
     with pytest.raises(ValueError, match="no examples"):
         make_dataset(Examples(texts=[], labels=[]), tokenizer, labels=None, batch_size=1, padding="batch")
+
+
+@pytest.mark.parametrize("padding", ["bucket", "batch", "max_length"])
+def test_static_shapes_evaluation_pads_the_last_batches_and_loses_no_example(tokenizer, data, padding):
+    examples, labels = data
+    dataset = make_dataset(examples, tokenizer, labels=labels, batch_size=BATCH_SIZE, max_seq_length=MAX_SEQ_LENGTH,
+                           padding=padding, static_shapes=True)
+    allowed = static_lengths(MAX_SEQ_LENGTH, padding)
+    assert allowed == ([MAX_SEQ_LENGTH] if padding == "max_length" else [16, 32, 64])
+    plain = make_dataset(examples, tokenizer, labels=labels, batch_size=BATCH_SIZE, max_seq_length=MAX_SEQ_LENGTH,
+                         padding=padding)
+    assert len(dataset) == len(plain)  # the same batches, filled up
+    features_spec, _, weights_spec = dataset.element_spec
+    assert features_spec["input_ids"].shape[0] == BATCH_SIZE and weights_spec.shape == [BATCH_SIZE]
+    seen, shapes, padding_rows = [], set(), 0
+    for (features, batch_labels, weights), (plain_features, plain_labels) in zip(dataset, plain):
+        shapes.add(tuple(features["input_ids"].shape))
+        weights = weights.numpy()
+        real = weights == 1
+        assert set(np.unique(weights)) <= {0.0, 1.0} and real[: int(real.sum())].all()  # padding rows last
+        rows = read_back({k: v.numpy()[real] for k, v in features.items()})
+        assert rows == read_back(plain_features)  # the same examples, in the same order
+        assert [label for _, label in rows] == batch_labels.numpy()[real].tolist() == plain_labels.numpy().tolist()
+        # a padding row is all padding; longer rows are padded, never cut
+        assert (features["attention_mask"].numpy()[~real] == 0).all()
+        assert (features["input_ids"].numpy()[~real] == tokenizer.pad_id).all()
+        assert features["attention_mask"].numpy()[real].sum() == plain_features["attention_mask"].numpy().sum()
+        length = plain_features["input_ids"].shape[1]
+        assert features["input_ids"].shape[1] == min(n for n in allowed if n >= length)
+        seen += [i for i, _ in rows]
+        padding_rows += int((~real).sum())
+    assert sorted(seen) == list(range(NUM_EXAMPLES))
+    assert {shape[0] for shape in shapes} == {BATCH_SIZE}
+    lengths_seen = {shape[1] for shape in shapes}
+    # (the length of each batch was checked above; unsorted batches of 8 rarely all fit in 16 or 32 tokens)
+    assert lengths_seen == set(allowed) if padding != "batch" else lengths_seen <= set(allowed)
+    assert padding_rows == len(dataset) * BATCH_SIZE - NUM_EXAMPLES
+
+
+@pytest.mark.parametrize("padding", ["bucket", "batch"])
+def test_static_shapes_training_takes_whole_batches_of_fixed_lengths(tokenizer, data, padding):
+    examples, labels = data
+    dataset = make_dataset(examples, tokenizer, labels=labels, batch_size=BATCH_SIZE, max_seq_length=MAX_SEQ_LENGTH,
+                           padding=padding, static_shapes=True, drop_remainder=True, shuffle=True, seed=4)
+    assert len(dataset.element_spec) == 2  # no weights: every row is an example
+    epochs = [[(tuple(f["input_ids"].shape), read_back(f)) for f, _ in dataset] for _ in range(2)]
+    for epoch in epochs:
+        assert len(epoch) == len(dataset) == steps_per_epoch(examples, tokenizer, batch_size=BATCH_SIZE,
+                                                             max_seq_length=MAX_SEQ_LENGTH, padding=padding,
+                                                             drop_remainder=True)
+        assert {shape for shape, _ in epoch} <= {(BATCH_SIZE, n) for n in (16, 32, 64)}
+        ids = [i for _, rows in epoch for i, _ in rows]
+        assert len(set(ids)) == len(ids) > NUM_EXAMPLES - 4 * BATCH_SIZE
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+
+
+def test_static_shapes_pad_token_labels_with_their_own_value():
+    # Per-token labels (NER) get the labels' padding value on padded positions and on padding rows.
+    lengths = [3, 7, 20, 5, 2]
+    elements = [({"input_ids": np.arange(1, n + 1, dtype=np.int32)}, np.full([n], 2, np.int32)) for n in lengths]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(elements), output_signature=({"input_ids": tf.TensorSpec([None], tf.int32)},
+                                                  tf.TensorSpec([None], tf.int32)))
+    batches = list(batch_sequences(dataset, len(lengths), ({"input_ids": 0}, -100), batch_size=4, max_seq_length=32,
+                                   padding="batch", static_shapes=True, lengths=np.array(lengths)))
+    assert [tuple(f["input_ids"].shape) for f, _, _ in batches] == [(4, 32), (4, 16)]
+    first_labels = batches[0][1].numpy()
+    assert (first_labels[0, :3] == 2).all() and (first_labels[0, 3:] == -100).all()
+    last_features, last_labels, last_weights = (t.numpy() if not isinstance(t, dict) else t for t in batches[1])
+    assert last_weights.tolist() == [1, 0, 0, 0]
+    assert (last_labels[1:] == -100).all() and (last_features["input_ids"].numpy()[1:] == 0).all()
+
+
+def test_static_shapes_without_labels_need_drop_remainder(tokenizer, data):
+    examples, _ = data
+    with pytest.raises(ValueError, match=r"needs \(features, labels\) elements"):
+        make_dataset(examples, tokenizer, labels=None, batch_size=BATCH_SIZE, padding="batch", static_shapes=True)
+    dataset = make_dataset(examples, tokenizer, labels=None, batch_size=BATCH_SIZE, padding="batch",
+                           static_shapes=True, drop_remainder=True)
+    assert dataset.element_spec["input_ids"].shape.as_list() == [BATCH_SIZE, None]

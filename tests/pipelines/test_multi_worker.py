@@ -125,6 +125,19 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
     assert "Traceback" not in chief_err
     assert not (out / "metrics.json").exists()
 
+    # Backups of different epochs (a worker stopped while writing its own) are refused by every worker.
+    metadata = {name: out / name / "training_metadata.json" for name in ("backup", "backup-worker-1")}
+    saved = {name: path.read_text() for name, path in metadata.items()}
+    epochs = {name: json.loads(text)["epoch"] for name, text in saved.items()}
+    metadata["backup-worker-1"].write_text(json.dumps({**json.loads(saved["backup-worker-1"]),
+                                                       "epoch": epochs["backup"] + 1}))
+    for code, _, err in _run_workers(command, hosts):
+        assert code == 1, err[-3000:]
+        assert "the workers' backups hold different epochs" in err and "Traceback" not in err
+        assert "delete every worker's <output_dir>/backup* folder" in err
+    for name, text in saved.items():
+        metadata[name].write_text(text)
+
     results = _run_workers(command, hosts)
     for code, stdout, err in results:
         assert code == 0, stdout[-2000:] + err[-3000:]

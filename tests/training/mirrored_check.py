@@ -5,9 +5,13 @@ which must happen before TensorFlow starts, so it cannot run inside the pytest p
 same batches under the default strategy and under MirroredStrategy over CPU:0 and CPU:1, with the
 recipe's hard cases (a clip norm that always clips, gradient accumulation, layer-wise LR decay,
 mixed precision), and prints one JSON line per case. `python mirrored_check.py tpu` prints the
-error `--strategy tpu` gives on a machine without a TPU.
+error `--strategy tpu` gives on a machine without a TPU. `python mirrored_check.py static <dir>`
+fine-tunes a tiny classifier and a tiny tagger through the runner with `static_shapes` under
+MirroredStrategy over CPU:0 and CPU:1 (as a TPU would run them) and prints what the shape contract
+needs checking: every batch's shape, and the evaluation against one on the host without padding.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -77,6 +81,95 @@ def _initial(model, dtype):
     return BertClassifier(backbone, num_classes=3, dropout=0.0).get_weights()
 
 
+def static_case(directory):
+    """The TPU path's shape contract, on two logical CPUs: fixed batch shapes, partial training
+    batches dropped, the last evaluation batches padded, evaluation distributed, steps_per_execution."""
+    distribution.make_strategy("mirrored", devices="CPU:0,CPU:1")  # before any TF op
+    import random
+
+    import keras
+    import numpy as np
+
+    from conftest import TINY_WORDS, tiny_config, write_sentiment_csv
+    from tfbert import BertBackbone
+    from tfbert.tasks.base import predict_batches
+    from tfbert.text import BertTokenizer
+    from tfbert.training import runner
+    from tfbert.training.run_config import ClassifierRunConfig, TokenClassifierRunConfig
+
+    keras.utils.set_random_seed(0)
+    model_dir = os.path.join(directory, "tiny-bert")
+    BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(model_dir)
+    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]) + "\n")
+    BertTokenizer(os.path.join(directory, "vocab.txt")).save_pretrained(model_dir)
+    files = [write_sentiment_csv(_path(directory, f"{split}.csv"), n, seed=seed)
+             for split, n, seed in (("train", 45, 1), ("dev", 19, 2))]
+    rng = random.Random(3)
+    for split, n in (("train", 45), ("dev", 21)):  # toy NER: "hello world" a person, of 1-18 words
+        sentences = []
+        for _ in range(n):
+            words = [(w, "O") for w in rng.choices("the a movie film very it".split(), k=rng.randint(0, 16))]
+            words.insert(rng.randint(0, len(words)), ("hello", "B-PER"))
+            words.insert(words.index(("hello", "B-PER")) + 1, ("world", "I-PER"))
+            sentences.append("\n".join(f"{w}\t{t}" for w, t in words))
+        with open(os.path.join(directory, f"{split}.conll"), "w", encoding="utf-8") as f:
+            f.write("\n\n".join(sentences) + "\n")
+
+    common = dict(model=model_dir, validation_fraction=0.0, batch_size=4, max_seq_length=24, epochs=2,
+                  learning_rate=1e-2, dropout=0.0, seed=3, strategy="mirrored", devices="CPU:0,CPU:1",
+                  static_shapes=True, log_every_n_steps=1)
+    configs = {
+        "classification": ClassifierRunConfig(train_file=files[0], validation_file=files[1], padding="bucket",
+                                              output_dir=os.path.join(directory, "cls"), **common),
+        "token_classification": TokenClassifierRunConfig(
+            train_file=os.path.join(directory, "train.conll"), validation_file=os.path.join(directory, "dev.conll"),
+            padding="batch", output_dir=os.path.join(directory, "ner"), **common)}
+    from tfbert.config import ConfigError
+
+    try:  # (Keras 3 fails on several steps per call under MirroredStrategy: a clear error instead)
+        several = dataclasses.replace(configs["classification"], steps_per_execution=2)
+        runner.start_run(several, runner.prepare(several))
+    except ConfigError as e:
+        print(json.dumps({"task": "steps_per_execution", "error": str(e)}), flush=True)
+    for task, config in configs.items():
+        prepared = runner.prepare(config)
+        inputs = runner.start_run(config, prepared)
+        shapes = {"train": sorted({tuple(x["input_ids"].shape) for x, _ in inputs.train}),
+                  "validation": sorted({tuple(x["input_ids"].shape) for x, _, _ in inputs.validation})}
+        rows = sum(int(w.numpy().sum()) for _, _, w in inputs.validation)
+        summary = runner.fit_and_evaluate(config, prepared, inputs, write_exports=False, evaluate_test=False)
+        model = inputs.model
+        # The same model evaluated on the host, on batches without any padding rows or fixed lengths.
+        host_config = dataclasses.replace(config, static_shapes=False)
+        host_dataset = prepared.task.make_dataset(prepared.data, "validation", prepared.tokenizer, host_config,
+                                                  training=False)
+        host = prepared.task.evaluate(model, host_dataset, prepared.data, "validation", prepared.tokenizer,
+                                      host_config)
+        distributed = [out for _, _, out in predict_batches(model, inputs.validation)]
+        on_host = [out for _, _, out in predict_batches(model, host_dataset)]
+        print(json.dumps({
+            "task": task, "shapes": shapes, "validation_rows": rows, "examples": len(prepared.data.validation),
+            "train_examples": len(prepared.data.train), "steps_per_epoch": summary["steps_per_epoch"],
+            "optimizer_steps": summary["optimizer_steps"], "replicas": summary["replicas"],
+            "validation": {k: v for k, v in summary["validation"].items() if isinstance(v, float)},
+            "host_validation": {k: v for k, v in host.items() if isinstance(v, float)},
+            # per batch, over the positions both have (the host's batches are not padded to a fixed length)
+            "output_diff": max(float(np.abs(a[:, :b.shape[1]] - b).max() if a.ndim == 3 else np.abs(a - b).max())
+                               for a, b in zip(distributed, on_host)),
+            "batches": [len(distributed), len(on_host)],
+            "support": sum(c["support"] for c in summary["validation"]["per_class"])
+            if task == "classification" else None,
+            "distributed_fn": hasattr(model, "_tfbert_distributed_predict_fn"),
+        }), flush=True)
+
+
+def _path(directory, name):
+    import pathlib
+
+    return pathlib.Path(directory) / name
+
+
 def tpu_case():
     from tfbert.config import ConfigError
 
@@ -87,4 +180,4 @@ def tpu_case():
 
 
 if __name__ == "__main__":
-    {"optimizer": optimizer_cases, "tpu": tpu_case}[sys.argv[1]]()
+    {"optimizer": optimizer_cases, "tpu": tpu_case, "static": static_case}[sys.argv[1]](*sys.argv[2:])

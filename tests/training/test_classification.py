@@ -295,3 +295,36 @@ def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, caps
         ClassifierRunConfig.from_args(["--config", str(old)])
     assert "field 'task' (now 'problem_type') must be one of classification, multi_label, regression" in \
         capsys.readouterr().err
+
+
+def test_batching_follows_the_strategy_and_the_task():
+    plain = ClassifierRunConfig(batch_size=16, max_seq_length=64, seed=5)
+    assert plain.batching(training=True) == {"batch_size": 16, "max_seq_length": 64, "shuffle": True, "seed": 5,
+                                             "static_shapes": False, "padding": "bucket", "drop_remainder": False}
+    assert plain.batching(training=False) == {**plain.batching(training=True), "shuffle": False}
+    # a task whose predictions map back by position keeps the order of its evaluation examples
+    assert plain.batching(training=False, keep_order=True)["padding"] == "batch"
+    assert plain.batching(training=True, keep_order=True)["padding"] == "bucket"
+    # whole training batches where a partial one would break a step: static shapes (TPU) and multi-worker
+    tpu = ClassifierRunConfig(strategy="tpu")
+    assert tpu.uses_static_shapes() and not tpu.static_shapes
+    assert tpu.batching(training=True)["drop_remainder"] and not tpu.batching(training=False)["drop_remainder"]
+    assert tpu.batching(training=False)["static_shapes"]
+    workers = ClassifierRunConfig(strategy="multi_worker", worker_hosts="a:1,b:2", task_index=0)
+    assert workers.batching(training=True)["drop_remainder"] and not workers.batching(training=True)["static_shapes"]
+    with pytest.raises(ValueError, match="field 'steps_per_execution' must be a positive integer, found 0"):
+        ClassifierRunConfig(steps_per_execution=0)
+
+
+@pytest.mark.slow
+def test_steps_per_execution_takes_the_same_steps_and_still_logs(tmp_path, tiny_model_dir):
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+    runs = {k: _fit(_config(tmp_path / str(k), tiny_model_dir, train_file=train, epochs=2, steps_per_execution=k,
+                            log_every_n_steps=2, validation_fraction=0.0, padding="batch", dropout=0.0))
+            for k in (1, 3)}
+    assert runs[1]["optimizer_steps"] == runs[3]["optimizer_steps"] == 2 * runs[1]["steps_per_epoch"] == 16
+    assert runs[3]["examples_per_second"] > 0
+    steps = {k: [e.step for e in _scalars(str(tmp_path / str(k) / "tb" / "train")).Tensors("learning_rate")]
+             for k in runs}
+    assert steps[1] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert steps[3] == [3, 6, 8, 11, 14, 16]  # one log per call of 3 steps (the last of an epoch: 2)

@@ -16,9 +16,9 @@ from tfbert.training.run_config import ClassifierRunConfig
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _check(kind):
-    result = subprocess.run([sys.executable, os.path.join(HERE, "mirrored_check.py"), kind], capture_output=True,
-                            text=True, timeout=600)
+def _check(kind, *args):
+    result = subprocess.run([sys.executable, os.path.join(HERE, "mirrored_check.py"), kind, *map(str, args)],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
@@ -36,6 +36,33 @@ def test_mirrored_over_two_devices_takes_the_steps_of_one_device():
         tolerance = 1e-4 if case["case"]["dtype"] == "mixed_float16" else 1e-6
         assert case["weight_diff"] < tolerance, case
         assert case["loss"][0] == pytest.approx(case["loss"][1], abs=tolerance)
+
+
+@pytest.mark.slow
+def test_static_shapes_on_two_replicas_train_on_whole_batches_and_evaluate_every_example(tmp_path):
+    # What a TPU needs, checked on two logical CPUs: batch_size x one of a few lengths, always.
+    cases = {case["task"]: case for case in _check("static", tmp_path)}
+    assert set(cases) == {"classification", "token_classification", "steps_per_execution"}
+    assert cases.pop("steps_per_execution")["error"].startswith(
+        "steps_per_execution: 2 steps per call fail under MirroredStrategy in Keras 3.")
+    for case in cases.values():
+        assert case["replicas"] == 2 and case["distributed_fn"]
+        # Training: whole batches of 4 only (45 examples: at most 11 per epoch), of fixed lengths.
+        assert {shape[0] for shape in case["shapes"]["train"]} == {4}
+        assert {shape[1] for shape in case["shapes"]["train"]} <= {16, 24}
+        assert case["steps_per_epoch"] <= case["train_examples"] // 4
+        assert case["optimizer_steps"] == 2 * case["steps_per_epoch"]
+        # Evaluation: the partial batches were filled up with rows weighted 0, and nothing else
+        assert {shape[0] for shape in case["shapes"]["validation"]} == {4}
+        assert {shape[1] for shape in case["shapes"]["validation"]} <= {16, 24}
+        assert case["validation_rows"] == case["examples"]
+        # and gives the figures of a plain evaluation on the host.
+        assert case["batches"][0] == case["batches"][1]
+        assert case["output_diff"] < 1e-5
+        for name, value in case["host_validation"].items():
+            assert case["validation"][name] == pytest.approx(value, abs=1e-6), name
+    assert cases["classification"]["support"] == 19  # every validation example counted once
+    assert {shape[1] for shape in cases["token_classification"]["shapes"]["validation"]} == {16, 24}
 
 
 @pytest.mark.slow
@@ -174,6 +201,14 @@ def test_an_interrupted_run_resumes_on_other_devices(tmp_path):
     check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", devices="GPU:0,GPU:1"))  # accepted
     with pytest.raises(ConfigError, match="batch_size: 32 -> 64"):
         check_backup_matches(backup, ClassifierRunConfig(strategy="mirrored", batch_size=64))
+    # but not onto a TPU, whose static shapes give other batches (and the other way round)
+    with pytest.raises(ConfigError, match="static_shapes: False -> True"):
+        check_backup_matches(backup, ClassifierRunConfig(strategy="tpu"))
+    tpu_backup = str(tmp_path / "tpu_backup")
+    check_backup_matches(tpu_backup, ClassifierRunConfig(strategy="tpu"))
+    check_backup_matches(tpu_backup, ClassifierRunConfig(strategy="mirrored", static_shapes=True))  # accepted
+    with pytest.raises(ConfigError, match="static_shapes: True -> False"):
+        check_backup_matches(tpu_backup, ClassifierRunConfig(strategy="default"))
 
 
 def test_a_run_interrupted_before_a_field_was_added_resumes_at_its_default(tmp_path):

@@ -76,6 +76,22 @@ def default_bucket_boundaries(max_seq_length: int) -> list[int]:
     return boundaries
 
 
+def static_lengths(max_seq_length: int, padding: str = "bucket",
+                   bucket_boundaries: list[int] | None = None) -> list[int]:
+    """The sequence lengths that batches take with ``static_shapes=True``: with `batch_size` rows,
+    the few shapes a TPU (or XLA) compiles one program for.
+
+    Example:
+        >>> static_lengths(128)
+        [16, 32, 64, 128]
+        >>> static_lengths(128, padding="max_length")
+        [128]
+    """
+    if padding == "max_length":
+        return [max_seq_length]
+    return _resolve_boundaries(bucket_boundaries, max_seq_length) + [max_seq_length]
+
+
 def make_dataset(
     examples: Examples,
     tokenizer: BertTokenizer,
@@ -89,6 +105,7 @@ def make_dataset(
     bucket_boundaries: list[int] | None = None,
     cache: bool = True,
     drop_remainder: bool = False,
+    static_shapes: bool = False,
     repeat: bool = False,
 ) -> tf.data.Dataset:
     """Builds the batched `tf.data` input of a BERT model from `examples`.
@@ -121,6 +138,10 @@ def make_dataset(
         cache: keep the tokenized examples in memory after the first pass. Without the
             cache every epoch tokenizes again.
         drop_remainder: drop partial batches (in "bucket", one per bucket).
+        static_shapes: give every batch one of a few fixed shapes, as TPUs (and XLA without
+            recompiling) need; see `batch_sequences`. Without `drop_remainder` the elements
+            become ``(features, labels, weights)``, the weights 0 on the rows that pad a
+            partial batch to `batch_size`.
         repeat: repeat the epochs forever. Epochs stay whole: no batch mixes two epochs,
             and every epoch is shuffled again.
 
@@ -153,7 +174,8 @@ def make_dataset(
         warnings.warn("make_dataset: padding='bucket' groups examples by length, so the batches "
                       "are not in the order of `examples`; for predictions that must line up "
                       "with their examples use padding='batch' or 'max_length'", stacklevel=2)
-    boundaries = _resolve_boundaries(bucket_boundaries, max_seq_length) if padding == "bucket" else []
+    if padding == "bucket":
+        _resolve_boundaries(bucket_boundaries, max_seq_length)  # bad boundaries fail before any tokenizing
 
     dataset = _tokenized_dataset(examples, tokenizer, max_seq_length, labels)
     if cache:
@@ -166,7 +188,8 @@ def make_dataset(
         padding_values = (padding_values, tf.zeros([], labels.dtype))
     return batch_sequences(dataset, len(examples), padding_values, batch_size=batch_size,
                            max_seq_length=max_seq_length, shuffle=shuffle, seed=seed, padding=padding,
-                           bucket_boundaries=boundaries, drop_remainder=drop_remainder, repeat=repeat)
+                           bucket_boundaries=bucket_boundaries, drop_remainder=drop_remainder,
+                           static_shapes=static_shapes, repeat=repeat)
 
 
 def batch_sequences(
@@ -181,6 +204,7 @@ def batch_sequences(
     padding: str = "bucket",
     bucket_boundaries: list[int] | None = None,
     drop_remainder: bool = False,
+    static_shapes: bool = False,
     repeat: bool = False,
     lengths: np.ndarray | None = None,
 ) -> tf.data.Dataset:
@@ -197,12 +221,29 @@ def batch_sequences(
         padding_values: the structure of an element, with the value each tensor is padded with
             (e.g. `tokenizer.pad_id` for input_ids, -100 for token labels).
         lengths: the sequence lengths, if known; else counted in one pass (which fills a cache).
+        static_shapes: every batch takes one of ``len(static_lengths(...))`` fixed shapes, as TPUs
+            need and as XLA compiles without a new program per batch. Its length is rounded up to
+            the next of `bucket_boundaries` (default `default_bucket_boundaries`) and
+            `max_seq_length` (under "bucket", the top of its bucket; "max_length" is fixed
+            already). Its batch dimension is `batch_size`: with `drop_remainder` the partial
+            batches are dropped (training); without it (evaluation, where no example may be lost)
+            they are filled up to `batch_size` with padding rows, and every element gets a third
+            part, float32 ``[batch]`` weights: 1 for an example, 0 for a padding row (Keras'
+            sample-weight slot). Needs ``(features, labels)`` elements then.
         The rest: as in `make_dataset`.
 
     Returns:
         The batched dataset; unless `repeat`, its cardinality is the exact number of batches.
+
+    Raises:
+        ValueError: `static_shapes` without `drop_remainder` on elements without labels.
     """
     boundaries = _resolve_boundaries(bucket_boundaries, max_seq_length) if padding == "bucket" else []
+    pad_rows = static_shapes and not drop_remainder
+    if pad_rows and not (isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 2):
+        raise ValueError("static_shapes without drop_remainder fills partial batches with padding rows and marks "
+                         "them in a third element, (features, labels, weights): it needs (features, labels) "
+                         f"elements, found {dataset.element_spec}")
     num_batches = None
     if padding == "bucket":
         if not repeat:
@@ -221,14 +262,19 @@ def batch_sequences(
             return [max_seq_length if padding == "max_length" else None] + shape[1:]
         return shape
 
-    padded_shapes = tf.nest.map_structure(padded_shape, dataset.element_spec)
-    padding_values = tf.nest.map_structure(lambda value, spec: tf.cast(value, spec.dtype), padding_values,
-                                           dataset.element_spec)
+    spec = dataset.element_spec
+    padded_shapes = tf.nest.map_structure(padded_shape, spec)
+    padding_values = tf.nest.map_structure(lambda value, spec: tf.cast(value, spec.dtype), padding_values, spec)
     if padding == "bucket":
         dataset = _bucket(dataset, boundaries, batch_size, padded_shapes, padding_values, drop_remainder)
     else:
         dataset = dataset.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values,
                                        drop_remainder=drop_remainder)
+    if static_shapes:
+        sequences = tf.nest.map_structure(lambda s: bool(s.shape.rank) and s.shape[0] is None, spec)
+        lengths_allowed = static_lengths(max_seq_length, padding, bucket_boundaries)
+        dataset = dataset.map(_fixed_shape_fn(lengths_allowed, batch_size, sequences, padding_values, pad_rows),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if num_batches is not None:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     if repeat:
@@ -431,6 +477,37 @@ def _count_bucket_batches(lengths: np.ndarray, boundaries: list[int], batch_size
     if drop_remainder:
         return int(np.sum(sizes // batch_size))
     return int(np.sum(-(-sizes // batch_size)))
+
+
+def _fixed_shape_fn(allowed: list[int], batch_size: int, sequences, padding_values, pad_rows: bool):
+    """A `map` function that pads a batch's sequences up to the next of the `allowed` lengths and, with
+    `pad_rows`, its rows up to `batch_size`, adding the weights (1 per example, 0 per padding row)."""
+    limits = tf.constant(allowed, tf.int32)
+
+    def fix(*element):
+        element = element[0] if len(element) == 1 else element
+        flat, flat_sequence = tf.nest.flatten(element), tf.nest.flatten(sequences)
+        rows = tf.shape(flat[0])[0]
+        lengths = [tf.shape(t)[1] for t, is_sequence in zip(flat, flat_sequence) if is_sequence]
+        target = limits[tf.reduce_sum(tf.cast(limits < tf.reduce_max(lengths), tf.int32))]
+
+        def pad(tensor, value, is_sequence):
+            paddings = [[0, batch_size - rows if pad_rows else 0]]
+            if is_sequence:
+                paddings.append([0, target - tf.shape(tensor)[1]])
+            paddings += [[0, 0]] * (tensor.shape.rank - len(paddings))
+            fixed = tf.pad(tensor, paddings, constant_values=value)
+            shape = [batch_size] + tensor.shape.as_list()[1:]
+            if is_sequence:
+                shape[1] = allowed[0] if len(allowed) == 1 else None
+            return tf.ensure_shape(fixed, shape)
+
+        fixed = tf.nest.map_structure(pad, element, padding_values, sequences)
+        if pad_rows:
+            return (*fixed, tf.sequence_mask(rows, batch_size, tf.float32))
+        return fixed
+
+    return fix
 
 
 def _bucket(dataset: tf.data.Dataset, boundaries: list[int], batch_size: int, padded_shapes, padding_values,

@@ -246,13 +246,59 @@ def _reducible_logs(model: keras.Model, logs: dict) -> dict:
 
 def predict_batches(model: keras.Model, dataset: tf.data.Dataset):
     """Yields (features, labels, outputs) per batch of a (features, labels) dataset, numpy, with
-    one traced prediction function per model."""
+    one traced prediction function per model.
+
+    A dataset of fixed-shape batches (``batch_sequences(static_shapes=True)``: elements
+    ``(features, labels, weights)``) runs under the model's strategy when that spreads over several
+    replicas of one machine or a TPU: every replica takes its share of each batch, as in training.
+    The rows that only pad a batch (weight 0) are left out of what is yielded.
+    """
+    padded = isinstance(dataset.element_spec, tuple) and len(dataset.element_spec) == 3
+    if padded and _distributes(model.distribute_strategy):
+        batches = _distributed_predictions(model, dataset)
+    else:
+        batches = _predictions(model, dataset)
+    for features, labels, weights, outputs in batches:
+        numpy = lambda value: keras.tree.map_structure(np.asarray, value)  # noqa: E731
+        features, labels, outputs = numpy(features), np.asarray(labels), numpy(outputs)
+        if weights is not None:
+            keep = np.asarray(weights) > 0
+            features, labels, outputs = keras.tree.map_structure(lambda a: a[keep], (features, labels, outputs))
+        yield features, labels, outputs
+
+
+def _distributes(strategy: tf.distribute.Strategy) -> bool:
+    # A multi-worker cluster evaluates on every worker alone (each needs every prediction, in order).
+    return isinstance(strategy, tf.distribute.TPUStrategy) or (
+        strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
+
+
+def _predictions(model: keras.Model, dataset: tf.data.Dataset):
     predict = getattr(model, "_tfbert_predict_fn", None)
     if predict is None:
         predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True, autograph=False)
         model._tfbert_predict_fn = predict
-    for features, labels in dataset:
-        yield features, np.asarray(labels), keras.tree.map_structure(np.asarray, predict(features))
+    for features, labels, *weights in dataset:
+        yield features, labels, (weights[0] if weights else None), predict(features)
+
+
+def _distributed_predictions(model: keras.Model, dataset: tf.data.Dataset):
+    """Each batch split over the strategy's replicas; the parts gathered back in order (replica i
+    holds the i-th slice of the batch)."""
+    strategy = model.distribute_strategy
+    step = getattr(model, "_tfbert_distributed_predict_fn", None)
+    if step is None:
+        def replica_step(features, labels, weights):
+            return features, labels, weights, model(features, training=False)
+
+        def distributed_step(element):
+            parts = strategy.run(replica_step, args=element)
+            return tf.nest.map_structure(lambda part: strategy.gather(part, axis=0), parts)
+
+        step = tf.function(distributed_step, reduce_retracing=True)
+        model._tfbert_distributed_predict_fn = step
+    for element in strategy.experimental_distribute_dataset(dataset):
+        yield step(element)
 
 
 def predict_with_labels(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -137,10 +137,8 @@ class ClassificationTask(Task):
 
     def make_dataset(self, data: ClassificationData, split: str, tokenizer, config, training: bool):
         examples = data.split(split)
-        return pipeline.make_dataset(
-            examples, tokenizer, labels=encode_labels(examples, data.label_vocab, config.task),
-            batch_size=config.batch_size, max_seq_length=config.max_seq_length, shuffle=training,
-            seed=config.seed, padding=config.padding)
+        return pipeline.make_dataset(examples, tokenizer, labels=encode_labels(examples, data.label_vocab, config.task),
+                                     **config.batching(training))
 
     def truncation_report(self, data, tokenizer, max_seq_length: int) -> dict:
         return pipeline.truncation_report(data.train, tokenizer, max_seq_length)

@@ -119,7 +119,6 @@ def batched(blocks: tf.data.Dataset, count: int, lengths: np.ndarray, tokenizer,
                             fresh_each_epoch=training)
     padding = ({"input_ids": tokenizer.pad_id, "token_type_ids": 0, "attention_mask": 0, "masked_positions": 0},
                IGNORE_LABEL)
-    return pipeline.batch_sequences(masked, count, padding, batch_size=config.batch_size,
-                                    max_seq_length=config.max_seq_length, shuffle=False, seed=config.seed,
-                                    padding=config.padding if training or config.padding == "max_length" else "batch",
-                                    lengths=lengths)
+    # (the blocks are shuffled above, before masking)
+    return pipeline.batch_sequences(masked, count, padding, lengths=lengths,
+                                    **{**config.batching(training, keep_order=True), "shuffle": False})

@@ -159,10 +159,8 @@ class QuestionAnsweringTask(Task):
         order = np.arange(len(encoded.input_ids)) if training else self.eval_order(encoded)
         lengths = np.array([len(encoded.input_ids[i]) for i in order])
         padding_values = ({"input_ids": tokenizer.pad_id, "token_type_ids": 0, "attention_mask": 0}, 0)
-        return pipeline.batch_sequences(
-            windows_dataset(encoded, order).cache(), len(order), padding_values, batch_size=config.batch_size,
-            max_seq_length=config.max_seq_length, shuffle=training, seed=config.seed,
-            padding=config.padding if training or config.padding == "max_length" else "batch", lengths=lengths)
+        return pipeline.batch_sequences(windows_dataset(encoded, order).cache(), len(order), padding_values,
+                                        lengths=lengths, **config.batching(training, keep_order=True))
 
     def truncation_report(self, data: QAData, tokenizer, max_seq_length: int) -> dict:
         # Nothing is cut but the question (to max_query_length): a long context becomes several windows.

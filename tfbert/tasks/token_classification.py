@@ -270,10 +270,8 @@ class TokenClassificationTask(Task):
         lengths = np.array([len(encoded.input_ids[i]) for i in (order if order is not None else
                                                                  range(len(encoded.input_ids)))])
         padding_values = ({"input_ids": tokenizer.pad_id, "token_type_ids": 0, "attention_mask": 0}, IGNORE_LABEL)
-        return pipeline.batch_sequences(
-            features_dataset(encoded, order).cache(), len(lengths), padding_values, batch_size=config.batch_size,
-            max_seq_length=config.max_seq_length, shuffle=training, seed=config.seed,
-            padding=config.padding if training or config.padding == "max_length" else "batch", lengths=lengths)
+        return pipeline.batch_sequences(features_dataset(encoded, order).cache(), len(lengths), padding_values,
+                                        lengths=lengths, **config.batching(training, keep_order=True))
 
     def truncation_report(self, data: TaggedData, tokenizer, max_seq_length: int) -> dict:
         encoded = self.encoded(data, "train", tokenizer, max_seq_length)

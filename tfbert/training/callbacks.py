@@ -54,8 +54,12 @@ class TrainingLogger(keras.callbacks.Callback):
         self.every_n_steps = max(1, int(every_n_steps))
         self._start = None
         self._examples = 0
-        self._last_logged_step = None
+        self._last_logged_step = 0
+        self._first_batch = 0
         self.examples_per_second: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self._last_logged_step = int(self.model.optimizer.iterations.numpy())  # > 0 when resumed
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._examples = None, 0
@@ -63,11 +67,15 @@ class TrainingLogger(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._start is None:
             self._start = time.perf_counter()
+        self._first_batch = batch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._examples += self.batch_size
+        # With steps_per_execution k, Keras calls the pair once per k batches (begin: the first, end: the last,
+        # which on the last call of an epoch may lie past the epoch's end).
+        last = min(batch, (self.params.get("steps") or batch + 1) - 1)
+        self._examples += self.batch_size * (last - self._first_batch + 1)
         step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every_n_steps or step == self._last_logged_step:
+        if step // self.every_n_steps == self._last_logged_step // self.every_n_steps:
             return
         self._last_logged_step = step
         elapsed = time.perf_counter() - self._start

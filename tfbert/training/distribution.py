@@ -16,8 +16,8 @@ Strategies:
         CPUs than the machine has (`--devices CPU:0,CPU:1`) splits the CPU into that many
         logical devices, which is how the distributed path is tested without GPUs.
     tpu: `TPUStrategy` on the TPU named by `--tpu` (a name or `grpc://` address; `local` on a
-        TPU VM, the default). Use `--padding max_length` there: XLA compiles one program per
-        input shape.
+        TPU VM, the default). Its runs always have static shapes (`RunConfig.batching`): XLA
+        compiles one program per input shape.
     multi_worker: `MultiWorkerMirroredStrategy` over several machines (processes), each running
         the same command: the cluster comes from `TF_CONFIG`, or from `--worker_hosts
         host:port,host:port,...` with `--task_index i` (this process's place in that list), which
@@ -152,6 +152,25 @@ def _multi_worker(worker_hosts: str | None, task_index: int | None) -> tf.distri
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def check_same_epoch(strategy: tf.distribute.Strategy, epoch: int, backup_dir: str) -> None:
+    """The workers of a multi-worker run resume together only from the same epoch: each compares the
+    epoch its own backup holds with the others' (one collective) before training starts.
+
+    Raises:
+        ClusterError: on every worker, when the backups differ (a worker was stopped while writing its
+            own), naming the epochs and how to start over.
+    """
+    if not is_multi_worker(strategy):
+        return
+    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([epoch], tf.int64))
+    epochs = sorted({int(e) for e in strategy.gather(mine, axis=0).numpy()})
+    if len(epochs) > 1:
+        raise ClusterError(f"--strategy multi_worker: the workers' backups hold different epochs ({', '.join(map(str, epochs))} "
+                           f"done; this worker's, {backup_dir}, holds {epoch}), so they cannot resume in step: a worker "
+                           "was stopped while writing its backup; delete every worker's <output_dir>/backup* folder "
+                           "to start the run again")
+
+
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
@@ -251,3 +270,24 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int, source: 
     if batch_size % replicas:
         raise ConfigError(f"{source}: {batch_size} does not split over {replicas} replicas; use a multiple "
                           f"of {replicas} (it is the global batch)")
+
+
+def check_steps_per_execution(strategy: tf.distribute.Strategy, steps_per_execution: int) -> None:
+    """Several steps per call work on one device and on TPUs, but not yet under Keras 3's mirrored
+    strategies: their step loop fails inside TensorFlow ("You must feed a value for placeholder
+    tensor ..."; keras-team/keras#19246, open in Keras 3.15).
+
+    Raises:
+        ConfigError: `steps_per_execution` > 1 with several replicas of a (multi-worker) mirrored strategy.
+    """
+    if steps_per_execution > 1 and strategy.num_replicas_in_sync > 1 and not isinstance(
+            strategy, tf.distribute.TPUStrategy):
+        raise ConfigError(f"steps_per_execution: {steps_per_execution} steps per call fail under "
+                          f"{type(strategy).__name__} in Keras {_keras_version()} (keras-team/keras#19246); "
+                          "use 1 there (it is for one device and TPUs)")
+
+
+def _keras_version() -> str:
+    import keras
+
+    return keras.__version__

@@ -69,6 +69,11 @@ class RunConfig:
     # inputs
     max_seq_length: int = 128
     padding: str = "bucket"
+    static_shapes: bool = dataclasses.field(default=False, metadata={
+        "help": "fixed batch shapes, as TPUs need (always on with --strategy tpu): every batch holds batch_size "
+                "rows and one of a few lengths (the padding's bucket bounds up to max_seq_length); training drops "
+                "each epoch's partial batches, evaluation fills them with padding rows that are left out of the "
+                "metrics"})
     # recipe
     batch_size: int = 32
     epochs: int = 2
@@ -82,6 +87,10 @@ class RunConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "none"
     jit_compile: bool = False
+    steps_per_execution: int = dataclasses.field(default=1, metadata={
+        "help": "training steps per call into TensorFlow (Keras' steps_per_execution): fewer round trips from "
+                "Python, most useful on TPUs (not under mirrored or multi_worker, where Keras 3 fails: keras-team/keras#19246); "
+                "callbacks and the step log then see one call as one batch"})
     seed: int = 42
     # parameter-efficient fine-tuning (tfbert.training.parameter_efficient)
     lora_rank: int | None = dataclasses.field(default=None, metadata={
@@ -143,7 +152,8 @@ class RunConfig:
                  self.task_index if self.task_index is None else self.worker_hosts)
         if self.task_index is not None and (not isinstance(self.task_index, int) or self.task_index < 0):
             fail("task_index", "a non-negative integer", self.task_index)
-        for name in ("batch_size", "epochs", "max_seq_length", "gradient_accumulation_steps", "log_every_n_steps"):
+        for name in ("batch_size", "epochs", "max_seq_length", "gradient_accumulation_steps", "log_every_n_steps",
+                     "steps_per_execution"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(name, "a positive integer", value)
@@ -178,6 +188,26 @@ class RunConfig:
                          "validation_file)", getattr(self, name))
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
+
+    def uses_static_shapes(self) -> bool:
+        """`static_shapes`, which a TPU needs and so always gets."""
+        return self.static_shapes or self.strategy == "tpu"
+
+    def batching(self, training: bool, keep_order: bool = False) -> dict:
+        """The batching arguments of `tfbert.data.pipeline.batch_sequences` (and `make_dataset`) for one
+        split, the same for every task.
+
+        Training batches are shuffled; evaluation batches are not, and with `keep_order` (a task whose
+        predictions map back to their examples by position) they stay in the order given: "bucket" is
+        "batch" there. Training drops each epoch's partial batches where every batch must be whole:
+        with static shapes, and in a multi-worker run, where a partial global batch could leave a
+        worker without examples.
+        """
+        static = self.uses_static_shapes()
+        return {"batch_size": self.batch_size, "max_seq_length": self.max_seq_length, "shuffle": training,
+                "seed": self.seed, "static_shapes": static,
+                "padding": "batch" if keep_order and not training and self.padding == "bucket" else self.padding,
+                "drop_remainder": training and (static or self.strategy == "multi_worker")}
 
     def resolved_run_name(self) -> str:
         """A name that is the same for the same command, so re-running it resumes."""

@@ -55,7 +55,7 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int)
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             loss_scale=config.mixed_precision == "mixed_float16")
         model.compile(optimizer=optimizer, loss=task.loss(model), metrics=task.train_metrics(config),
-                      jit_compile=config.jit_compile)
+                      jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     return model
 
 
@@ -91,7 +91,7 @@ class PreparedData:
 
         if split == "train":
             return build()
-        key = (split, config.batch_size, config.max_seq_length, config.padding)
+        key = (split, config.batch_size, config.max_seq_length, config.padding, config.uses_static_shapes())
         if key not in self._eval_datasets:
             self._eval_datasets[key] = build()
         return self._eval_datasets[key]
@@ -125,14 +125,26 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
     strategy = distribution.strategy_for(config)
     distribution.check_batch_size(strategy, config.batch_size)
+    distribution.check_steps_per_execution(strategy, config.steps_per_execution)
     print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
     train_ds = prepared.dataset("train", config)
     if distribution.is_multi_worker(strategy):
-        # Counted on a second copy: iterating the first would advance its shuffle by an epoch.
-        train_ds = full_batches(train_ds, config.batch_size, prepared.dataset("train", config))
+        train_ds = shard_by_data(train_ds)
     validation_ds = prepared.dataset("validation", config) if has_validation(prepared.data) else None
     steps = pipeline.count_batches(train_ds)
+    if steps == 0:  # only when partial batches are dropped (config.batching)
+        raise ConfigError(f"batch_size: {config.batch_size} is more than the training examples of any batch (length "
+                          "bucket); this run trains on whole batches only (static shapes or multi_worker), so lower "
+                          "--batch_size")
+    lengths = pipeline.static_lengths(config.max_seq_length, config.padding)
+    if config.uses_static_shapes():
+        print(f"static shapes: batches of {config.batch_size} x {', '.join(map(str, lengths))} tokens, "
+              f"{len(lengths)} shape{'s' if len(lengths) > 1 else ''} to compile; training drops each epoch's "
+              "partial batches, evaluation pads them", flush=True)
+    elif config.jit_compile and config.padding != "max_length":
+        print(f"XLA: one program is compiled per batch shape (length and batch size); --static_shapes bounds them "
+              f"to {len(lengths)}", flush=True)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
     model = build_model(config, prepared.task, prepared.data, total_updates)
     counts = parameter_efficient.parameter_counts(model)
@@ -141,26 +153,14 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     return RunInputs(model, train_ds, validation_ds, steps)
 
 
-def full_batches(dataset: tf.data.Dataset, batch_size: int, copy: tf.data.Dataset) -> tf.data.Dataset:
-    """The training batches of a multi-worker run: full global batches only, sharded by data.
-
-    Each worker takes its share of every global batch (`AutoShardPolicy.DATA`), so the workers
-    together take the steps of one process with the same global batch. A partial batch (the last
-    of an epoch, or of a length bucket) could leave a worker without examples, so it is left out,
-    as `drop_remainder` does; the shuffle puts other examples there every epoch. `copy` is the
-    same dataset built again, iterated once to count the full batches.
-    """
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The training batches of a multi-worker run: each worker takes its share of every global batch
+    (`AutoShardPolicy.DATA`), so the workers together take the steps of one process with the same
+    global batch. The batches are whole (`RunConfig.batching` drops partial ones there), so no worker
+    is ever left without examples."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-
-    def full(data):
-        return data.filter(lambda *element: tf.shape(tf.nest.flatten(element)[0])[0] == batch_size)
-
-    count = pipeline.count_batches(full(copy))
-    if count == 0:
-        raise ConfigError(f"batch_size: {batch_size} is more than the training examples of any batch; a multi-worker "
-                          "run trains on full global batches only, so lower --batch_size")
-    return full(dataset).apply(tf.data.experimental.assert_cardinality(count)).with_options(options)
+    return dataset.with_options(options)
 
 
 def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
@@ -177,6 +177,8 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
 
     path = os.path.join(backup_dir, "run_config.yaml")
     current = without_placement(config.to_dict(), "output_dir", "log_dir", "run_name")
+    # A TPU has static shapes whatever the flag says: other batches, so a run that cannot change devices.
+    current["static_shapes"] = config.uses_static_shapes()
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
@@ -292,8 +294,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         with open(metadata, encoding="utf-8") as f:
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
         print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
-
-    elif chief:
+    distribution.check_same_epoch(strategy, resumed_from_epoch, backup_dir)
+    if chief and not os.path.exists(metadata):
         move_aside_old_logs(log_dir)
 
     task = prepared.task
@@ -305,8 +307,9 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True)]
-    training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps) if chief else None
+    training_logger = None
     if chief:
+        training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
         callbacks += [keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch"), training_logger]
     if validating:
         # Every worker evaluates (not only the chief), so that early stopping ends all of them at once.
