@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # (category, pattern on the op's "scope/name:Type"), first match wins
 CATEGORIES = [
-    ("optimizer update", re.compile(r"(?i)optimizer|adam|/update|apply_gradient|clip_by_global_norm|global_norm|"
-                                    r"AssignVariableOp|AssignAddVariableOp|AssignSubVariableOp|ResourceApply")),
+    ("optimizer update", re.compile(r"(?i)^(bert_)?adam(_w)?/|^loss_scale_optimizer/|clip_by_global_norm|"
+                                    r":(ResourceApplyAdam|AssignVariableOp|AssignAddVariableOp|AssignSubVariableOp)$")),
     ("embeddings (lookup, gradient)", re.compile(r"(?i)embedding|UnsortedSegmentSum|ResourceGather|GatherV2")),
     ("matmuls", re.compile(r":(MatMul|BatchMatMulV2|BatchMatMulV3|_FusedMatMul|Einsum)$")),
     ("attention softmax", re.compile(r"(?i)softmax")),
