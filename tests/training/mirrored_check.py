@@ -121,10 +121,12 @@ def static_case(directory):
                   static_shapes=True, log_every_n_steps=1)
     configs = {
         "classification": ClassifierRunConfig(train_file=files[0], validation_file=files[1], padding="bucket",
-                                              output_dir=os.path.join(directory, "cls"), **common),
+                                              output_dir=os.path.join(directory, "cls"),
+                                              log_dir=os.path.join(directory, "tb-cls"), **common),
         "token_classification": TokenClassifierRunConfig(
             train_file=os.path.join(directory, "train.conll"), validation_file=os.path.join(directory, "dev.conll"),
-            padding="batch", output_dir=os.path.join(directory, "ner"), **common)}
+            padding="batch", output_dir=os.path.join(directory, "ner"), log_dir=os.path.join(directory, "tb-ner"),
+            **common)}
     from tfbert.config import ConfigError
 
     try:  # (Keras 3 fails on several steps per call under MirroredStrategy: a clear error instead)
