@@ -258,7 +258,7 @@ def batch_sequences(
 
     def padded_shape(spec):
         shape = spec.shape.as_list()
-        if shape and shape[0] is None:
+        if _is_sequence(spec):
             return [max_seq_length if padding == "max_length" else None] + shape[1:]
         return shape
 
@@ -271,7 +271,7 @@ def batch_sequences(
         dataset = dataset.padded_batch(batch_size, padded_shapes=padded_shapes, padding_values=padding_values,
                                        drop_remainder=drop_remainder)
     if static_shapes:
-        sequences = tf.nest.map_structure(lambda s: bool(s.shape.rank) and s.shape[0] is None, spec)
+        sequences = tf.nest.map_structure(_is_sequence, spec)
         lengths_allowed = static_lengths(max_seq_length, padding, bucket_boundaries)
         dataset = dataset.map(_fixed_shape_fn(lengths_allowed, batch_size, sequences, padding_values, pad_rows),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -477,6 +477,11 @@ def _count_bucket_batches(lengths: np.ndarray, boundaries: list[int], batch_size
     if drop_remainder:
         return int(np.sum(sizes // batch_size))
     return int(np.sum(-(-sizes // batch_size)))
+
+
+def _is_sequence(spec: tf.TensorSpec) -> bool:
+    """A per-token tensor of an unpadded example (its first dimension is the unknown length)."""
+    return bool(spec.shape.rank) and spec.shape[0] is None
 
 
 def _fixed_shape_fn(allowed: list[int], batch_size: int, sequences, padding_values, pad_rows: bool):

@@ -259,8 +259,7 @@ def predict_batches(model: keras.Model, dataset: tf.data.Dataset):
     else:
         batches = _predictions(model, dataset)
     for features, labels, weights, outputs in batches:
-        numpy = lambda value: keras.tree.map_structure(np.asarray, value)  # noqa: E731
-        features, labels, outputs = numpy(features), np.asarray(labels), numpy(outputs)
+        features, labels, outputs = keras.tree.map_structure(np.asarray, (features, labels, outputs))
         if weights is not None:
             keep = np.asarray(weights) > 0
             features, labels, outputs = keras.tree.map_structure(lambda a: a[keep], (features, labels, outputs))

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 from tfbert.config import ConfigError
@@ -283,11 +284,5 @@ def check_steps_per_execution(strategy: tf.distribute.Strategy, steps_per_execut
     if steps_per_execution > 1 and strategy.num_replicas_in_sync > 1 and not isinstance(
             strategy, tf.distribute.TPUStrategy):
         raise ConfigError(f"steps_per_execution: {steps_per_execution} steps per call fail under "
-                          f"{type(strategy).__name__} in Keras {_keras_version()} (keras-team/keras#19246); "
+                          f"{type(strategy).__name__} in Keras {keras.__version__} (keras-team/keras#19246); "
                           "use 1 there (it is for one device and TPUs)")
-
-
-def _keras_version() -> str:
-    import keras
-
-    return keras.__version__
