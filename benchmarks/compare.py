@@ -117,13 +117,21 @@ def tfbert_classifier(policy: str | None):
     return BertClassifier.from_pretrained(PRESET, num_classes=NUM_CLASSES, dtype=policy)
 
 
-def compile_tfbert(model, total_steps: int):
-    """Compiles a tfbert classifier with tfbert's fine-tuning optimizer, the recipe's settings; returns it."""
+def compile_tfbert(model, total_steps: int, batch_spec=None):
+    """Compiles a tfbert classifier with tfbert's fine-tuning optimizer, the recipe's settings, and builds
+    its training state for batches like `batch_spec` (default: `synthetic_batch`'s) as tfbert's runner
+    does before the first step; returns it."""
+    import tensorflow as tf
+
     from tfbert.training.optimization import create_optimizer
+    from tfbert.training.runner import build_training_state
 
     model.compile(create_optimizer(model, learning_rate=RECIPE["learning_rate"], total_steps=total_steps,
                                    warmup_ratio=RECIPE["warmup_ratio"], weight_decay=RECIPE["weight_decay"],
                                    epsilon=RECIPE["adam_epsilon"]), model.default_loss())
+    if batch_spec is None:
+        batch_spec = tf.data.Dataset.from_tensors(synthetic_batch(1)).element_spec
+    build_training_state(model, batch_spec)
     return model
 
 
@@ -275,7 +283,7 @@ def sst2_tfbert(config: dict) -> dict:
     start = time.perf_counter()
     train = make_dataset(Examples(texts, labels), tokenizer, labels=np.array(labels, "int32"), batch_size=BATCH,
                          max_seq_length=RECIPE["max_seq_length"], shuffle=True, seed=RECIPE["seed"], padding="bucket")
-    compile_tfbert(model, len(train)).fit(train, epochs=RECIPE["epochs"], verbose=0)
+    compile_tfbert(model, len(train), train.element_spec).fit(train, epochs=RECIPE["epochs"], verbose=0)
     seconds = time.perf_counter() - start
     dev = make_dataset(Examples(dev_texts, dev_labels), tokenizer, labels=None, batch_size=BATCH,
                        max_seq_length=RECIPE["max_seq_length"], padding="batch")

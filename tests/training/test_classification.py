@@ -328,3 +328,25 @@ def test_steps_per_execution_takes_the_same_steps_and_still_logs(tmp_path, tiny_
              for k in runs}
     assert steps[1] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert steps[3] == [3, 6, 8, 11, 14, 16]  # one log per call of 3 steps (the last of an epoch: 2)
+
+
+def test_the_training_step_is_traced_once(tmp_path, tiny_model_dir):
+    """The optimizer's slots and the metrics' variables exist before the first step, so tf.function
+    traces the forward and backward graph once, not a second time after creating them (issue 12)."""
+    from tfbert.training import runner
+
+    config = _config(tmp_path, tiny_model_dir, train_file=write_sentiment_csv(tmp_path / "train.csv", 24, seed=5),
+                     epochs=1, padding="max_length", gradient_accumulation_steps=2)
+    prepared = runner.prepare(config)
+    inputs = runner.start_run(config, prepared)
+    model = inputs.model
+    assert model.optimizer.built and model.optimizer.variables
+    traces = []
+    step = model.train_step
+
+    def counted(data):
+        traces.append(1)
+        return step(data)
+    model.train_step = counted
+    summary = runner.fit_and_evaluate(config, prepared, inputs, write_exports=False)
+    assert summary["epochs_run"] == 1 and len(traces) == 1
