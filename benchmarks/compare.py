@@ -3,9 +3,10 @@
 What is measured (every implementation in its own child process of this script, the same checkpoint):
 
 1. Training-step throughput, batch 32, sequence 128 and 32 (synthetic ids, no padding): tfbert float32,
-   tfbert mixed_bfloat16, KerasHub `BertTextClassifier` (TF backend, plain AdamW) and transformers'
-   `BertForSequenceClassification` (AdamW). The four processes stay alive and are asked in interleaved
-   rounds (A, B, C, D, A, B, C, D, ...); medians of the rounds, ratios against tfbert float32.
+   tfbert mixed_bfloat16, KerasHub `BertTextClassifier` (TF backend, plain AdamW; as TensorFlow leaves
+   oneDNN, and with TF_ENABLE_ONEDNN_OPTS=1, which tfbert sets by default on x86-64) and transformers'
+   `BertForSequenceClassification` (AdamW). The five processes stay alive and are asked in interleaved
+   rounds (A, B, C, D, E, A, B, ...); medians of the rounds, ratios against tfbert float32.
 2. One epoch over the first `--rows` rows of SST-2 train (8,000) and accuracy on SST-2 dev: tfbert
    (`make_dataset(padding="bucket")`), KerasHub with its standard preprocessor (sequence_length 128) and
    PyTorch with per-batch dynamic padding (`DataCollatorWithPadding`). One recipe, as `sst2.sh`: AdamW
@@ -64,7 +65,11 @@ LABELS = ["negative", "positive"]
 RECIPE = {"learning_rate": 1e-4, "batch_size": BATCH, "epochs": 1, "max_seq_length": 128, "warmup_ratio": 0.1,
           "weight_decay": 0.01, "adam_epsilon": 1e-6, "seed": 0}
 TRAINERS = {"tfbert_fp32": "tfbert float32", "tfbert_bf16": "tfbert mixed_bfloat16",
-            "keras_hub": "KerasHub float32", "torch": "PyTorch float32"}
+            "keras_hub": "KerasHub float32", "keras_hub_onednn": "KerasHub float32 with oneDNN",
+            "torch": "PyTorch float32"}
+# TF_ENABLE_ONEDNN_OPTS of each child: tfbert's children set it by importing tfbert first (tfbert/__init__.py),
+# KerasHub runs as TensorFlow leaves it (oneDNN off on CPUs without AVX-512 VNNI/BF16) and once with it on
+ONEDNN = {"keras_hub": None, "keras_hub_onednn": "1"}
 STEP_TARGETS = {"keras_hub": 1.15, "torch": 1.25}  # tfbert float32 over these at seq 128
 SST2_RUNS = {"tfbert": "tfbert (length buckets)", "keras_hub": "KerasHub (pad to 128)",
              "torch": "PyTorch (per-batch padding)"}
@@ -176,7 +181,7 @@ def step_maker(trainer: str, checkpoint: str):
     if trainer.startswith("tfbert"):
         model = compile_tfbert(tfbert_classifier("mixed_bfloat16" if trainer == "tfbert_bf16" else None), 1000)
         return lambda seq: keras_step(model, *synthetic_batch(seq))
-    if trainer == "keras_hub":
+    if trainer.startswith("keras_hub"):
         import keras
 
         model = keras_hub_classifier(checkpoint, None)
@@ -226,6 +231,7 @@ def train_worker(trainer: str, config: dict) -> None:
 
 def matmul_worker(config: dict) -> None:
     """Persistent child: answers `{"reps"}` with the GFLOP/s of a 2048x2048 matmul in float32 and bfloat16."""
+    import tfbert  # noqa: F401  (first: the matmul runs with the oneDNN kernels tfbert's steps use)
     import tensorflow as tf
 
     n = 2048
@@ -364,6 +370,7 @@ def inference_worker(kind: str, config: dict) -> None:
 
     texts, _ = read_sst2("dev", config["dev_rows"])
     if kind == "tfbert":
+        import tfbert  # noqa: F401  (first: tfbert's runtime defaults, oneDNN on, as for the training)
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
@@ -412,14 +419,18 @@ def run_child(kind: str, config: dict) -> int:
 class Child:
     """A child process running this script with `--_child kind`; exchanges JSON lines with it."""
 
-    def __init__(self, kind: str, config: dict, log_dir: str):
+    def __init__(self, kind: str, config: dict, log_dir: str, onednn: str | None = None):
+        """`onednn`: the child's TF_ENABLE_ONEDNN_OPTS (None: unset, TensorFlow's own choice)."""
         self.kind = kind
         self.log_path = os.path.join(log_dir, kind.replace(":", "-") + ".log")
         self.spawned = time.time()
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        if onednn is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = onednn
         with open(self.log_path, "w", encoding="utf-8") as log:
             self.process = subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--_child", kind, "--_config", json.dumps(config)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.ready = self.read()
 
     def read(self) -> dict:
@@ -445,7 +456,7 @@ class Child:
 def measure_training(config: dict, settings: dict, log_dir: str) -> dict:
     """Section 1, 3, 5, 6: the four training children and the matmul child, interleaved round after round.
     The children start one at a time, so each first step runs without the others competing for the cores."""
-    children = {name: Child(f"train:{name}", config, log_dir) for name in TRAINERS}
+    children = {name: Child(f"train:{name}", config, log_dir, ONEDNN.get(name)) for name in TRAINERS}
     matmul = Child("matmul", config, log_dir)
     times = {seq: {name: [] for name in TRAINERS} for seq in SEQS}
     rates = {"float32": [], "bfloat16": []}

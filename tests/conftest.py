@@ -2,11 +2,11 @@
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 
 import pytest  # noqa: E402
+
+import tfbert  # noqa: E402,F401  (its runtime defaults, set before TensorFlow loads, as in a user's pipeline)
 
 TINY_WORDS = ("the a an is was of and to in it this that good bad movie film great awful not very "
               "hello world foo bar play ##s ##ing ##ed un ##able , . ! ? ' - 0 1 2 3 4 5 6 7 8 9").split()

@@ -1,9 +1,16 @@
 """tfbert: pre-trained BERT in Keras 3 (TensorFlow backend), from checkpoint to TF Serving."""
 
 import os as _os
+import platform as _platform
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if _platform.machine().lower() in ("x86_64", "amd64"):
+    # TensorFlow's oneDNN kernels. TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16
+    # or AMX; on an AVX2 CPU they made MiniLM's float32 training step 1.2x faster (benchmarks/README.md)
+    # with bit-reproducible results under op determinism. Read once, when TensorFlow loads: this takes
+    # effect when tfbert is imported first (every pipeline does); TF_ENABLE_ONEDNN_OPTS=0 opts out.
+    _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
