@@ -124,7 +124,7 @@ def tfbert_classifier(policy: str | None):
 
 def compile_tfbert(model, total_steps: int, batch_spec=None):
     """Compiles a tfbert classifier with tfbert's fine-tuning optimizer, the recipe's settings, and builds
-    its training state for batches like `batch_spec` (default: `synthetic_batch`'s) as tfbert's runner
+    its training state for batches like `batch_spec` (default: `synthetic_batch`'s, any length) as tfbert's runner
     does before the first step; returns it."""
     import tensorflow as tf
 
@@ -135,7 +135,7 @@ def compile_tfbert(model, total_steps: int, batch_spec=None):
                                    warmup_ratio=RECIPE["warmup_ratio"], weight_decay=RECIPE["weight_decay"],
                                    epsilon=RECIPE["adam_epsilon"]), model.default_loss())
     if batch_spec is None:
-        batch_spec = tf.data.Dataset.from_tensors(synthetic_batch(1)).element_spec
+        batch_spec = tf.nest.map_structure(lambda x: tf.TensorSpec((None,) * x.ndim, x.dtype), synthetic_batch(1))
     build_training_state(model, batch_spec)
     return model
 
