@@ -34,7 +34,8 @@ CATEGORIES = [
     ("optimizer update", re.compile(r"(?i)^(bert_)?adam(_w)?/|^loss_scale_optimizer/|clip_by_global_norm|"
                                     r":(ResourceApplyAdam|AssignVariableOp|AssignAddVariableOp|AssignSubVariableOp)$")),
     ("embeddings (lookup, gradient)", re.compile(r"(?i)embedding|UnsortedSegmentSum|ResourceGather|GatherV2")),
-    ("matmuls", re.compile(r":(MatMul|BatchMatMulV2|BatchMatMulV3|_FusedMatMul|Einsum)$")),
+    # oneDNN's kernels too (tfbert turns them on): _MklMatMul, _MklFusedMatMul, _MklNativeBatchMatMulV2, ...
+    ("matmuls", re.compile(r":(_Mkl(Native)?)?(_?Fused)?(MatMul|BatchMatMulV2|BatchMatMulV3|Einsum)$")),
     ("attention softmax", re.compile(r"(?i)softmax")),
     ("LayerNorm", re.compile(r"(?i)layer_?norm|moments|rsqrt|batchnorm")),
     ("GELU", re.compile(r"(?i)gelu|:Erf$|:Erfc$")),
