@@ -81,3 +81,24 @@ def test_exact_gelu_is_keras_gelu_with_its_derivative_written_out():
     # Phi(x) + x phi(x): 0.5 at 0, -0.1289 at its minimum (x = -sqrt 2), 1 far right, 0 far left
     assert derivative[10000] == pytest.approx(0.5) and derivative.min() == pytest.approx(-0.1289, abs=1e-4)
     assert derivative[-1] == pytest.approx(1.0) and derivative[0] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_exact_gelu_of_half_precision_is_the_float32_gelu_rounded_once(dtype):
+    """Mixed precision: the GELU and its derivative are computed in float32 and rounded once to the
+    input's dtype, not computed in bfloat16/float16 op by op."""
+    import tensorflow as tf
+
+    from tfbert.layers import exact_gelu
+
+    x = tf.constant(np.linspace(-6, 6, 4801, dtype="float32"))
+    narrow = tf.cast(x, dtype)
+    wide = tf.cast(narrow, "float32")  # the same values, exactly representable in float32
+    upstream = tf.cast(tf.constant(np.linspace(-2, 2, 4801, dtype="float32")), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([narrow, wide])
+        ours, reference = exact_gelu(narrow), exact_gelu(wide)
+    assert ours.dtype == dtype and tape.gradient(ours, narrow, upstream).dtype == dtype
+    np.testing.assert_array_equal(ours.numpy(), tf.cast(reference, dtype).numpy())
+    np.testing.assert_array_equal(tape.gradient(ours, narrow, upstream).numpy(),
+                                  tf.cast(tape.gradient(reference, wide, tf.cast(upstream, "float32")), dtype).numpy())
