@@ -102,3 +102,31 @@ def test_exact_gelu_of_half_precision_is_the_float32_gelu_rounded_once(dtype):
     np.testing.assert_array_equal(ours.numpy(), tf.cast(reference, dtype).numpy())
     np.testing.assert_array_equal(tape.gradient(ours, narrow, upstream).numpy(),
                                   tf.cast(tape.gradient(reference, wide, tf.cast(upstream, "float32")), dtype).numpy())
+
+
+def test_dropout_of_float32_is_keras_dropout_bit_for_bit():
+    from tfbert.layers import Dropout
+
+    x = np.random.default_rng(0).normal(size=(8, 64, 96)).astype("float32")
+    ours, keras_own = Dropout(0.1, seed=7), keras.layers.Dropout(0.1, seed=7)
+    for _ in range(2):  # the seed generators advance alike
+        np.testing.assert_array_equal(ours(x, training=True), keras_own(x, training=True))
+    np.testing.assert_array_equal(ours(x, training=False), x)
+
+
+def test_dropout_of_bfloat16_keeps_one_minus_rate_of_the_units_as_float32_does():
+    """Keras draws bfloat16 uniforms (multiples of 1/128) and kept 0.8984 at rate 0.1; the mask here is
+    the one a float32 layer with the same seed draws, and keeps 0.9 of 4.7M units (sd 1.4e-4)."""
+    import tensorflow as tf
+
+    from tfbert.layers import Dropout
+
+    x = tf.ones((24, 12, 128, 128), "float32")
+    narrow = Dropout(0.1, seed=3, dtype="mixed_bfloat16")(tf.cast(x, "bfloat16"), training=True)
+    wide = Dropout(0.1, seed=3)(x, training=True)
+    assert narrow.dtype == "bfloat16"
+    assert abs(float(tf.reduce_mean(tf.cast(narrow != 0, "float32"))) - 0.9) < 1e-3
+    np.testing.assert_array_equal((narrow != 0).numpy(), (wide != 0).numpy())
+    kept = tf.boolean_mask(narrow, narrow != 0)
+    scale = tf.cast(1 / 0.9, "bfloat16")  # the kept units are scaled in bfloat16, as Keras scales them
+    np.testing.assert_array_equal(kept.numpy(), tf.fill(kept.shape, scale).numpy())

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfbert import fileio
 from tfbert.backbone import BertBackbone
+from tfbert.layers import Dropout
 
 logger = logging.getLogger("tfbert")
 
@@ -76,7 +77,7 @@ class BertTaskModel(keras.Model):
         TF classes of transformers draw it, or (`truncated=False`) untruncated, as transformers'
         PyTorch models do; the bias starts at zero."""
         policy = backbone_policy(self.backbone)
-        self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name=f"{name}_dropout")
+        self.output_dropout = Dropout(dropout, dtype=policy, name=f"{name}_dropout")
         normal = keras.initializers.TruncatedNormal if truncated else keras.initializers.RandomNormal
         self.output_dense = keras.layers.Dense(
             units, kernel_initializer=normal(stddev=self.backbone.config.initializer_range),
