@@ -275,6 +275,7 @@ def accuracy(logits, labels) -> float:
 def sst2_tfbert(config: dict) -> dict:
     """tfbert's library path: bucketed `make_dataset`, `fit` for one epoch, dev accuracy; then saves the
     fine-tuned model as a Hugging Face directory and exports the raw-text SavedModel for (4)."""
+    import keras
     import numpy as np
 
     from tfbert.data.examples import Examples
@@ -285,6 +286,7 @@ def sst2_tfbert(config: dict) -> dict:
     texts, labels = read_sst2("train", config["rows"])
     dev_texts, dev_labels = read_sst2("dev", config["dev_rows"])
     tokenizer = BertTokenizer.from_pretrained(PRESET)
+    keras.utils.set_random_seed(RECIPE["seed"])  # the head's draw and the dropout masks: one seed, every run
     model = tfbert_classifier(None)
     start = time.perf_counter()
     train = make_dataset(Examples(texts, labels), tokenizer, labels=np.array(labels, "int32"), batch_size=BATCH,
@@ -313,6 +315,7 @@ def sst2_keras_hub(config: dict) -> dict:
 
     texts, labels = read_sst2("train", config["rows"])
     dev_texts, dev_labels = read_sst2("dev", config["dev_rows"])
+    keras.utils.set_random_seed(RECIPE["seed"])  # as for tfbert and PyTorch: the head's draw, the dropout masks
     model = keras_hub_classifier(config["checkpoint"], RECIPE["max_seq_length"])
     start = time.perf_counter()
     model.compile(keras_hub_adamw(math.ceil(len(texts) / BATCH)),
