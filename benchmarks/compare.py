@@ -457,7 +457,7 @@ class Child:
 
 
 def measure_training(config: dict, settings: dict, log_dir: str) -> dict:
-    """Section 1, 3, 5, 6: the four training children and the matmul child, interleaved round after round.
+    """Section 1, 3, 5, 6: the training children (TRAINERS) and the matmul child, interleaved round after round.
     The children start one at a time, so each first step runs without the others competing for the cores."""
     children = {name: Child(f"train:{name}", config, log_dir, ONEDNN.get(name)) for name in TRAINERS}
     matmul = Child("matmul", config, log_dir)
