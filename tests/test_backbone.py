@@ -104,29 +104,55 @@ def test_exact_gelu_of_half_precision_is_the_float32_gelu_rounded_once(dtype):
                                   tf.cast(tape.gradient(reference, wide, tf.cast(upstream, "float32")), dtype).numpy())
 
 
-def test_dropout_of_float32_is_keras_dropout_bit_for_bit():
-    from tfbert.layers import Dropout
-
-    x = np.random.default_rng(0).normal(size=(8, 64, 96)).astype("float32")
-    ours, keras_own = Dropout(0.1, seed=7), keras.layers.Dropout(0.1, seed=7)
-    for _ in range(2):  # the seed generators advance alike
-        np.testing.assert_array_equal(ours(x, training=True), keras_own(x, training=True))
-    np.testing.assert_array_equal(ours(x, training=False), x)
-
-
-def test_dropout_of_bfloat16_keeps_one_minus_rate_of_the_units_as_float32_does():
-    """Keras draws bfloat16 uniforms (multiples of 1/128) and kept 0.8984 at rate 0.1; the mask here is
-    the one a float32 layer with the same seed draws, and keeps 0.9 of 4.7M units (sd 1.4e-4)."""
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_keeps_one_minus_rate_of_the_units_and_the_expected_value(rate):
+    """4.7M units: the kept fraction within 1e-3 of 1 - rate (sd <= 2.3e-4), the output's mean within 1e-3
+    of the input's, and the two units a 32-bit word decides dropped together with probability rate**2."""
     import tensorflow as tf
 
     from tfbert.layers import Dropout
 
-    x = tf.ones((24, 12, 128, 128), "float32")
-    narrow = Dropout(0.1, seed=3, dtype="mixed_bfloat16")(tf.cast(x, "bfloat16"), training=True)
-    wide = Dropout(0.1, seed=3)(x, training=True)
-    assert narrow.dtype == "bfloat16"
-    assert abs(float(tf.reduce_mean(tf.cast(narrow != 0, "float32"))) - 0.9) < 1e-3
+    out = Dropout(rate, seed=3)(tf.ones((24, 12, 128, 128)), training=True)
+    kept = tf.cast(out != 0, "float32")
+    assert abs(float(tf.reduce_mean(kept)) - (1 - rate)) < 1e-3
+    assert abs(float(tf.reduce_mean(out)) - 1.0) < 1e-3
+    threshold = round(rate * 65536)
+    np.testing.assert_allclose(tf.boolean_mask(out, out != 0).numpy(), 65536 / (65536 - threshold), rtol=1e-7)
+    pairs = tf.reshape(kept, (-1, 2))
+    both_dropped = float(tf.reduce_mean(tf.cast(tf.reduce_sum(pairs, axis=1) == 0, "float32")))
+    assert abs(both_dropped - rate ** 2) < 2e-3
+
+
+def test_dropout_mask_is_the_same_for_float32_and_bfloat16_and_reproducible():
+    """Keras draws bfloat16 uniforms (multiples of 1/128) and kept 0.8984 at rate 0.1; here the mask does
+    not depend on the dtype, a seeded layer repeats itself, and successive calls draw new masks."""
+    import tensorflow as tf
+
+    from tfbert.layers import Dropout
+
+    x = tf.ones((6, 12, 33, 33), "float32")  # an odd number of units: the last word's second half unused
+    narrow_layer, wide_layer = Dropout(0.1, seed=3, dtype="mixed_bfloat16"), Dropout(0.1, seed=3)
+    narrow = narrow_layer(tf.cast(x, "bfloat16"), training=True)
+    wide = wide_layer(x, training=True)
+    assert narrow.dtype == "bfloat16" and wide.shape == x.shape
     np.testing.assert_array_equal((narrow != 0).numpy(), (wide != 0).numpy())
+    scale = tf.cast(65536 / (65536 - 6554), "bfloat16")  # kept units scaled in bfloat16
     kept = tf.boolean_mask(narrow, narrow != 0)
-    scale = tf.cast(1 / 0.9, "bfloat16")  # the kept units are scaled in bfloat16, as Keras scales them
     np.testing.assert_array_equal(kept.numpy(), tf.fill(kept.shape, scale).numpy())
+    np.testing.assert_array_equal(Dropout(0.1, seed=3)(x, training=True).numpy(), wide.numpy())
+    assert (wide_layer(x, training=True).numpy() != wide.numpy()).any()
+    np.testing.assert_array_equal(wide_layer(x, training=False).numpy(), x.numpy())
+
+
+def test_dropout_gradient_is_the_mask_times_the_scale():
+    import tensorflow as tf
+
+    from tfbert.layers import Dropout
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 7, 9)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = Dropout(0.25, seed=1)(x, training=True)
+    grad = tape.gradient(out, x)
+    np.testing.assert_allclose(grad.numpy(), np.where(out.numpy() != 0, 65536 / (65536 - 16384), 0.0), rtol=1e-7)
+    np.testing.assert_allclose(out.numpy(), x.numpy() * grad.numpy(), rtol=1e-6)
