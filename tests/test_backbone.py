@@ -104,6 +104,51 @@ def test_exact_gelu_of_half_precision_is_the_float32_gelu_rounded_once(dtype):
                                   tf.cast(tape.gradient(reference, wide, tf.cast(upstream, "float32")), dtype).numpy())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_fused_exact_gelu_for_training_is_exact_gelu_within_an_ulp(dtype):
+    """The XLA-fused GELU that training uses: the value and derivative of `exact_gelu` within float32
+    rounding (XLA's erfc is not TensorFlow's kernel), and in half precision the float32 result rounded."""
+    import tensorflow as tf
+
+    from tfbert.layers import exact_gelu, fused_exact_gelu, get_activation
+
+    assert get_activation("gelu", training=True) is fused_exact_gelu and get_activation("gelu") is exact_gelu
+    x = tf.cast(tf.constant(np.linspace(-9, 9, 20001, dtype="float32")), dtype)
+    wide = tf.cast(x, "float32")  # the same values, exactly representable in float32
+    upstream = tf.cast(tf.constant(np.linspace(-2, 2, 20001, dtype="float32")), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, wide])
+        fused, exact, fused_wide = fused_exact_gelu(x), exact_gelu(x), fused_exact_gelu(wide)
+    grads = [tape.gradient(y, x, upstream) for y in (fused, exact)]
+    assert fused.dtype == dtype and grads[0].dtype == dtype
+    if dtype == "float32":
+        np.testing.assert_allclose(fused.numpy(), exact.numpy(), rtol=2.5e-7, atol=1e-7)
+        np.testing.assert_allclose(grads[0].numpy(), grads[1].numpy(), rtol=2.5e-7, atol=2e-7)
+    else:
+        np.testing.assert_array_equal(fused.numpy(), tf.cast(fused_wide, dtype).numpy())
+        np.testing.assert_array_equal(grads[0].numpy(), tf.cast(
+            tape.gradient(fused_wide, wide, tf.cast(upstream, "float32")), dtype).numpy())
+
+
+def test_training_and_inference_gelu_give_the_same_encoder_gradients():
+    """Without dropout, training (fused GELU) and inference (exact_gelu) differ only by float rounding."""
+    import tensorflow as tf
+
+    backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    x = _inputs()
+    grads = []
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(backbone(x, training=training)["sequence_output"]))
+        grads.append(tape.gradient(loss, backbone.trainable_weights))
+    for trained, inferred, weight in zip(*grads, backbone.trainable_weights):
+        if "pooler" in weight.path:  # not on the sequence output's path
+            assert trained is None and inferred is None
+            continue
+        np.testing.assert_allclose(tf.convert_to_tensor(trained).numpy(), tf.convert_to_tensor(inferred).numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=weight.path)
+
+
 @pytest.mark.parametrize("rate", [0.1, 0.5])
 def test_dropout_keeps_one_minus_rate_of_the_units_and_the_expected_value(rate):
     """4.7M units: the kept fraction within 1e-3 of 1 - rate (sd <= 2.3e-4), the output's mean within 1e-3

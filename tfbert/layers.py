@@ -36,10 +36,39 @@ def exact_gelu(x):
     return tf.cast(wide * cdf, x.dtype), gradient
 
 
-def get_activation(name: str):
-    """The activation transformers' `ACT2FN[name]` computes, as a Keras callable."""
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _gelu_and_slope(x):
+    """The exact GELU of `x` (rounded to `x`'s dtype) and its float32 derivative, in one XLA-fused pass."""
+    wide = tf.cast(x, tf.float32)
+    cdf = 0.5 * tf.math.erfc(wide * -0.7071067811865476)
+    density = 0.3989422804014327 * tf.exp(-0.5 * tf.square(wide))
+    return tf.cast(wide * cdf, x.dtype), cdf + wide * density
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _times_slope(upstream, slope):
+    return tf.cast(tf.cast(upstream, tf.float32) * slope, upstream.dtype)
+
+
+@tf.custom_gradient
+def fused_exact_gelu(x):
+    """`exact_gelu` for training: the GELU and its derivative computed together in one XLA-compiled
+    element-wise pass, the backward pass one fused multiply. `exact_gelu` runs each of its 5 forward
+    and 6 backward element-wise ops as its own pass over [batch, seq, intermediate]; this runs 2
+    (issue 12: one layer's GELU forward and backward at [32, 128, 1536], Intel Xeon: float32 22.5 ->
+    15.7 ms, bfloat16 31.7 -> 12.7 ms). XLA's `erfc` is not TensorFlow's kernel: values and derivative
+    within 1 float32 ulp of `exact_gelu` (2.4e-7 and 1e-6 here; equal after rounding to bfloat16).
+    Used where the encoder trains; inference and exports keep `exact_gelu`, whose plain TensorFlow ops
+    every TF Serving build runs."""
+    value, slope = _gelu_and_slope(x)
+    return value, lambda upstream: _times_slope(upstream, slope)
+
+
+def get_activation(name: str, training: bool = False):
+    """The activation transformers' `ACT2FN[name]` computes, as a Keras callable; with `training`, the
+    variant to differentiate (for "gelu", `fused_exact_gelu`)."""
     if name == "gelu":
-        return exact_gelu
+        return fused_exact_gelu if training else exact_gelu
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return lambda x: keras.activations.gelu(x, approximate=True)
     if name in ("silu", "swish"):
@@ -211,6 +240,7 @@ class BertEncoderBlock(keras.layers.Layer):
         self.attention_output_dropout = Dropout(dropout, dtype=self.dtype_policy)
         self.output_dropout = Dropout(dropout, dtype=self.dtype_policy)
         self._act = get_activation(activation)
+        self._training_act = get_activation(activation, training=True)
 
     def build(self, x_shape, attention_mask_shape=None):
         hidden = tuple(x_shape[:-1]) + (self.hidden_size,)
@@ -244,7 +274,7 @@ class BertEncoderBlock(keras.layers.Layer):
         context = ops.reshape(context, (batch, seq, self.hidden_size))
         attended = self.attention_output_dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attended)
-        hidden = self.output_dense(self._act(self.intermediate(x)))
+        hidden = self.output_dense((self._training_act if training else self._act)(self.intermediate(x)))
         return self.output_layer_norm(x + self.output_dropout(hidden, training=training))
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
