@@ -104,10 +104,25 @@ class Dropout(keras.layers.Dropout):
         size = tf.size(inputs)
         words = tf.random.stateless_uniform(((size + 1) // 2,), seed=seed, minval=None, maxval=None,
                                             dtype=tf.uint32)
-        halves = tf.reshape(tf.bitcast(words, tf.uint16), (-1,))[:size]
-        keep = tf.reshape(halves >= tf.constant(threshold, tf.uint16), tf.shape(inputs))
+        halves = tf.reshape(tf.reshape(tf.bitcast(words, tf.uint16), (-1,))[:size], tf.shape(inputs))
         scale = 2 ** self.BITS / (2 ** self.BITS - threshold)  # 1 / P(keep)
-        return tf.where(keep, inputs * tf.cast(scale, inputs.dtype), tf.zeros_like(inputs))
+        return _dropout(inputs, halves, threshold, scale)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _keep_and_scale(x, halves, threshold, scale):
+    """`x * scale` where `halves >= threshold`, else 0: compare, scale and select in one XLA-fused pass."""
+    return tf.where(halves >= tf.cast(threshold, tf.uint16), x * tf.cast(scale, x.dtype), tf.zeros_like(x))
+
+
+def _dropout(x, halves, threshold, scale):
+    """Dropout is linear in `x`: its gradient is the same masking and scaling of the upstream gradient."""
+
+    @tf.custom_gradient
+    def apply(x):
+        return _keep_and_scale(x, halves, threshold, scale), lambda up: _keep_and_scale(up, halves, threshold, scale)
+
+    return apply(x)
 
 
 class Dense(keras.layers.Dense):
