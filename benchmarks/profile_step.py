@@ -38,13 +38,15 @@ CATEGORIES = [
     ("matmuls", re.compile(r":(_Mkl(Native)?)?(_?Fused)?(MatMul|BatchMatMulV2|BatchMatMulV3|Einsum)$")),
     ("attention softmax", re.compile(r"(?i)softmax")),
     ("LayerNorm", re.compile(r"(?i)layer_?norm|moments|rsqrt|batchnorm")),
-    ("GELU", re.compile(r"(?i)gelu|:Erf$|:Erfc$")),
+    # tfbert's training GELU runs as an XLA executable (fused_exact_gelu), the step's only one
+    ("GELU", re.compile(r"(?i)gelu|:Erf$|:Erfc$|:XlaCpuExecutable$")),
     ("dropout", re.compile(r"(?i)dropout|StatelessRandom|RandomUniform")),
     ("loss", re.compile(r"(?i)loss|cross_?entropy|SparseSoftmax")),
 ]
 
 
 OP_EVENT = re.compile(r"^[^\s:]+:[A-Za-z0-9_]+$")
+XLA_EVENT = "CpuExecutable::ExecuteAsyncOnStream"  # one run of an XLA-compiled cluster, its fusions inside
 
 
 def category(name: str) -> str:
@@ -75,6 +77,8 @@ def op_times(logdir: str) -> collections.Counter:
                 # TF op events are "scope/name:Type"; the executor and function events around them are not
                 if OP_EVENT.match(name):
                     times[name] += event.duration_ps * 1e-12
+                elif name == XLA_EVENT:
+                    times["xla:XlaCpuExecutable"] += event.duration_ps * 1e-12
     return times
 
 
