@@ -141,12 +141,43 @@ def test_training_and_inference_gelu_give_the_same_encoder_gradients():
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.square(backbone(x, training=training)["sequence_output"]))
         grads.append(tape.gradient(loss, backbone.trainable_weights))
-    for trained, inferred, weight in zip(*grads, backbone.trainable_weights):
-        if "pooler" in weight.path:  # not on the sequence output's path
-            assert trained is None and inferred is None
-            continue
-        np.testing.assert_allclose(tf.convert_to_tensor(trained).numpy(), tf.convert_to_tensor(inferred).numpy(),
-                                   rtol=1e-4, atol=1e-6, err_msg=weight.path)
+    pooler = ["pooler" in weight.path for weight in backbone.trainable_weights]  # off the sequence output's path
+    assert all((a is None and b is None) == off for a, b, off in zip(*grads, pooler))
+    trained, inferred = ([tf.convert_to_tensor(g).numpy() for g, off in zip(gs, pooler) if not off] for gs in grads)
+    # float rounding, amplified where LayerNorm divides by a small spread: against the largest gradient
+    scale = max(np.abs(g).max() for g in inferred)
+    for a, b in zip(trained, inferred):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_layer_norm_with_written_out_gradient_is_keras_layer_norm(policy):
+    """Values and the gradients of input, gamma and beta against Keras' LayerNormalization with the
+    same weights: float32 within float rounding, bfloat16 within one bfloat16 rounding of the output."""
+    import tensorflow as tf
+
+    from tfbert.layers import LayerNormalization
+
+    rng = np.random.default_rng(0)
+    ours, keras_own = (cls(epsilon=1e-12, dtype=policy) for cls in (LayerNormalization, keras.layers.LayerNormalization))
+    for layer in (ours, keras_own):
+        layer.build((None, None, 48))
+        layer.set_weights([rng.normal(1, 0.1, 48).astype("float32"), rng.normal(0, 0.1, 48).astype("float32")])
+        rng = np.random.default_rng(0)
+    dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
+    x = tf.cast(tf.constant(rng.normal(3, 2, (4, 9, 48)).astype("float32")), dtype)
+    upstream = tf.cast(tf.constant(rng.normal(size=(4, 9, 48)).astype("float32")), dtype)
+    results = []
+    for layer in (ours, keras_own):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        results.append([y] + tape.gradient(y, [x, layer.gamma, layer.beta], upstream))
+    assert results[0][0].dtype == dtype and results[0][1].dtype == dtype
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-2, atol=2e-2)
+    for name, a, b in zip(("output", "d input", "d gamma", "d beta"), *results):
+        np.testing.assert_allclose(tf.cast(a, "float32").numpy(), tf.cast(b, "float32").numpy(), err_msg=name,
+                                   **tolerance)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])

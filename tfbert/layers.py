@@ -125,6 +125,47 @@ def _dropout(x, halves, threshold, scale):
     return apply(x)
 
 
+class LayerNormalization(keras.layers.LayerNormalization):
+    """`keras.layers.LayerNormalization` over the last axis with its gradient written out.
+
+    The same formula in float32 (a bfloat16 input is normalized in float32, `gamma` and `beta` stay
+    float32, the output is rounded once), values within float32 rounding of Keras' layer; TensorFlow's
+    own gradient of Keras' ops ran 20-odd element-wise ops and reductions per layer, the written-out
+    one (`dx = rstd * (g - mean(g) - norm * mean(g * norm))`, `g = dy * gamma`) runs 8. One layer's
+    forward and backward at [32, 128, 384] (issue 12, Intel Xeon): float32 7.6 -> 5.7 ms, bfloat16
+    9.3 -> 6.8 ms. Other axes and `rms_scaling` take Keras' own path; the weights are Keras' own."""
+
+    def call(self, inputs):
+        axis = self.axis if isinstance(self.axis, int) else (self.axis[0] if len(self.axis) == 1 else None)
+        rank = len(inputs.shape)
+        if self.rms_scaling or not (self.center and self.scale) or axis not in (-1, rank - 1):
+            return super().call(inputs)
+        return _layer_norm(inputs, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta), self.epsilon)
+
+
+def _layer_norm(x, gamma, beta, epsilon: float):
+    """LayerNorm of `x` over its last axis, computed in float32, with the written-out gradient."""
+
+    @tf.custom_gradient
+    def apply(x, gamma, beta):
+        wide = tf.cast(x, tf.float32)
+        centered = wide - tf.reduce_mean(wide, axis=-1, keepdims=True)
+        rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True) + epsilon)
+        norm = centered * rstd
+
+        def gradient(upstream):
+            up = tf.cast(upstream, tf.float32)
+            outer = list(range(len(up.shape) - 1))
+            g = up * gamma
+            dx = rstd * (g - tf.reduce_mean(g, axis=-1, keepdims=True)
+                         - norm * tf.reduce_mean(g * norm, axis=-1, keepdims=True))
+            return tf.cast(dx, x.dtype), tf.reduce_sum(up * norm, axis=outer), tf.reduce_sum(up, axis=outer)
+
+        return tf.cast(norm * gamma + beta, x.dtype), gradient
+
+    return apply(x, gamma, beta)
+
+
 class Dense(keras.layers.Dense):
     """`keras.layers.Dense` whose weights files keep LoRA adapters apart from the kernel they adapt.
 
@@ -185,7 +226,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size,
                                                             embeddings_initializer=init, dtype=self.dtype_policy,
                                                             name="token_type_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, dtype=self.dtype_policy,
+        self.layer_norm = LayerNormalization(epsilon=layer_norm_eps, dtype=self.dtype_policy,
                                                           name="layer_norm")
         self.dropout = Dropout(dropout, dtype=self.dtype_policy)
 
@@ -245,11 +286,11 @@ class BertEncoderBlock(keras.layers.Layer):
         self.key = Dense(hidden_size, name="key", **dense)
         self.value = Dense(hidden_size, name="value", **dense)
         self.attention_output = Dense(hidden_size, name="attention_output", **dense)
-        self.attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_layer_norm = LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="attention_layer_norm")
         self.intermediate = Dense(intermediate_size, name="intermediate", **dense)
         self.output_dense = Dense(hidden_size, name="output", **dense)
-        self.output_layer_norm = keras.layers.LayerNormalization(
+        self.output_layer_norm = LayerNormalization(
             epsilon=layer_norm_eps, dtype=self.dtype_policy, name="output_layer_norm")
         self.attention_dropout = Dropout(attention_dropout, dtype=self.dtype_policy)
         self.attention_output_dropout = Dropout(dropout, dtype=self.dtype_policy)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from tfbert.backbone import BertBackbone
-from tfbert.layers import get_activation
+from tfbert.layers import LayerNormalization, get_activation
 from tfbert.tasks.base import BertTaskModel, backbone_policy
 
 logger = logging.getLogger("tfbert")
@@ -74,7 +74,7 @@ class BertMaskedLM(BertTaskModel):
         init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
         self.transform = keras.layers.Dense(config.hidden_size, kernel_initializer=init, dtype=policy,
                                             name="mlm_transform")
-        self.transform_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, dtype=policy,
+        self.transform_norm = LayerNormalization(epsilon=config.layer_norm_eps, dtype=policy,
                                                               name="mlm_transform_layer_norm")
         self.output_layer = TiedOutput(backbone.embeddings.word_embeddings, dtype=policy, name="mlm_output")
         activation = get_activation(config.hidden_act)
