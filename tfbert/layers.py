@@ -154,12 +154,13 @@ def _layer_norm(x, gamma, beta, epsilon: float):
         norm = centered * rstd
 
         def gradient(upstream):
-            up = tf.cast(upstream, tf.float32)
-            outer = list(range(len(up.shape) - 1))
-            g = up * gamma
-            dx = rstd * (g - tf.reduce_mean(g, axis=-1, keepdims=True)
-                         - norm * tf.reduce_mean(g * norm, axis=-1, keepdims=True))
-            return tf.cast(dx, x.dtype), tf.reduce_sum(up * norm, axis=outer), tf.reduce_sum(up, axis=outer)
+            with tf.name_scope("layer_norm_gradient"):  # a name profiles can group its ops by
+                up = tf.cast(upstream, tf.float32)
+                outer = list(range(len(up.shape) - 1))
+                g = up * gamma
+                dx = rstd * (g - tf.reduce_mean(g, axis=-1, keepdims=True)
+                             - norm * tf.reduce_mean(g * norm, axis=-1, keepdims=True))
+                return tf.cast(dx, x.dtype), tf.reduce_sum(up * norm, axis=outer), tf.reduce_sum(up, axis=outer)
 
         return tf.cast(norm * gamma + beta, x.dtype), gradient
 
