@@ -38,8 +38,9 @@ CATEGORIES = [
     ("matmuls", re.compile(r":(_Mkl(Native)?)?(_?Fused)?(MatMul|BatchMatMulV2|BatchMatMulV3|Einsum)$")),
     ("attention softmax", re.compile(r"(?i)softmax")),
     ("LayerNorm", re.compile(r"(?i)layer_?norm|moments|rsqrt|batchnorm")),
-    # tfbert's training GELU runs as an XLA executable (fused_exact_gelu), the step's only one
-    ("GELU", re.compile(r"(?i)gelu|:Erf$|:Erfc$|:XlaCpuExecutable$")),
+    # tfbert's training GELU (fused_exact_gelu) and dropout masking run as XLA executables, unnamed in the trace
+    ("GELU and dropout masking (XLA-fused)", re.compile(r":XlaCpuExecutable$")),
+    ("GELU", re.compile(r"(?i)gelu|:Erf$|:Erfc$")),
     ("dropout", re.compile(r"(?i)dropout|StatelessRandom|RandomUniform")),
     ("loss", re.compile(r"(?i)loss|cross_?entropy|SparseSoftmax")),
 ]
