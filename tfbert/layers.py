@@ -89,8 +89,9 @@ class Dropout(keras.layers.Dropout):
     of 0.9), so the layer's expected output is its input exactly, as with Keras' dropout. The mask is
     the same for float32, bfloat16 and float16 inputs with the same seed, and the draw is half of
     Keras': dropout's random numbers were 6% of a float32 training step (issue 12). A seeded layer is
-    reproducible; its masks differ from `keras.layers.Dropout`'s with the same seed. `noise_shape`
-    takes Keras' own path."""
+    reproducible; its masks differ from `keras.layers.Dropout`'s with the same seed. The compare, the
+    scaling and the select run as one XLA-compiled pass, forward and backward (`_keep_and_scale`);
+    XLA compiles it once per input shape in a process. `noise_shape` takes Keras' own path."""
 
     BITS = 16
 
