@@ -141,7 +141,9 @@ class LayerNormalization(keras.layers.LayerNormalization):
         rank = len(inputs.shape)
         if self.rms_scaling or not (self.center and self.scale) or axis not in (-1, rank - 1):
             return super().call(inputs)
-        return _layer_norm(inputs, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta), self.epsilon)
+        # float32 weights under a mixed policy; a plain "bfloat16" policy's are widened (a no-op for float32)
+        outputs = _layer_norm(inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)  # as Keras' layer returns (its inputs are not autocast)
 
 
 def _layer_norm(x, gamma, beta, epsilon: float):
@@ -228,8 +230,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size,
                                                             embeddings_initializer=init, dtype=self.dtype_policy,
                                                             name="token_type_embeddings")
-        self.layer_norm = LayerNormalization(epsilon=layer_norm_eps, dtype=self.dtype_policy,
-                                                          name="layer_norm")
+        self.layer_norm = LayerNormalization(epsilon=layer_norm_eps, dtype=self.dtype_policy, name="layer_norm")
         self.dropout = Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_ids_shape, token_type_ids_shape=None):

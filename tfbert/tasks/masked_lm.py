@@ -75,7 +75,7 @@ class BertMaskedLM(BertTaskModel):
         self.transform = keras.layers.Dense(config.hidden_size, kernel_initializer=init, dtype=policy,
                                             name="mlm_transform")
         self.transform_norm = LayerNormalization(epsilon=config.layer_norm_eps, dtype=policy,
-                                                              name="mlm_transform_layer_norm")
+                                                 name="mlm_transform_layer_norm")
         self.output_layer = TiedOutput(backbone.embeddings.word_embeddings, dtype=policy, name="mlm_output")
         activation = get_activation(config.hidden_act)
 
