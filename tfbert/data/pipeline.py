@@ -466,7 +466,9 @@ def _packed_lengths(examples: Examples, tokenizer: BertTokenizer) -> np.ndarray:
 
 def _lengths_of(tokenized: tf.data.Dataset) -> np.ndarray:
     """The sequence lengths of a `_tokenized_dataset`, in one pass (which fills its cache)."""
-    dataset = tokenized.map(lambda features, *_: tf.shape(features["input_ids"])[0]).batch(1 << 16)
+    # Batches of 1024: one batch of 65536 made this pass take ~3 s longer whatever the number of
+    # examples (tf.data's parallelized map feeding one huge batch), 4.3 s instead of 1.4 s for SST-2's 8k rows.
+    dataset = tokenized.map(lambda features, *_: tf.shape(features["input_ids"])[0]).batch(1024)
     return np.concatenate(list(dataset.as_numpy_iterator())).astype(np.int64)
 
 
