@@ -420,7 +420,8 @@ def adamw_update(variable, momentum, velocity, gradient, gradient_scale, learnin
     alpha = learning_rate * tf.sqrt(1.0 - beta_2_power) / (1.0 - beta_1_power)
     tf.raw_ops.AssignVariableOp(resource=momentum, value=momentum_t)
     tf.raw_ops.AssignVariableOp(resource=velocity, value=velocity_t)
-    tf.raw_ops.AssignVariableOp(resource=variable, value=weights - (momentum_t * alpha) / (tf.sqrt(velocity_t) + epsilon))
+    weights = weights - (momentum_t * alpha) / (tf.sqrt(velocity_t) + epsilon)
+    tf.raw_ops.AssignVariableOp(resource=variable, value=weights)
 
 
 def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
