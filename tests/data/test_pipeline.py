@@ -181,6 +181,20 @@ def test_batch_counts_are_exact_and_known_in_advance(tokenizer, bucketed, per_ba
 # ---- determinism, order, labels ------------------------------------------------------------
 
 
+def test_every_padding_mode_switches_tf_data_autotuning_off(bucketed, per_batch, fixed, tokenizer, data):
+    # With autotuning on, TF 2.21 deletes an iterator (Keras does after every epoch) only at the
+    # autotuning thread's next scheduled pass: up to tens of seconds per epoch. Every pipeline that
+    # `fit`, `evaluate` or `predict` iterates must come with it off, the repeated one too.
+    examples, labels = data
+    repeated = make_dataset(examples, tokenizer, labels=labels, batch_size=BATCH_SIZE, repeat=True)
+    for dataset in (bucketed, per_batch, fixed, repeated):
+        assert dataset.options().autotune.enabled is False
+    # A user's own options on top keep it off.
+    options = tf.data.Options()
+    options.deterministic = True
+    assert bucketed.with_options(options).options().autotune.enabled is False
+
+
 def test_same_seed_same_epochs_other_seed_other_order_and_repeat_keeps_epochs_whole(tokenizer, data):
     examples, labels = data
     lengths = np.minimum(tokenizer.tokenize(examples.texts).row_lengths().numpy() + 2, MAX_SEQ_LENGTH)
