@@ -280,7 +280,25 @@ def batch_sequences(
     if repeat:
         # After batching, so that each epoch ends with its own partial batches.
         dataset = dataset.repeat()
-    return _without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
+    return without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuning model switched off, as every dataset of this module is.
+
+    With it on, deleting an iterator (Keras does after every epoch of `fit`, and after `evaluate`
+    and `predict`) waits for the autotuning thread's next scheduled pass, and the passes come at
+    doubling intervals, so the wait can be as long as the iterator has lived: gdb shows
+    `RootDataset::Iterator::~Iterator` joining a thread asleep in `Model::OptimizeLoop` (TF 2.21).
+    On SST-2's 8k rows, `fit` returned 57 and 60 s after its last step in two of three runs.
+    These pipelines have little to tune: the tokenizing `map` runs once into the cache, and without
+    the model an AUTOTUNE `map` keeps its initial parallelism (the runner pool's threads, at most
+    16) and an AUTOTUNE `prefetch` grows its buffer when it runs dry. Use it on a dataset of your
+    own that Keras iterates epoch after epoch.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def steps_per_epoch(
@@ -461,7 +479,7 @@ def _packed_lengths(examples: Examples, tokenizer: BertTokenizer) -> np.ndarray:
 
     dataset = _text_dataset(examples).batch(TOKENIZE_BATCH_SIZE)
     dataset = dataset.map(lengths, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return np.concatenate(list(_without_autotune(dataset).as_numpy_iterator())).astype(np.int64)
+    return np.concatenate(list(without_autotune(dataset).as_numpy_iterator())).astype(np.int64)
 
 
 def _lengths_of(tokenized: tf.data.Dataset) -> np.ndarray:
@@ -469,24 +487,8 @@ def _lengths_of(tokenized: tf.data.Dataset) -> np.ndarray:
     # Batches of 1024: one batch of 65536 made this pass take ~3 s longer whatever the number of
     # examples (tf.data's parallelized map feeding one huge batch), 4.3 s instead of 1.4 s for SST-2's 8k rows.
     dataset = tokenized.map(lambda features, *_: tf.shape(features["input_ids"])[0]).batch(1024)
-    return np.concatenate(list(_without_autotune(dataset).as_numpy_iterator())).astype(np.int64)
+    return np.concatenate(list(without_autotune(dataset).as_numpy_iterator())).astype(np.int64)
 
-
-def _without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """`dataset` with tf.data's autotuning model switched off.
-
-    With it on, deleting an iterator (which Keras does after every epoch of `fit`, `evaluate` and
-    `predict`) waits for the autotuning thread's next scheduled pass, and those passes come at
-    exponentially growing intervals (~41 s, ~82 s, ~164 s after the iterator started): gdb shows
-    `RootDataset::Iterator::~Iterator` joining a thread asleep in `Model::OptimizeLoop` (TF 2.21).
-    One epoch of SST-2's 8k rows (~65 s) then ended with a ~20 s wait in about half of the runs.
-    Our pipelines have little to tune: the tokenizing `map` runs once into the cache, and without
-    the model an AUTOTUNE `map` keeps its initial parallelism (the runner pool's threads, at most 16) and
-    an AUTOTUNE `prefetch` grows its buffer when it runs dry.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
 
 
 def _count_bucket_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int,

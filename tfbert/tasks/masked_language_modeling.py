@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfbert.backbone import BertBackbone
 from tfbert.config import BertConfig
-from tfbert.data import readers, text_corpus
+from tfbert.data import pipeline, readers, text_corpus
 from tfbert.data.examples import DataError
 from tfbert.export import export_saved_model
 from tfbert.tasks.base import Task, TaskData, predict_batches
@@ -104,7 +104,8 @@ class MaskedLanguageModelingTask(Task):
         if key not in data._blocks:
             blocks = block_dataset(data.split(split).texts, tokenizer, config.max_seq_length, config.line_by_line)
             blocks = blocks.cache()
-            lengths = np.array([int(n) for n in blocks.map(lambda ids, _: tf.size(ids)).as_numpy_iterator()])
+            sizes = pipeline.without_autotune(blocks.map(lambda ids, _: tf.size(ids)))  # fills the cache
+            lengths = np.array([int(n) for n in sizes.as_numpy_iterator()])
             data._blocks[key] = (blocks, len(lengths), lengths)
         return data._blocks[key]
 
