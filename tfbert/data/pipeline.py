@@ -490,7 +490,6 @@ def _lengths_of(tokenized: tf.data.Dataset) -> np.ndarray:
     return np.concatenate(list(without_autotune(dataset).as_numpy_iterator())).astype(np.int64)
 
 
-
 def _count_bucket_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int,
                           drop_remainder: bool) -> int:
     buckets = np.searchsorted(np.asarray(boundaries, np.int64), lengths, side="left")
