@@ -14,6 +14,7 @@ from tfbert.data.pipeline import (
     default_bucket_boundaries,
     make_dataset,
     batch_sequences,
+    sequence_lengths,
     padding_efficiency,
     static_lengths,
     steps_per_epoch,
@@ -193,6 +194,18 @@ def test_every_padding_mode_switches_tf_data_autotuning_off(bucketed, per_batch,
     options = tf.data.Options()
     options.deterministic = True
     assert bucketed.with_options(options).options().autotune.enabled is False
+
+
+def test_sequence_lengths_of_any_element_structure_and_of_no_elements():
+    # The MLM task counts its (ids, word starts) blocks with it; an empty corpus must give no lengths
+    # (its "no tokens" error), not a failure inside numpy.
+    lengths = [3, 1, 5]
+    blocks = tf.data.Dataset.from_generator(
+        lambda: ((np.arange(n, dtype=np.int32), np.ones([n], np.int32)) for n in lengths),
+        output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)))
+    counted = sequence_lengths(blocks, lambda ids, _: ids)
+    assert counted.tolist() == lengths and counted.dtype == np.int64
+    assert sequence_lengths(blocks.take(0), lambda ids, _: ids).shape == (0,)
 
 
 def test_same_seed_same_epochs_other_seed_other_order_and_repeat_keeps_epochs_whole(tokenizer, data):

@@ -104,8 +104,7 @@ class MaskedLanguageModelingTask(Task):
         if key not in data._blocks:
             blocks = block_dataset(data.split(split).texts, tokenizer, config.max_seq_length, config.line_by_line)
             blocks = blocks.cache()
-            sizes = pipeline.without_autotune(blocks.map(lambda ids, _: tf.size(ids)))  # fills the cache
-            lengths = np.array([int(n) for n in sizes.as_numpy_iterator()])
+            lengths = pipeline.sequence_lengths(blocks, lambda ids, _: ids)  # fills the cache
             data._blocks[key] = (blocks, len(lengths), lengths)
         return data._blocks[key]
 
