@@ -46,6 +46,7 @@ def _run_clean(script: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_layout_versions_and_overwrite(tmp_path, tokenizer):
     model = _model()
     base = tmp_path / "export"

@@ -231,6 +231,7 @@ def test_a_model_config_smaller_than_the_vocabulary_is_refused_clearly(tmp_path,
     assert "vocab_size" in result.stderr and str(model_config) in result.stderr, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_bad_flags_fail_with_a_clear_message(tmp_path):
     cases = {("--train_vocab", "100"): "field 'train_vocab' must be at least 10, and given with model_config",
              ("--mlm_probability", "1.5"): "field 'mlm_probability' must be in (0, 1)",

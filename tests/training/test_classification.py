@@ -191,6 +191,7 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
     assert all(abs(sum(row["probabilities"]) - 1) < 1e-5 for row in rows)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path, tiny_model_dir):
     import hashlib
 
