@@ -133,10 +133,3 @@ def tiny_sentiment_export(tmp_path_factory):
     from serving_checks import build_export
 
     return build_export(tmp_path_factory)
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first (in their usual order, then the rest in theirs). The xdist workers
-    (pyproject.toml) take one test at a time, so the short tests fill in at the end instead of one
-    worker finishing a minutes-long test alone while the other has nothing left."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
