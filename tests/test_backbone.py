@@ -131,7 +131,8 @@ def test_fused_exact_gelu_for_training_is_exact_gelu_within_an_ulp(dtype):
 
 
 def test_training_and_inference_gelu_give_the_same_encoder_gradients():
-    """Without dropout, training (fused GELU) and inference (exact_gelu) differ only by float rounding."""
+    """Without dropout, training (3-D dense layers, fused GELU) and inference (2-D dense layers,
+    `serving_gelu`) compute the same block: outputs and gradients differ only by float rounding."""
     import tensorflow as tf
 
     backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
@@ -148,6 +149,70 @@ def test_training_and_inference_gelu_give_the_same_encoder_gradients():
     scale = max(np.abs(g).max() for g in inferred)
     for a, b in zip(trained, inferred):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_serving_gelu_is_exact_gelu(dtype):
+    """Inference's GELU (plain ops that Grappler fuses into the matmul) has exact_gelu's values bit for bit."""
+    import tensorflow as tf
+
+    from tfbert.layers import exact_gelu, serving_gelu
+
+    x = tf.cast(tf.constant(np.linspace(-9, 9, 20001, dtype="float32")), dtype)
+    served = serving_gelu(x)
+    assert served.dtype == dtype
+    np.testing.assert_array_equal(served.numpy(), exact_gelu(x).numpy())
+
+
+def _ragged_batch(seq=9, seed=1):
+    """Rows of 9, 4 and 1 tokens, a left-padded row and a row with no token at all."""
+    x = _inputs(batch=5, seq=seq, seed=seed)
+    x["attention_mask"][:] = 1
+    x["attention_mask"][1, 4:] = 0
+    x["attention_mask"][2, 1:] = 0
+    x["attention_mask"][3, :3] = 0
+    x["attention_mask"][4, :] = 0
+    return x
+
+
+def test_skip_padding_gives_the_real_tokens_the_same_outputs():
+    """With `skip_padding` the dense layers run on the real tokens alone: every real position's output
+    and the pooled output as without it, 0 at padded positions (but the first of a row), training untouched."""
+    import tensorflow as tf
+
+    backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    x = _ragged_batch()
+    real = x["attention_mask"].astype(bool)
+    real[:, 0] = True  # the first position is always computed
+    real[4] = False  # no token: nothing to attend to, its outputs are defined by neither path
+    padded = backbone(x)
+    trained = backbone(x, training=True)["sequence_output"].numpy()
+    assert not backbone.skip_padding and "skip_padding" not in backbone.get_config()["config"]
+    backbone.skip_padding = True
+    assert backbone.skip_padding and all(layer.skip_padding for layer in backbone.encoder_layers)
+    # dynamic shapes, as in an export's signature
+    run = tf.function(lambda inputs: backbone(inputs), input_signature=[
+        {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in x}])
+    for skipped in (backbone(x), run(x)):
+        seq = skipped["sequence_output"].numpy()
+        np.testing.assert_allclose(seq[real], padded["sequence_output"].numpy()[real], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(skipped["pooled_output"][:4], padded["pooled_output"][:4], rtol=0, atol=2e-6)
+        np.testing.assert_array_equal(seq[:4][~real[:4]], 0.0)
+        assert np.isfinite(seq[4]).all()
+    np.testing.assert_array_equal(backbone(x, training=True)["sequence_output"].numpy(), trained)
+    no_tokens = {k: v[4:] for k, v in x.items()}  # a batch without a single token still runs
+    assert np.isfinite(backbone(no_tokens)["sequence_output"].numpy()).all()
+    backbone.skip_padding = False
+    np.testing.assert_array_equal(backbone(x)["sequence_output"].numpy(), padded["sequence_output"].numpy())
+
+
+def test_token_rows_index_the_real_tokens_and_a_row_to_read_for_padding():
+    from tfbert.layers import token_rows
+
+    mask = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], "int32")
+    kept, source = (t.numpy().tolist() for t in token_rows(mask))
+    assert kept == [0, 1, 4, 5, 6, 8]  # row 1 and row 2 keep their first position
+    assert source == [0, 1, 1, 1, 2, 3, 4, 4, 5, 5, 5, 5]
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "bfloat16"])

@@ -25,6 +25,7 @@ tests against `tfbert/serving_ops_allowlist.txt`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -159,21 +160,23 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
             raise ExportError(f"{base_dir}: {len(label_names)} label names for a model with {num_outputs} outputs")
 
     serving_model = float32_copy(model)
-    if signatures is None:
-        archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length, threshold)
-        metadata = {"task": task, "labels": label_names, "text_pair": text_pair, "threshold": threshold}
-    else:
-        archive = keras.export.ExportArchive()
-        archive.track(serving_model)
-        archive.track(tokenizer.vocab_table)
-        signatures(archive, serving_model, tokenizer, max_seq_length)
-        metadata = dict(metadata or {})
-        label_names = metadata.get("labels")
-        text_pair = False
     # A hidden sibling of the versions: TF Serving only loads numeric folder names.
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        archive.write_out(tmp_dir, verbose=False)
+        with padding_skipped(serving_model):  # the signatures are traced and written with it on
+            if signatures is None:
+                archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length,
+                                         threshold)
+                metadata = {"task": task, "labels": label_names, "text_pair": text_pair, "threshold": threshold}
+            else:
+                archive = keras.export.ExportArchive()
+                archive.track(serving_model)
+                archive.track(tokenizer.vocab_table)
+                signatures(archive, serving_model, tokenizer, max_seq_length)
+                metadata = dict(metadata or {})
+                label_names = metadata.get("labels")
+                text_pair = False
+            archive.write_out(tmp_dir, verbose=False)
         _set_example_methods(tmp_dir)
         if label_names:
             with open(os.path.join(tmp_dir, "assets", "labels.txt"), "w", encoding="utf-8") as f:
@@ -188,6 +191,20 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
+
+
+@contextlib.contextmanager
+def padding_skipped(model: keras.Model):
+    """`model.backbone.skip_padding` on inside the `with` block, so that the serving signatures traced there
+    skip padding in their dense layers, and restored after it: `model` may be the caller's own model
+    (`float32_copy` returns a float32 model without LoRA as it is)."""
+    backbone = model.backbone
+    before = backbone.skip_padding
+    backbone.skip_padding = True
+    try:
+        yield
+    finally:
+        backbone.skip_padding = before
 
 
 def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
