@@ -288,6 +288,7 @@ def sst2_tfbert(config: dict) -> dict:
     tokenizer = BertTokenizer.from_pretrained(PRESET)
     keras.utils.set_random_seed(RECIPE["seed"])  # the head's draw and the dropout masks: one seed, every run
     model = tfbert_classifier(None)
+    model.backbone.skip_padding = True  # as tfbert's runner trains (--skip_padding, on by default)
     start = time.perf_counter()
     train = make_dataset(Examples(texts, labels), tokenizer, labels=np.array(labels, "int32"), batch_size=BATCH,
                          max_seq_length=RECIPE["max_seq_length"], shuffle=True, seed=RECIPE["seed"], padding="bucket")

@@ -175,44 +175,81 @@ def _ragged_batch(seq=9, seed=1):
     return x
 
 
-def test_skip_padding_gives_the_real_tokens_the_same_outputs():
-    """With `skip_padding` the dense layers run on the real tokens alone: every real position's output
-    and the pooled output as without it, 0 at padded positions (but the first of a row), training untouched."""
+def _real_positions(x):
+    real = x["attention_mask"].astype(bool)
+    real[:, 0] = True  # the first position is always computed
+    real[4] = False  # no token: nothing to attend to, its outputs are defined by neither path
+    return real
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_skip_padding_gives_the_real_tokens_the_same_outputs(training):
+    """With `skip_padding` the per-token layers run on the real tokens alone: every real position's output
+    and the pooled output as without it, 0 at padded positions (but the first of a row)."""
     import tensorflow as tf
 
     backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
     x = _ragged_batch()
-    real = x["attention_mask"].astype(bool)
-    real[:, 0] = True  # the first position is always computed
-    real[4] = False  # no token: nothing to attend to, its outputs are defined by neither path
-    padded = backbone(x)
-    trained = backbone(x, training=True)["sequence_output"].numpy()
+    real = _real_positions(x)
+    padded = backbone(x, training=training)
     assert not backbone.skip_padding and "skip_padding" not in backbone.get_config()["config"]
     backbone.skip_padding = True
     assert backbone.skip_padding and all(layer.skip_padding for layer in backbone.encoder_layers)
     # dynamic shapes, as in an export's signature
-    run = tf.function(lambda inputs: backbone(inputs), input_signature=[
+    run = tf.function(lambda inputs: backbone(inputs, training=training), input_signature=[
         {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in x}])
-    for skipped in (backbone(x), run(x)):
+    for skipped in (backbone(x, training=training), run(x)):
         seq = skipped["sequence_output"].numpy()
         np.testing.assert_allclose(seq[real], padded["sequence_output"].numpy()[real], rtol=0, atol=2e-6)
         np.testing.assert_allclose(skipped["pooled_output"][:4], padded["pooled_output"][:4], rtol=0, atol=2e-6)
         np.testing.assert_array_equal(seq[:4][~real[:4]], 0.0)
         assert np.isfinite(seq[4]).all()
-    np.testing.assert_array_equal(backbone(x, training=True)["sequence_output"].numpy(), trained)
     no_tokens = {k: v[4:] for k, v in x.items()}  # a batch without a single token still runs
-    assert np.isfinite(backbone(no_tokens)["sequence_output"].numpy()).all()
+    assert np.isfinite(backbone(no_tokens, training=training)["sequence_output"].numpy()).all()
     backbone.skip_padding = False
-    np.testing.assert_array_equal(backbone(x)["sequence_output"].numpy(), padded["sequence_output"].numpy())
+    np.testing.assert_array_equal(backbone(x, training=training)["sequence_output"].numpy(),
+                                  padded["sequence_output"].numpy())
 
 
-def test_token_rows_index_the_real_tokens_and_a_row_to_read_for_padding():
-    from tfbert.layers import token_rows
+def test_skip_padding_in_training_gives_the_same_gradients():
+    """The real tokens' loss has the same gradient with and without `skip_padding` (the filler rows
+    that round the token count up contribute nothing)."""
+    import tensorflow as tf
+
+    backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    x = _ragged_batch()
+    real = tf.constant(_real_positions(x)[..., None], tf.float32)
+    grads = []
+    for skip in (False, True):
+        backbone.skip_padding = skip
+        with tf.GradientTape() as tape:
+            out = backbone(x, training=True)
+            loss = tf.reduce_sum(tf.square(out["sequence_output"] * real)) + tf.reduce_sum(out["pooled_output"][:4])
+        grads.append([tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, backbone.trainable_weights)])
+    scale = max(np.abs(g).max() for g in grads[0])
+    for a, b, weight in zip(*grads, backbone.trainable_weights):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale, err_msg=weight.path)
+
+
+def test_token_rows_gather_spread_and_scatter_the_real_tokens():
+    import tensorflow as tf
+
+    from tfbert.layers import TokenRows
 
     mask = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], "int32")
-    kept, source = (t.numpy().tolist() for t in token_rows(mask))
-    assert kept == [0, 1, 4, 5, 6, 8]  # row 1 and row 2 keep their first position
-    assert source == [0, 1, 1, 1, 2, 3, 4, 4, 5, 5, 5, 5]
+    flat = tf.constant(np.arange(1, 13, dtype="float32")[:, None] * [1.0, -1.0])  # [12, 2], row i holds i + 1
+    rows = TokenRows(mask)
+    assert rows.kept.numpy().tolist() == [0, 1, 4, 5, 6, 8]  # row 1 and row 2 keep their first position
+    tokens = rows.gather(flat)
+    np.testing.assert_array_equal(tokens[:, 0], [1, 2, 5, 6, 7, 9])
+    # padding reads the last token before it
+    np.testing.assert_array_equal(rows.spread(tokens)[:, 0], [1, 2, 2, 2, 5, 6, 7, 7, 9, 9, 9, 9])
+    np.testing.assert_array_equal(rows.scatter(tokens)[:, 0], [1, 2, 0, 0, 5, 6, 7, 0, 9, 0, 0, 0])
+    filled = TokenRows(mask, multiple=4)  # 6 tokens + 2 rows of zeros
+    tokens = filled.gather(flat)
+    np.testing.assert_array_equal(tokens[:, 0], [1, 2, 5, 6, 7, 9, 0, 0])
+    np.testing.assert_array_equal(filled.spread(tokens)[:, 0], [1, 2, 2, 2, 5, 6, 7, 7, 9, 9, 9, 9])
+    np.testing.assert_array_equal(filled.scatter(tokens + 1.0)[:, 0], [2, 3, 0, 0, 6, 7, 8, 0, 10, 0, 0, 0])
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "bfloat16"])

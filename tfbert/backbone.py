@@ -87,15 +87,17 @@ class BertBackbone(keras.Model):
 
     @property
     def skip_padding(self) -> bool:
-        """Whether inference (not training) runs the per-token layers on the real tokens alone.
+        """Whether the encoder runs its per-token layers on the real tokens alone.
 
         Off by default. Padding costs a padded batch's dense layers (most of BERT's arithmetic) in
-        proportion: SST-2 dev in batches of 32 padded to their longest is 48% padding. On, the encoder
-        blocks gather the tokens before their dense layers, LayerNorms and GELU and put them back for
-        attention; the real positions' outputs are the same within float32 rounding, padded positions
-        of `sequence_output` are 0 (but the first of each row). Shapes then depend on the number of
-        tokens, which XLA and TPUs cannot compile: training always runs padded, and exports
-        (`tfbert.export`) turn it on for the serving copy only.
+        proportion: SST-2 dev in batches of 32 padded to their longest is 48% padding. On, each encoder
+        block gathers the tokens before its dense layers, LayerNorms, GELU and dropout and puts them
+        back for attention; the real positions' outputs and the gradients are the same within float32
+        rounding, padded positions of `sequence_output` are 0 (but the first of each row). The number
+        of tokens then changes from batch to batch, which TPUs and XLA (`jit_compile`) cannot compile
+        well: tfbert's runner turns it on for training where it can (`--skip_padding`), and exports
+        (`tfbert.export`) turn it on for their serving copy. In training the token count is rounded
+        up to a multiple of 64 (rows of zeros) to bound the XLA-compiled kernels' shapes.
         """
         return all(layer.skip_padding for layer in self.encoder_layers)
 

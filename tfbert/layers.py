@@ -347,45 +347,38 @@ class BertEncoderBlock(keras.layers.Layer):
         return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
 
     def call(self, x, attention_mask, training=None):
-        """Args:
+        """The block on 2-D [tokens, hidden] activations: each dense layer a plain matmul and bias add,
+        which TensorFlow's graph optimizer fuses into one oneDNN kernel at inference (with the GELU:
+        `serving_gelu`). With `skip_padding`, the dense layers, LayerNorms, GELU and dropout (all per
+        token) run on the real tokens alone and only attention on the padded [batch, seq] layout; the
+        output is 0 at padded positions (but the first of each row: `TokenRows`).
+
+        Args:
             x: [batch, seq, hidden].
             attention_mask: int [batch, seq], 1 for tokens to attend to, 0 for padding.
         """
-        if not training:
-            return self._infer(x, attention_mask)
         batch, seq = ops.shape(x)[0], ops.shape(x)[1]
-        q, k, v = (self._split_heads(dense(x), batch, seq) for dense in (self.query, self.key, self.value))
-        context = ops.reshape(self._attend(q, k, v, attention_mask, training), (batch, seq, self.hidden_size))
-        attended = self.attention_output_dropout(self.attention_output(context), training=training)
-        x = self.attention_layer_norm(x + attended)
-        hidden = self.output_dense(self._training_act(self.intermediate(x)))
-        return self.output_layer_norm(x + self.output_dropout(hidden, training=training))
-
-    def _infer(self, x, attention_mask):
-        """The block without dropout, its dense layers on 2-D [tokens, hidden] activations, where TensorFlow's
-        graph optimizer fuses each matmul with its bias add (and the intermediate one with `serving_gelu`)
-        into one oneDNN kernel; the training path's values without dropout, within float32 rounding.
-        With `skip_padding`, the dense layers, LayerNorms and GELU (all per token) run on the real tokens
-        alone, attention on the padded [batch, seq] layout; the output is 0 at padded positions (but the
-        first of each row: `token_rows`)."""
-        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
+        # Training rounds the token count up to a multiple of 64: XLA compiles the fused GELU and dropout
+        # kernels once per shape, and a count that changes with every batch would compile every step.
+        rows = TokenRows(attention_mask, multiple=64 if training else 1) if self.skip_padding else None
         tokens = ops.reshape(x, (-1, self.hidden_size))
-        if self.skip_padding:
-            kept, source = token_rows(attention_mask)
-            tokens = tf.gather(tokens, kept)
+        if rows is not None:
+            tokens = rows.gather(tokens)
 
         def heads(projected):
-            return self._split_heads(tf.gather(projected, source) if self.skip_padding else projected, batch, seq)
+            return self._split_heads(projected if rows is None else rows.spread(projected), batch, seq)
 
         q, k, v = (heads(dense(tokens)) for dense in (self.query, self.key, self.value))
-        context = ops.reshape(self._attend(q, k, v, attention_mask, False), (-1, self.hidden_size))
-        if self.skip_padding:
-            context = tf.gather(context, kept)
-        hidden = self.attention_layer_norm(tokens + self.attention_output(context))
-        hidden = self.output_layer_norm(hidden + self.output_dense(self._serving_act(self.intermediate(hidden))))
-        if self.skip_padding:
-            shape = tf.stack([tf.cast(batch * seq, tf.int64), self.hidden_size])
-            hidden = tf.scatter_nd(kept[:, None], hidden, shape)
+        context = ops.reshape(self._attend(q, k, v, attention_mask, training), (-1, self.hidden_size))
+        if rows is not None:
+            context = rows.gather(context)
+        attended = self.attention_output_dropout(self.attention_output(context), training=training)
+        hidden = self.attention_layer_norm(tokens + attended)
+        act = self._training_act if training else self._serving_act
+        output = self.output_dropout(self.output_dense(act(self.intermediate(hidden))), training=training)
+        hidden = self.output_layer_norm(hidden + output)
+        if rows is not None:
+            hidden = rows.scatter(hidden)
         return ops.reshape(hidden, (batch, seq, self.hidden_size))
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
@@ -408,14 +401,37 @@ def attention_bias_from_mask(attention_mask, dtype: str = "float32"):
     return ops.expand_dims(ops.expand_dims((1.0 - mask) * -1e9, 1), 1)
 
 
-def token_rows(attention_mask):
-    """For a [batch, seq] 0/1 `attention_mask`: the rows of its flattened [batch * seq] layout that hold
-    tokens (int64, in order), and for each row of that layout the token row to read it back from: its own
-    for a token, for padding the last token before it (any finite row serves: attention gives padding
-    no weight). The first position of every row counts as a token (BERT's [CLS]), so a batch without
-    tokens still has rows to read."""
-    mask = tf.cast(attention_mask, tf.int32)
-    is_token = tf.reshape(tf.concat([tf.ones_like(mask[:, :1]), mask[:, 1:]], axis=1), [-1]) > 0
-    kept = tf.where(is_token)[:, 0]
-    source = tf.maximum(tf.cumsum(tf.cast(is_token, tf.int64)) - 1, 0)
-    return kept, source
+class TokenRows:
+    """Where the tokens of a [batch, seq] 0/1 `attention_mask` are in its flattened [batch * seq] layout,
+    to run per-token layers on them alone (`BertBackbone.skip_padding`).
+
+    `gather` takes the token rows (in order) of a [batch * seq, ...] tensor, plus, with `multiple`,
+    rows of zeros up to a multiple of it; `spread` puts token rows back on the padded layout for
+    attention, padding reading the last token before it (any finite row serves: attention gives
+    padding no weight); `scatter` puts them back with zeros at the padding. The first position of
+    every row counts as a token (BERT's [CLS]), so a batch without tokens still has rows to read.
+    """
+
+    def __init__(self, attention_mask, multiple: int = 1):
+        mask = tf.cast(attention_mask, tf.int32)
+        is_token = tf.reshape(tf.concat([tf.ones_like(mask[:, :1]), mask[:, 1:]], axis=1), [-1]) > 0
+        self.size = tf.size(is_token, out_type=tf.int64)
+        self.kept = tf.where(is_token)[:, 0]  # int64 [tokens]
+        self.source = tf.maximum(tf.cumsum(tf.cast(is_token, tf.int64)) - 1, 0)
+        self.filled = multiple > 1
+        if self.filled:  # filler rows read zeros from, and are written back to, one row past the end
+            filler = tf.math.floormod(-tf.size(self.kept, out_type=tf.int64), multiple)
+            self.kept = tf.concat([self.kept, tf.fill([filler], self.size)], axis=0)
+
+    def gather(self, flat):
+        if self.filled:
+            flat = tf.concat([flat, tf.zeros_like(flat[:1])], axis=0)
+        return tf.gather(flat, self.kept)
+
+    def spread(self, tokens):
+        return tf.gather(tokens, self.source)
+
+    def scatter(self, tokens):
+        shape = tf.stack([self.size + int(self.filled), tf.shape(tokens, out_type=tf.int64)[1]])
+        rows = tf.scatter_nd(self.kept[:, None], tokens, shape)
+        return rows[:-1] if self.filled else rows

@@ -298,6 +298,25 @@ def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, caps
         capsys.readouterr().err
 
 
+def test_training_skips_padding_where_shapes_may_change_and_the_loss_ignores_padding(tiny_model_dir):
+    from tfbert.tasks.classification import ClassificationData, ClassificationTask
+    from tfbert.tasks.question_answering import QuestionAnsweringTask
+    from tfbert.training.run_config import QARunConfig
+    from tfbert.training.runner import build_model, skips_padding
+
+    task = ClassificationTask()
+    assert skips_padding(ClassifierRunConfig(), task)
+    assert not skips_padding(ClassifierRunConfig(skip_padding=False), task)
+    assert not skips_padding(ClassifierRunConfig(strategy="tpu"), task)  # static shapes
+    assert not skips_padding(ClassifierRunConfig(static_shapes=True), task)
+    assert not skips_padding(ClassifierRunConfig(jit_compile=True), task)
+    assert not skips_padding(QARunConfig(), QuestionAnsweringTask())  # its loss reads padded positions
+    data = ClassificationData(None, None, None, ["neg", "pos"], "", label_vocab=[0, 1])
+    assert build_model(ClassifierRunConfig(model=tiny_model_dir), task, data, 10).backbone.skip_padding
+    assert not build_model(ClassifierRunConfig(model=tiny_model_dir, skip_padding=False), task, data,
+                           10).backbone.skip_padding
+
+
 def test_batching_follows_the_strategy_and_the_task():
     plain = ClassifierRunConfig(batch_size=16, max_seq_length=64, seed=5)
     assert plain.batching(training=True) == {"batch_size": 16, "max_seq_length": 64, "shuffle": True, "seed": 5,

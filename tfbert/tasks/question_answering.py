@@ -102,6 +102,9 @@ class QuestionAnsweringTask(Task):
     """`train_qa.py`'s task: `QARunConfig` -> `BertQuestionAnswerer`."""
 
     name = "question_answering"
+    # The start and end losses take the softmax over every position of a window, padding included, as
+    # transformers' BertForQuestionAnswering does: padded positions' logits are part of the loss.
+    trains_without_padding = False
 
     def load_data(self, config) -> QAData:
         read = dict(version_2=config.version_2_with_negative, skip_bad_rows=config.skip_bad_rows)

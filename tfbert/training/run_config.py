@@ -87,6 +87,10 @@ class RunConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "none"
     jit_compile: bool = False
+    skip_padding: bool = dataclasses.field(default=True, metadata={
+        "help": "run the encoder's dense layers, LayerNorms, GELU and dropout on the real tokens alone, attention "
+                "on the padded batch (BertBackbone.skip_padding); off with static shapes (TPUs), --jit_compile "
+                "and tasks whose loss reads padded positions (question answering)"})
     steps_per_execution: int = dataclasses.field(default=1, metadata={
         "help": "training steps per call into TensorFlow (Keras' steps_per_execution): fewer round trips from "
                 "Python, most useful on TPUs (not under mirrored or multi_worker, where Keras 3 fails: keras-team/keras#19246); "

@@ -48,6 +48,7 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int,
     `build_training_state`)."""
     with distribution.strategy_for(config).scope():
         model = task.build_model(config, data, _dtype_policy(config))
+        model.backbone.skip_padding = skips_padding(config, task)
         parameter_efficient.apply_to_model(
             model, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
             freeze_layers=config.freeze_layers, freeze_embeddings=config.freeze_embeddings)
@@ -62,6 +63,14 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int,
         if batch_spec is not None:
             build_training_state(model, batch_spec)
     return model
+
+
+def skips_padding(config: RunConfig, task: Task) -> bool:
+    """`--skip_padding`, where it can apply: not with static shapes (the token count changes from batch to
+    batch, which TPUs cannot compile), not under `--jit_compile` (XLA would compile every batch), not for a
+    task whose loss reads padded positions."""
+    return (config.skip_padding and task.trains_without_padding and not config.uses_static_shapes()
+            and not config.jit_compile)
 
 
 def build_training_state(model: keras.Model, batch_spec) -> None:
