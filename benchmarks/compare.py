@@ -2,13 +2,14 @@
 
 What is measured (every implementation in its own child process of this script, the same checkpoint):
 
-1. Training-step throughput, batch 32, sequence 128 and 32 (synthetic ids, no padding): tfbert float32,
+1. Training-step throughput, batch 32, sequence 128 and 32 (synthetic ids, no padding, so tfbert runs with
+   `skip_padding` off, the backbone's default, which gains nothing there): tfbert float32,
    tfbert mixed_bfloat16, KerasHub `BertTextClassifier` (TF backend, plain AdamW; as TensorFlow leaves
    oneDNN, and with TF_ENABLE_ONEDNN_OPTS=1, which tfbert sets by default on x86-64) and transformers'
    `BertForSequenceClassification` (AdamW). The five processes stay alive and are asked in interleaved
    rounds (A, B, C, D, E, A, B, ...); medians of the rounds, ratios against tfbert float32.
 2. One epoch over the first `--rows` rows of SST-2 train (8,000) and accuracy on SST-2 dev: tfbert
-   (`make_dataset(padding="bucket")`), KerasHub with its standard preprocessor (sequence_length 128) and
+   (`make_dataset(padding="bucket")`, padding skipped as the runner trains), KerasHub with its standard preprocessor (sequence_length 128) and
    PyTorch with per-batch dynamic padding (`DataCollatorWithPadding`). One recipe, as `sst2.sh`: AdamW
    1e-4, 10% warmup then linear decay, weight decay 0.01, epsilon 1e-6, global-norm clip 1.0, batch 32.
    The epoch's seconds run from building the input pipeline to the end of the last step, so they include

@@ -92,6 +92,9 @@ def test_only_ops_stock_tf_serving_ships(tmp_path, tokenizer):
     # The serving graph skips padding in its dense layers (the tokens gathered, put back with ScatterNd);
     # the float32 model, exported as it is, is left as it was.
     assert "ScatterNd" in saved_model_op_types(path) and not model.backbone.skip_padding
+    model.backbone.skip_padding = True  # a model that trained skipping padding, exported without (QA's case)
+    kept = export_saved_model(model, tokenizer, str(tmp_path / "kept"), skip_padding=False)
+    assert "ScatterNd" not in saved_model_op_types(kept) and model.backbone.skip_padding
     allowed = read_allowlist()
     # The allow-list is honest: everything but the listed tf_text ops is registered by plain TensorFlow.
     core = sorted(op for op in allowed if op not in {"CaseFoldUTF8", "NormalizeUTF8", "RegexSplitWithOffsets",

@@ -110,7 +110,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
                        label_names: list[str] | None = None, task: str = "classification",
                        text_pair: bool = False, max_seq_length: int | None = None, threshold: float = 0.5,
                        warmup_texts: list[str] | None = None, overwrite: bool = False,
-                       signatures=None, metadata: dict | None = None) -> str:
+                       signatures=None, metadata: dict | None = None, skip_padding: bool = True) -> str:
     """Writes a versioned SavedModel for TF Serving and returns its directory.
 
     The signatures are a task's: `signatures(archive, model, tokenizer, max_seq_length)` adds its
@@ -133,6 +133,9 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         threshold: multi-label decision threshold saved in the graph.
         warmup_texts: texts for `assets.extra/tf_serving_warmup_requests` (a few defaults).
         overwrite: replace an existing version instead of failing.
+        skip_padding: the serving graph runs the encoder's per-token layers on the real tokens alone
+            (`BertBackbone.skip_padding`; outputs at padded positions are then computed from zeros).
+            Off for a task whose outputs at padded positions mean something (question answering).
 
     Raises:
         ExportError: the version exists (without `overwrite`) or arguments do not fit.
@@ -163,7 +166,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     # A hidden sibling of the versions: TF Serving only loads numeric folder names.
     tmp_dir = os.path.join(base_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        with padding_skipped(serving_model):  # the signatures are traced and written with it on
+        with padding_skipped(serving_model, skip_padding):  # the signatures are traced and written so
             if signatures is None:
                 archive = _build_archive(serving_model, tokenizer, task, label_names, text_pair, max_seq_length,
                                          threshold)
@@ -194,13 +197,13 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
 
 
 @contextlib.contextmanager
-def padding_skipped(model: keras.Model):
-    """`model.backbone.skip_padding` on inside the `with` block, so that the serving signatures traced there
-    skip padding in their dense layers, and restored after it: `model` may be the caller's own model
-    (`float32_copy` returns a float32 model without LoRA as it is)."""
+def padding_skipped(model: keras.Model, skip: bool = True):
+    """`model.backbone.skip_padding` set to `skip` inside the `with` block, so that the serving signatures
+    traced there skip padding in their dense layers (or not), and restored after it: `model` may be the
+    caller's own model (`float32_copy` returns a float32 model without LoRA as it is)."""
     backbone = model.backbone
     before = backbone.skip_padding
-    backbone.skip_padding = True
+    backbone.skip_padding = skip
     try:
         yield
     finally:

@@ -66,7 +66,7 @@ def fused_exact_gelu(x):
     (issue 12: one layer's GELU forward and backward at [32, 128, 1536], Intel Xeon: float32 22.5 ->
     15.7 ms, bfloat16 31.7 -> 12.7 ms). XLA's `erfc` is not TensorFlow's kernel: values and derivative
     within 1 float32 ulp of `exact_gelu` (2.4e-7 and 1e-6 here; equal after rounding to bfloat16).
-    Used where the encoder trains; inference and exports keep `exact_gelu`, whose plain TensorFlow ops
+    Used where the encoder trains; inference and exports run `serving_gelu`, whose plain TensorFlow ops
     every TF Serving build runs."""
     value, slope = _gelu_and_slope(x)
     return value, lambda upstream: _times_slope(upstream, slope)
@@ -78,9 +78,9 @@ def serving_gelu(x):
     `exact_gelu` (the same operations). Plain ops with no custom gradient around them, in the form
     TensorFlow's graph optimizer (Grappler's remapper) recognizes: after a 2-D `MatMul` and bias add it
     becomes one oneDNN matmul with the GELU fused in, where `exact_gelu` ran 4 element-wise passes over
-    [tokens, intermediate] (issue 12: MiniLM's forward pass at batch 32 1.22x faster together with the
-    2-D dense layers of `BertEncoderBlock`'s inference path). Not for training: its gradient is
-    TensorFlow's autodiff of those ops."""
+    [tokens, intermediate] (issue 12: MiniLM's forward pass at batch 32 1.22x faster together with
+    `BertEncoderBlock`'s 2-D dense layers). Not for training: its gradient is TensorFlow's autodiff of
+    those ops (training runs `fused_exact_gelu`)."""
     return tf.cast(tf.nn.gelu(tf.cast(x, tf.float32), approximate=False), x.dtype)
 
 

@@ -362,8 +362,9 @@ class Task:
     name: str = ""
     # Evaluate the validation split before the first step too (pre-training: the gain must show).
     evaluate_before_training: bool = False
-    # The loss reads no output at a padded position, so training may skip padding (`BertBackbone.skip_padding`).
-    trains_without_padding: bool = True
+    # The loss reads no output at a padded position, so training and the export may skip padding
+    # (`BertBackbone.skip_padding`): the outputs there mean nothing.
+    skips_padding: bool = True
 
     def load_data(self, config) -> TaskData:
         """Reads every split the config names and checks them all before training starts.

@@ -103,8 +103,9 @@ class QuestionAnsweringTask(Task):
 
     name = "question_answering"
     # The start and end losses take the softmax over every position of a window, padding included, as
-    # transformers' BertForQuestionAnswering does: padded positions' logits are part of the loss.
-    trains_without_padding = False
+    # transformers' BertForQuestionAnswering does: padded positions' logits are part of the model's output
+    # (the `encoded` signature returns them), so neither training nor the export skips padding.
+    skips_padding = False
 
     def load_data(self, config) -> QAData:
         read = dict(version_2=config.version_2_with_negative, skip_bad_rows=config.skip_bad_rows)
@@ -254,6 +255,7 @@ class QuestionAnsweringTask(Task):
         version_2 = bool(getattr(data, "version_2", False))
         return export_saved_model(
             model, tokenizer, base_dir, version, max_seq_length=config.max_seq_length, overwrite=overwrite,
+            skip_padding=self.skips_padding,
             signatures=qa_signatures(config.max_query_length, config.doc_stride, config.max_answer_length,
                                      config.n_best_size, version_2, config.null_score_diff_threshold),
             metadata={"task": "question_answering", "version_2_with_negative": version_2,

@@ -69,7 +69,7 @@ def skips_padding(config: RunConfig, task: Task) -> bool:
     """`--skip_padding`, where it can apply: not with static shapes (the token count changes from batch to
     batch, which TPUs cannot compile), not under `--jit_compile` (XLA would compile every batch), not for a
     task whose loss reads padded positions."""
-    return (config.skip_padding and task.trains_without_padding and not config.uses_static_shapes()
+    return (config.skip_padding and task.skips_padding and not config.uses_static_shapes()
             and not config.jit_compile)
 
 
