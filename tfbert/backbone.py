@@ -96,7 +96,8 @@ class BertBackbone(keras.Model):
         rounding, padded positions of `sequence_output` are 0 (but the first of each row). The number
         of tokens then changes from batch to batch, which TPUs and XLA (`jit_compile`) cannot compile
         well: tfbert's runner turns it on for training where it can (`--skip_padding`), and exports
-        (`tfbert.export`) turn it on for their serving copy. In training the token count is rounded
+        (`tfbert.export`) turn it on for their serving copy (neither for question answering, whose
+        outputs at padded positions are part of its loss). In training the token count is rounded
         up to a multiple of 64 (rows of zeros) to bound the XLA-compiled kernels' shapes.
         """
         return all(layer.skip_padding for layer in self.encoder_layers)
