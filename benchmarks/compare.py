@@ -9,9 +9,10 @@ What is measured (every implementation in its own child process of this script, 
    `BertForSequenceClassification` (AdamW). The five processes stay alive and are asked in interleaved
    rounds (A, B, C, D, E, A, B, ...); medians of the rounds, ratios against tfbert float32.
 2. One epoch over the first `--rows` rows of SST-2 train (8,000) and accuracy on SST-2 dev: tfbert
-   (`make_dataset(padding="bucket")`, padding skipped as the runner trains), KerasHub with its standard preprocessor (sequence_length 128) and
-   PyTorch with per-batch dynamic padding (`DataCollatorWithPadding`). One recipe, as `sst2.sh`: AdamW
-   1e-4, 10% warmup then linear decay, weight decay 0.01, epsilon 1e-6, global-norm clip 1.0, batch 32.
+   (`make_dataset(padding="bucket")`, padding skipped as the runner trains), KerasHub with its standard
+   preprocessor (sequence_length 128) and PyTorch with per-batch dynamic padding (`DataCollatorWithPadding`).
+   One recipe, as `sst2.sh`: AdamW 1e-4, 10% warmup then linear decay, weight decay 0.01, epsilon 1e-6,
+   global-norm clip 1.0, batch 32.
    The epoch's seconds run from building the input pipeline to the end of the last step, so they include
    tokenization and the first step's tracing, as a user waits for them.
 3. Peak resident memory of every training process, `ru_maxrss` reported by the process itself (tfbert's
