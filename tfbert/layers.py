@@ -318,9 +318,8 @@ class BertEncoderBlock(keras.layers.Layer):
         self.attention_dropout = Dropout(attention_dropout, dtype=self.dtype_policy)
         self.attention_output_dropout = Dropout(dropout, dtype=self.dtype_policy)
         self.output_dropout = Dropout(dropout, dtype=self.dtype_policy)
-        self._act = get_activation(activation)
         self._training_act = get_activation(activation, training=True)
-        self._serving_act = serving_gelu if activation == "gelu" else self._act
+        self._serving_act = serving_gelu if activation == "gelu" else get_activation(activation)
         # Not in the config: how the block runs, not what it computes (`BertBackbone.skip_padding`).
         self.skip_padding = False
 
