@@ -7,7 +7,9 @@ import os
 import keras
 
 from tfbert.config import BertConfig
-from tfbert.layers import BertEmbeddings, BertEncoderBlock
+from keras import ops
+
+from tfbert.layers import BertEmbeddings, BertEncoderBlock, TokenRows
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -71,6 +73,31 @@ class BertBackbone(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.config = config
         self.policy_name = None if dtype is None else keras.dtype_policies.get(dtype).name
+        self._skip_padding = False  # not in the config: how the encoder runs, not what it computes
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._skip_padding or not isinstance(inputs, dict):
+            return super().call(inputs, training=training, mask=mask)
+        return self._encode_tokens(*(ops.cast(inputs[name], "int32") for name in INPUT_NAMES), training=training)
+
+    def _encode_tokens(self, input_ids, token_type_ids, attention_mask, training=None):
+        """The functional graph's computation with the padding skipped (`skip_padding`): the embeddings'
+        token rows gathered once, kept packed through every encoder block (`BertEncoderBlock.on_tokens`),
+        put back on the padded layout once for `sequence_output` (which a classifier's graph never
+        computes: nothing reads it) and read at each row's first position for the pooler."""
+        batch, seq = ops.shape(input_ids)[0], ops.shape(input_ids)[1]
+        hidden_size = self.config.hidden_size
+        # Training rounds the token count up to a multiple of 64: XLA compiles the fused GELU and dropout
+        # kernels once per shape, and a count that changes with every batch would compile every step.
+        rows = TokenRows(attention_mask, multiple=64 if training else 1)
+        x = self.embeddings(input_ids, token_type_ids, training=training)
+        tokens = rows.gather(ops.reshape(x, (-1, hidden_size)))
+        for layer in self.encoder_layers:
+            tokens = layer.on_tokens(tokens, attention_mask, rows, training=training)
+        sequence = ops.reshape(rows.scatter(tokens), (batch, seq, hidden_size))
+        pooled = self.pooler(rows.firsts(tokens))
+        return {"sequence_output": self.get_layer("sequence_output")(sequence),
+                "pooled_output": self.get_layer("pooled_output")(pooled)}
 
     # ---- layer access used by checkpoint conversion and LoRA ----------------------------------
     @property
@@ -90,9 +117,10 @@ class BertBackbone(keras.Model):
         """Whether the encoder runs its per-token layers on the real tokens alone.
 
         Off by default. Padding costs a padded batch's dense layers (most of BERT's arithmetic) in
-        proportion: SST-2 dev in batches of 32 padded to their longest is 48% padding. On, each encoder
-        block gathers the tokens before its dense layers, LayerNorms, GELU and dropout and puts them
-        back for attention; the real positions' outputs and the gradients are the same within float32
+        proportion: SST-2 dev in batches of 32 padded to their longest is 48% padding. On, the
+        embeddings' token rows are gathered once and stay packed through the encoder blocks' dense
+        layers, LayerNorms, GELU and dropout, each block spreading them onto the padded layout for
+        attention alone; the real positions' outputs and the gradients are the same within float32
         rounding, padded positions of `sequence_output` are 0 (but the first of each row). The number
         of tokens then changes from batch to batch, which TPUs and XLA (`jit_compile`) cannot compile
         well: tfbert's runner turns it on for training where it can (`--skip_padding`), and exports
@@ -100,12 +128,11 @@ class BertBackbone(keras.Model):
         outputs at padded positions are part of its loss). In training the token count is rounded
         up to a multiple of 64 (rows of zeros) to bound the XLA-compiled kernels' shapes.
         """
-        return all(layer.skip_padding for layer in self.encoder_layers)
+        return self._skip_padding
 
     @skip_padding.setter
     def skip_padding(self, value: bool) -> None:
-        for layer in self.encoder_layers:
-            layer.skip_padding = bool(value)
+        self._skip_padding = bool(value)
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": self.policy_name,

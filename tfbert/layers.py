@@ -320,8 +320,6 @@ class BertEncoderBlock(keras.layers.Layer):
         self.output_dropout = Dropout(dropout, dtype=self.dtype_policy)
         self._training_act = get_activation(activation, training=True)
         self._serving_act = serving_gelu if activation == "gelu" else get_activation(activation)
-        # Not in the config: how the block runs, not what it computes (`BertBackbone.skip_padding`).
-        self.skip_padding = False
 
     def build(self, x_shape, attention_mask_shape=None):
         hidden = tuple(x_shape[:-1]) + (self.hidden_size,)
@@ -346,23 +344,25 @@ class BertEncoderBlock(keras.layers.Layer):
         return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
 
     def call(self, x, attention_mask, training=None):
-        """The block on 2-D [tokens, hidden] activations: each dense layer a plain matmul and bias add,
-        which TensorFlow's graph optimizer fuses into one oneDNN kernel at inference (with the GELU:
-        `serving_gelu`). With `skip_padding`, the dense layers, LayerNorms, GELU and dropout (all per
-        token) run on the real tokens alone and only attention on the padded [batch, seq] layout; the
-        output is 0 at padded positions (but the first of each row: `TokenRows`).
+        """The block on [batch, seq, hidden] `x`, every position (`on_tokens`).
 
         Args:
             x: [batch, seq, hidden].
             attention_mask: int [batch, seq], 1 for tokens to attend to, 0 for padding.
         """
         batch, seq = ops.shape(x)[0], ops.shape(x)[1]
-        # Training rounds the token count up to a multiple of 64: XLA compiles the fused GELU and dropout
-        # kernels once per shape, and a count that changes with every batch would compile every step.
-        rows = TokenRows(attention_mask, multiple=64 if training else 1) if self.skip_padding else None
-        tokens = ops.reshape(x, (-1, self.hidden_size))
-        if rows is not None:
-            tokens = rows.gather(tokens)
+        hidden = self.on_tokens(ops.reshape(x, (-1, self.hidden_size)), attention_mask, training=training)
+        return ops.reshape(hidden, (batch, seq, self.hidden_size))
+
+    def on_tokens(self, tokens, attention_mask, rows=None, training=None):
+        """The block on 2-D [tokens, hidden] activations, returned in the same layout: each dense layer
+        a plain matmul and bias add, which TensorFlow's graph optimizer fuses into one oneDNN kernel at
+        inference (with the GELU: `serving_gelu`). With `rows` (a `TokenRows` of `attention_mask`),
+        `tokens` are its token rows and the dense layers, LayerNorms, GELU and dropout (all per token)
+        run on them alone, attention on the padded [batch, seq] layout (`BertBackbone.skip_padding`
+        keeps them packed from block to block); without, `tokens` are all batch * seq positions.
+        """
+        batch, seq = ops.shape(attention_mask)[0], ops.shape(attention_mask)[1]
 
         def heads(projected):
             return self._split_heads(projected if rows is None else rows.spread(projected), batch, seq)
@@ -375,10 +375,7 @@ class BertEncoderBlock(keras.layers.Layer):
         hidden = self.attention_layer_norm(tokens + attended)
         act = self._training_act if training else self._serving_act
         output = self.output_dropout(self.output_dense(act(self.intermediate(hidden))), training=training)
-        hidden = self.output_layer_norm(hidden + output)
-        if rows is not None:
-            hidden = rows.scatter(hidden)
-        return ops.reshape(hidden, (batch, seq, self.hidden_size))
+        return self.output_layer_norm(hidden + output)
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
         return x_shape
@@ -418,7 +415,7 @@ class TokenRows:
     """
 
     def __init__(self, attention_mask, multiple: int = 1):
-        mask = tf.cast(attention_mask, tf.int32)
+        self.mask = mask = tf.cast(attention_mask, tf.int32)
         is_token = tf.reshape(tf.concat([tf.ones_like(mask[:, :1]), mask[:, 1:]], axis=1), [-1]) > 0
         self.size = tf.size(is_token, out_type=tf.int64)
         self.kept = tf.where(is_token)[:, 0]  # int64 [tokens]
@@ -446,6 +443,11 @@ class TokenRows:
         def apply(tokens):
             return tf.gather(tokens, self.source), lambda up: self._pad(tf.gather(up, self.kept))
         return apply(tokens)
+
+    def firsts(self, tokens):
+        """The token rows of each sequence's first position ([CLS]), [batch, ...]."""
+        batch, seq = tf.shape(self.mask, tf.int64)[0], tf.shape(self.mask, tf.int64)[1]
+        return tf.gather(tokens, tf.gather(self.source, tf.range(batch) * seq))
 
     def scatter(self, tokens):
         @tf.custom_gradient
