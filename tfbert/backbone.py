@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import keras
-
-from tfbert.config import BertConfig
 from keras import ops
 
-from tfbert.layers import BertEmbeddings, BertEncoderBlock, TokenRows
+from tfbert.config import BertConfig
+from tfbert.layers import BertEmbeddings, BertEncoderBlock, TokenRows, weight_initializer, weights_from_checkpoint
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -62,7 +61,7 @@ class BertBackbone(keras.Model):
                 dtype=dtype, name=f"encoder_layer_{i}")(x, inputs["attention_mask"])
         pooler = keras.layers.Dense(
             config.hidden_size, activation="tanh",
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+            kernel_initializer=weight_initializer(config.initializer_range),
             dtype=dtype, name="pooler")
         pooled = pooler(x[:, 0, :])
         # Heads and losses want float32, whatever precision the encoder ran in.
@@ -161,12 +160,27 @@ class BertBackbone(keras.Model):
             tfbert.checkpoints.CheckpointError: unreadable files, a shape mismatch or a missing
                 encoder weight, by name.
         """
-        from tfbert.checkpoints import assign_state, read_checkpoint
+        from tfbert.checkpoints import read_checkpoint
 
-        config, state, source = read_checkpoint(path_or_preset, **overrides)
-        backbone = cls(config, dtype=dtype)
-        report = assign_state(backbone, state, source)
+        backbone, report = cls.from_state(*read_checkpoint(path_or_preset, **overrides), dtype=dtype)
         return (backbone, report) if return_report else backbone
+
+    @classmethod
+    def from_state(cls, config: BertConfig, state: dict, source: str, dtype=None):
+        """A backbone of `config` holding a checkpoint's `state` (Hugging Face names, as `read_checkpoint`
+        returns it; `source` names it in errors) and the `LoadReport`. The weights the checkpoint holds are
+        not drawn at random first; those it lacks (an optional pooler) are, as a new model's."""
+        from tfbert.checkpoints.mapping import assign_state, weight_map
+
+        with weights_from_checkpoint():
+            backbone = cls(config, dtype=dtype)
+        report = assign_state(backbone, state, source)
+        variables = {key: variable for key, variable, _ in weight_map(backbone)}
+        for key in report.missing:
+            variable = variables[key]
+            if len(variable.shape) > 1:  # a kernel; biases start at zero either way
+                variable.assign(weight_initializer(config.initializer_range)(variable.shape, "float32"))
+        return backbone, report
 
     def save_pretrained(self, directory: str | os.PathLike, vocab_file: str | None = None,
                         tokenizer_dir: str | None = None) -> None:

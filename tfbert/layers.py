@@ -6,13 +6,39 @@ Weights are laid out the way Keras layers store them (`Dense` kernels are
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tfbert.config import SUPPORTED_ACTIVATIONS
+
+
+_building = threading.local()
+
+
+@contextlib.contextmanager
+def weights_from_checkpoint():
+    """Inside, tfbert's layers create the weights they would draw from a truncated normal as zeros: for a
+    model whose checkpoint overwrites them (`BertBackbone.from_state`). MiniLM's random draws took 0.3-0.5 s
+    of every run's start (issue 12, time to the first step), to be overwritten at once."""
+    before = getattr(_building, "from_checkpoint", False)
+    _building.from_checkpoint = True
+    try:
+        yield
+    finally:
+        _building.from_checkpoint = before
+
+
+def weight_initializer(stddev: float):
+    """BERT's weight initializer, a normal of `stddev` truncated at two deviations (zeros inside
+    `weights_from_checkpoint`)."""
+    if getattr(_building, "from_checkpoint", False):
+        return keras.initializers.Zeros()
+    return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
 def _normal_cdf(x):
@@ -241,7 +267,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.dropout_rate = dropout
         self.initializer_range = initializer_range
-        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        init = weight_initializer(initializer_range)
         self.word_embeddings = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init,
                                                       dtype=self.dtype_policy, name="word_embeddings")
         self.position_embeddings = keras.layers.Embedding(max_position_embeddings, hidden_size,
@@ -303,7 +329,7 @@ class BertEncoderBlock(keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.head_size = hidden_size // num_heads
-        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        init = weight_initializer(initializer_range)
         dense = dict(kernel_initializer=init, dtype=self.dtype_policy)
         self.query = Dense(hidden_size, name="query", **dense)
         self.key = Dense(hidden_size, name="key", **dense)

@@ -113,6 +113,11 @@ def test_mlm_checkpoint_without_pooler_loads_and_lists_it(tmp_path):
     backbone, report = BertBackbone.from_pretrained(str(tmp_path), return_report=True)
     assert report.missing == ["pooler.dense.weight", "pooler.dense.bias"]
     assert any(k.startswith("cls.predictions") for k in report.unexpected)
+    # the weights a checkpoint lacks are drawn as a new model's (a truncated normal), not left at zero
+    kernel, bias = (w.numpy() for w in backbone.pooler.weights)
+    stddev = backbone.config.initializer_range
+    assert 0.7 * stddev < kernel.std() < 1.1 * stddev and np.abs(kernel).max() <= 2 * stddev
+    np.testing.assert_array_equal(bias, 0.0)
     batch = _batch(99, 2, 16)
     real_seq, _ = _torch_outputs(model.bert, batch)
     mask = batch["attention_mask"].astype(bool)

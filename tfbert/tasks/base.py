@@ -138,13 +138,12 @@ class BertTaskModel(keras.Model):
         The head's weights are taken out before the encoder is loaded, so they are not reported as
         unused keys; the checkpoint is read once.
         """
-        from tfbert.checkpoints import assign_state, read_checkpoint, resolve
+        from tfbert.checkpoints import read_checkpoint, resolve
 
         directory = resolve(path_or_preset)
         config, state, source = read_checkpoint(directory, **overrides)
         head = cls.take_head(state)
-        backbone = BertBackbone(config, dtype=dtype)
-        assign_state(backbone, state, source)
+        backbone, _ = BertBackbone.from_state(config, state, source, dtype=dtype)
         return backbone, head, read_head_fields(directory), source
 
     @classmethod
