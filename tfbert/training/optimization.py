@@ -357,8 +357,8 @@ class BertAdamW(keras.optimizers.AdamW):
 
     def _step_constants(self, learning_rate, gradient_scale) -> dict:
         """The float32 scalars every variable's `adamw_update` in one step shares, computed once per step:
-        per variable they were a quarter of the training graph's ops (issue 12: MiniLM's 3,991 -> 2,808), traced and
-        optimized before the first step."""
+        per variable they were a quarter of the training graph's ops (issue 12: MiniLM's 3,991 -> 2,808),
+        traced and optimized before the first step."""
         step = ops.cast(self.iterations + 1, "float32")
         beta_1, beta_2 = ops.cast(self.beta_1, "float32"), ops.cast(self.beta_2, "float32")
         learning_rate = ops.cast(learning_rate, "float32")
