@@ -80,6 +80,25 @@ def test_consecutive_failures_stop_the_search_for_every_worker(tmp_path):
     assert json.load(open(tmp_path / "trials" / "trial_3" / "trial.json"))["status"] == "FAILED"  # saved
 
 
+def test_equal_scores_name_the_earlier_trial_best_after_any_reload(tmp_path):
+    """A finished search run again reloads its trials in the order their files are listed: a tie must not
+    name another best trial (and export it again)."""
+    oracle = _grid_oracle(tmp_path)
+    for score in (0.5, 0.5, 0.25):
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    running = oracle.create_trial("tuner1")  # not completed: ranked after every completed trial
+    for order in (["0", "1", "2", "3"], ["3", "2", "1", "0"], ["1", "3", "2", "0"]):  # as a reload may list them
+        oracle.trials = {trial_id: oracle.trials[trial_id] for trial_id in order}
+        assert [t.trial_id for t in oracle.get_best_trials(4)] == ["0", "1", "2", running.trial_id]
+        assert tuning.oracles.best_completed(oracle).trial_id == "0"
+    reloaded = _grid_oracle(tmp_path)
+    reloaded.reload()
+    assert tuning.oracles.best_completed(reloaded).trial_id == "0"
+
+
 def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path):
     import keras_tuner
 

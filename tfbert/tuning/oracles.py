@@ -22,6 +22,10 @@ class _SearchOracleMixin:
       distributed chief, leave the workers waiting. Only the latest run of failures counts, so a
       resumed search may try again. `stop_reason` says why it stopped.
     * oracle.json and trial.json are written atomically, so `kill -9` cannot leave half a file.
+    * Trials with equal scores rank by the order they were created in: the earlier one is the best.
+      KerasTuner's ranking keeps them in the order of `oracle.trials`, which on a resumed search is the
+      order its trial files were listed in, so the same finished search could name another best trial
+      (and export it again) each time its command ran.
     """
 
     stop_reason: str | None = None
@@ -43,11 +47,25 @@ class _SearchOracleMixin:
             return {"status": TrialStatus.STOPPED, "values": None}
         return super().populate_space(trial_id)
 
+    def get_best_trials(self, num_trials=1):
+        trials = sorted(self.trials.values(), key=_creation_order)
+        # completed trials by score; `sorted` is stable, so equal scores keep the creation order
+        best = sorted((t for t in trials if t.status == TrialStatus.COMPLETED), key=lambda t: t.score,
+                      reverse=self.objective.direction == "max")
+        if len(best) < num_trials:  # as KerasTuner's: the other trials after the completed ones
+            best += [t for t in trials if t.status != TrialStatus.COMPLETED]
+        return best[:num_trials]
+
     def save(self):
         fileio.write_json(self._get_oracle_fname(), self.get_state())
 
     def _save_trial(self, trial):
         fileio.write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+
+def _creation_order(trial):
+    """KerasTuner numbers trials as they are created ("0", "1", ... or zero-padded); other ids after them."""
+    return (0, int(trial.trial_id), "") if trial.trial_id.isdigit() else (1, 0, trial.trial_id)
 
 
 class RandomSearchOracle(_SearchOracleMixin, keras_tuner.oracles.RandomSearchOracle):
