@@ -75,28 +75,33 @@ class BertBackbone(keras.Model):
         self._skip_padding = False  # not in the config: how the encoder runs, not what it computes
 
     def call(self, inputs, training=None, mask=None):
-        if not self._skip_padding or not isinstance(inputs, dict):
+        if not isinstance(inputs, dict):  # the documented form is a dict; anything else as Keras runs it
             return super().call(inputs, training=training, mask=mask)
-        return self._encode_tokens(*(ops.cast(inputs[name], "int32") for name in INPUT_NAMES), training=training)
+        return self._encode(*(ops.cast(inputs[name], "int32") for name in INPUT_NAMES), training=training)
 
-    def _encode_tokens(self, input_ids, token_type_ids, attention_mask, training=None):
-        """The functional graph's computation with the padding skipped (`skip_padding`): the embeddings'
-        token rows gathered once, kept packed through every encoder block (`BertEncoderBlock.on_tokens`),
-        put back on the padded layout once for `sequence_output` (which a classifier's graph never
-        computes: nothing reads it) and read at each row's first position for the pooler."""
+    def _encode(self, input_ids, token_type_ids, attention_mask, training=None):
+        """The functional graph's computation, one body for both layouts: the encoder blocks on 2-D
+        [tokens, hidden] activations (`BertEncoderBlock.on_tokens`), all batch * seq positions, or with
+        `skip_padding` the embeddings' token rows gathered once and kept packed through every block, put
+        back on the padded layout once for `sequence_output` (which a classifier's graph never computes:
+        nothing reads it) and read at each row's first position for the pooler."""
         batch, seq = ops.shape(input_ids)[0], ops.shape(input_ids)[1]
         hidden_size = self.config.hidden_size
         # Training rounds the token count up to a multiple of 64: XLA compiles the fused GELU and dropout
         # kernels once per shape, and a count that changes with every batch would compile every step.
-        rows = TokenRows(attention_mask, multiple=64 if training else 1)
-        x = self.embeddings(input_ids, token_type_ids, training=training)
-        tokens = rows.gather(ops.reshape(x, (-1, hidden_size)))
+        rows = TokenRows(attention_mask, multiple=64 if training else 1) if self._skip_padding else None
+        tokens = ops.reshape(self.embeddings(input_ids, token_type_ids, training=training), (-1, hidden_size))
+        if rows is not None:
+            tokens = rows.gather(tokens)
         for layer in self.encoder_layers:
             tokens = layer.on_tokens(tokens, attention_mask, rows, training=training)
-        sequence = ops.reshape(rows.scatter(tokens), (batch, seq, hidden_size))
-        pooled = self.pooler(rows.firsts(tokens))
+        if rows is None:
+            sequence = ops.reshape(tokens, (batch, seq, hidden_size))
+            first = sequence[:, 0, :]
+        else:
+            sequence, first = ops.reshape(rows.scatter(tokens), (batch, seq, hidden_size)), rows.firsts(tokens)
         return {"sequence_output": self.get_layer("sequence_output")(sequence),
-                "pooled_output": self.get_layer("pooled_output")(pooled)}
+                "pooled_output": self.get_layer("pooled_output")(self.pooler(first))}
 
     # ---- layer access used by checkpoint conversion and LoRA ----------------------------------
     @property
