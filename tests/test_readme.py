@@ -14,9 +14,9 @@ README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 def test_readme_starts_with_the_setup_and_test_commands():
     first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).splitlines()
     assert first_block[0].startswith("pip install -e . && python pipelines/train_cls.py")
-    assert first_block[1].startswith('pip install -e ".[test]" && python -m pytest')
+    assert first_block[1].startswith('pip install --use-pep517 -e ".[test]" && python -m pytest')
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
-    assert 'python -m pip install -q -e ".[test]"' in ci and "\npython -m pytest\n" in ci
+    assert 'python -m pip install -q --use-pep517 -e ".[test]"' in ci and "\npython -m pytest\n" in ci
 
 
 @pytest.mark.slow

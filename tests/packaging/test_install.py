@@ -56,6 +56,12 @@ def test_readme_install_steps_in_a_fresh_venv(tmp_path):
     assert _run([python, "-c", check], cwd=tmp_path, env=environment).strip().endswith("ok")
 
     # README step 2, in the same venv: the test extra, then the three imports that crashed together.
-    _run([python, "-m", "pip", "install", "-q", ".[test]"], cwd=source, env=environment)
+    # With a current setuptools (as virtualenv or a newer Python's venv bring, or torch pulls in) and an
+    # empty pip cache, as on a fresh machine: seqeval, an sdist with `setup_requires`, fails to build
+    # the legacy way (once step 1 has installed `wheel`) with setuptools-scm 10; a wheel pip built
+    # for it earlier would hide that.
+    _run([python, "-m", "pip", "install", "-q", "--upgrade", "setuptools"], env=environment)
+    step_2 = dict(environment, PIP_CACHE_DIR=str(tmp_path / "pip-cache"))
+    _run([python, "-m", "pip", "install", "-q", "--use-pep517", ".[test]"], cwd=source, env=step_2)
     imports = "import tensorflow, torch; from transformers import BertModel; print(torch.__version__)"
     assert "2.13.0" in _run([python, "-c", imports], cwd=tmp_path, env=environment)
