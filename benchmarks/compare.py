@@ -26,7 +26,7 @@ What is measured (every implementation in its own child process of this script, 
 6. Time to the first finished training step: from the child's module top (`time.time()` before any other
    import) and from the interpreter's start (psutil's process creation time, else the parent's spawn time).
 
-    pip install -e ".[bench]"                 # keras-hub, torch 2.13.0, transformers: benchmark only
+    pip install --use-pep517 -e ".[bench]"    # keras-hub, torch 2.13.0, transformers: benchmark only
     python benchmarks/compare.py              # the full run, about 45 min on 2 idle cores
     python benchmarks/compare.py --quick      # a few minutes: 800 SST-2 rows, fewer rounds and steps
     python benchmarks/compare.py --smoke      # a functional check, 3-8 min: the numbers mean nothing
@@ -657,7 +657,7 @@ def main() -> int:
         return run_child(args._child, json.loads(args._config))
     missing = [m for m in ("keras_hub", "torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        raise SystemExit(f"benchmarks/compare.py needs {', '.join(missing)}: pip install -e \".[bench]\"")
+        raise SystemExit(f"benchmarks/compare.py needs {', '.join(missing)}: pip install --use-pep517 -e \".[bench]\"")
     if not os.path.isdir(SST2):
         raise SystemExit(f"benchmarks/compare.py needs SST-2 at {os.path.normpath(SST2)} (see ../shared/data)")
     from tfbert.checkpoints.presets import resolve  # no TensorFlow import: the parent stays light

@@ -16,7 +16,7 @@ buckets and shuffle); `--head keras` starts both from a head drawn by tfbert's i
 transformers' (BertTokenClassifier's own, as train_ner.py builds it). Together they separate what
 the pipeline feeds from how its model starts.
 
-    pip install -e ".[bench]"
+    pip install --use-pep517 -e ".[bench]"
     python benchmarks/ner_step_parity.py --steps 40                # dropout off: losses equal to 4 digits
     python benchmarks/ner_step_parity.py --steps 321 --dropout --seed 1
     python benchmarks/ner_step_parity.py --steps 400 --dropout --batches tfbert     # 327 steps: 109 per epoch

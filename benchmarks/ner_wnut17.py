@@ -7,7 +7,7 @@ batch 32, 3 epochs,
 128 tokens, seed 42; the epoch with the best dev F1 is evaluated on test. Entity F1 from seqeval
 (default mode). Each implementation runs in its own process, one after the other.
 
-    pip install -e ".[bench]"
+    pip install --use-pep517 -e ".[bench]"
     python benchmarks/ner_wnut17.py               # both; prints a table and writes results to --out
     python benchmarks/ner_wnut17.py --only torch
 """

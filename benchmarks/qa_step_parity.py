@@ -12,7 +12,7 @@
 3. Evaluation: both trained models scored on the validation split by tfbert's evaluation (in-graph windows,
    exact best spans) and by run_qa.py's post-processing, crosswise.
 
-    pip install -e ".[bench]"
+    pip install --use-pep517 -e ".[bench]"
     python benchmarks/qa_step_parity.py [steps] [dropout]     # default 30 steps, dropout off
 """
 import os

@@ -11,7 +11,7 @@ post-processing (the top-20 start and end logits of each window, spans inside th
 start + end logit over the windows); both scored with the official SQuAD v1.1 metric. Each
 implementation runs in its own process, one after the other.
 
-    pip install -e ".[bench]"
+    pip install --use-pep517 -e ".[bench]"
     python benchmarks/qa_xquad.py                  # both; prints a table and writes results to --out
     python benchmarks/qa_xquad.py --only torch
 """

@@ -3,7 +3,7 @@
 Timings on a shared 2-core machine vary 10-20% from run to run, so the implementations are
 measured interleaved in one process, round after round, and compared as ratios of medians.
 
-    pip install -e ".[bench]"        # keras-hub, torch 2.13.0, transformers: benchmark only
+    pip install --use-pep517 -e ".[bench]"        # keras-hub, torch 2.13.0, transformers: benchmark only
     python benchmarks/throughput.py --rounds 5 --steps 5
 """
 
@@ -84,7 +84,7 @@ def main():
             times[name] = []
         except ImportError as e:
             print(f"skipping {name}: {e.name or e} is not installed; it comes with tfbert's [bench] extra: "
-                  f'pip install -e ".[bench]"')
+                  f'pip install --use-pep517 -e ".[bench]"')
     for _ in range(args.rounds):
         for name, step in steps.items():
             start = time.perf_counter()
