@@ -56,7 +56,7 @@ def test_readme_install_steps_in_a_fresh_venv(tmp_path):
     assert _run([python, "-c", check], cwd=tmp_path, env=environment).strip().endswith("ok")
 
     # README step 2, in the same venv: the test extra, then the three imports that crashed together.
-    # With a current setuptools (as virtualenv or a newer Python's venv bring, or torch pulls in) and an
+    # With a current setuptools (as torch 2.13.0 pulls in, or an environment made with one) and an
     # empty pip cache, as on a fresh machine: seqeval, an sdist with `setup_requires`, fails to build
     # the legacy way (once step 1 has installed `wheel`) with setuptools-scm 10; a wheel pip built
     # for it earlier would hide that.
