@@ -11,8 +11,9 @@ from conftest import tiny_config, write_sentiment_csv
 from tfbert import BertBackbone
 from tfbert.export import float32_copy, merged_copy
 from tfbert.tasks import BertClassifier, BertTokenClassifier
-from tfbert.training.parameter_efficient import (AdapterError, apply_to_model, load_adapters, parameter_counts,
-                                                 save_adapters)
+from tfbert.errors import TfbertError
+from tfbert.training.parameter_efficient import (AdapterError, ParameterEfficientError, apply_to_model,
+                                                 load_adapters, parameter_counts, save_adapters)
 from tfbert.training.run_config import ClassifierRunConfig
 
 
@@ -111,6 +112,29 @@ def test_frozen_layers_stay_bit_identical(freeze_layers, freeze_embeddings):
     assert "classifier/kernel" in moved and ("embeddings/word_embeddings/embeddings" in moved) != freeze_embeddings
 
 
+def test_frozen_layers_get_no_adapters_and_stay_bit_identical_under_lora(tmp_path):
+    model = _classifier()
+    unfrozen = _classifier()
+    apply_to_model(unfrozen, lora_rank=2)
+    settings = apply_to_model(model, lora_rank=2, freeze_layers=1, freeze_embeddings=True)
+    adapters = {v.path for v in model.weights if "lora_kernel" in v.path}
+    assert adapters == {f"encoder_layer_1/{t}/lora_kernel_{ab}" for t in ("query", "value") for ab in "ab"}
+    assert settings["parameters"]["trainable"] == parameter_counts(unfrozen)["trainable"] - 2 * (32 * 2 + 2 * 32)
+    snapshot = {v.path: v.numpy().copy() for v in model.weights}
+    _train_a_little(model)
+    for v in model.weights:
+        if v.path.startswith(("encoder_layer_0/", "embeddings/")):
+            np.testing.assert_array_equal(v.numpy(), snapshot[v.path], err_msg=f"{v.path} moved although frozen")
+    assert not np.array_equal(snapshot["encoder_layer_1/query/lora_kernel_b"],
+                              model.backbone.encoder_layers[1].query.lora_kernel_b.numpy())
+    # the adapters reload onto the base with the same layers frozen (and adapted)
+    save_adapters(model, str(tmp_path / "adapters"), "minilm-l6", settings)
+    fresh = _classifier()
+    load_adapters(fresh, str(tmp_path / "adapters"))
+    x = _inputs(seed=3)
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_adapters_save_alone_and_reload_onto_the_base(tmp_path):
     model = _classifier()
     settings = apply_to_model(model, lora_rank=4)
@@ -132,33 +156,58 @@ def test_adapters_save_alone_and_reload_onto_the_base(tmp_path):
         load_adapters(other, str(tmp_path / "adapters"))
     with pytest.raises(AdapterError, match="not an adapter directory"):
         load_adapters(fresh, str(tmp_path))
+    # a base of the same shapes but other weights: refused, naming the base the adapters need
+    other_base = _classifier(seed=1)
+    before = {v.path: v.numpy().copy() for v in other_base.weights}
+    with pytest.raises(AdapterError, match="base weights are not those these adapters were trained on "
+                                           r"\(base_model: minilm-l6\)"):
+        load_adapters(other_base, str(tmp_path / "adapters"))
+    for v in other_base.weights:  # nothing half-loaded
+        if "lora_kernel" not in v.path:
+            np.testing.assert_array_equal(v.numpy(), before[v.path], err_msg=v.path)
 
 
 @pytest.mark.parametrize("field, value, message", [
     ("lora_rank", 0, "lora_rank"), ("lora_alpha", 8.0, "given with lora_rank"),
-    ("lora_targets", "query,attention", "lora_targets"), ("freeze_layers", -1, "freeze_layers")])
+    ("lora_targets", "query,attention", "'lora_targets' .*attention is not one"),
+    ("lora_targets", "key", "'lora_targets' must be given with lora_rank"), ("freeze_layers", -1, "freeze_layers")])
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         ClassifierRunConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field, value", [("lora_rank", 4), ("freeze_layers", 1), ("freeze_embeddings", True)])
+def test_pre_training_from_scratch_has_nothing_to_adapt_or_freeze(field, value):
+    from tfbert.training.run_config import MaskedLMRunConfig
+
+    # random weights: the adapters' base pointer would name only the tokenizer (a silent wrong reload)
+    with pytest.raises(ValueError, match=f"field '{field}' must be unset when pre-training from scratch"):
+        MaskedLMRunConfig(model_config="config.json", **{field: value})
+
+
 def test_freezing_more_layers_than_the_model_has_is_an_error():
-    with pytest.raises(ValueError, match="has 2 encoder layers"):
+    # a TfbertError: the pipelines print it as one line naming the flag
+    with pytest.raises(ParameterEfficientError, match="--freeze_layers: the model has 2 encoder layers, found 3"):
         apply_to_model(_classifier(), freeze_layers=3)
+    with pytest.raises(TfbertError, match="freezes every encoder layer"):
+        apply_to_model(_classifier(), freeze_layers=2, lora_rank=2)
 
 
 @pytest.mark.slow
-def test_train_cls_with_lora_writes_adapters_and_a_merged_export(tmp_path, tiny_model_dir):
+def test_train_cls_with_lora_writes_adapters_and_a_merged_export(tmp_path, tiny_model_dir, capsys):
     from tfbert.training.runner import export_run, train
 
     train_file = write_sentiment_csv(tmp_path / "train.csv", 96, seed=1)
     config = ClassifierRunConfig(model=tiny_model_dir, train_file=train_file, epochs=2, batch_size=8,
                                  max_seq_length=32, learning_rate=3e-3, lora_rank=4, freeze_embeddings=True,
                                  output_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "tb"))
-    summary = train(config)
+    train(config)
     run = tmp_path / "run"
     counts = json.loads((run / "metrics.json").read_text())["parameters"]
-    assert counts == summary["parameters"] and 0 < counts["trainable"] < counts["total"] / 5
+    model = BertClassifier.from_pretrained(tiny_model_dir, num_classes=2)
+    apply_to_model(model, lora_rank=4, freeze_embeddings=True)
+    assert counts == parameter_counts(model) and 0 < counts["trainable"] < counts["total"] / 5
+    assert f"parameters: {counts['trainable']:,} trainable of {counts['total']:,}" in capsys.readouterr().out
     adapters = json.loads((run / "adapters" / "adapter_config.json").read_text())
     assert adapters["base_model"] == os.path.abspath(tiny_model_dir)
     # the backbone's kernels in hf_model/ are the merged ones: they differ from the base checkpoint

@@ -21,6 +21,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker"
 # The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
 # value, attention.output.dense, intermediate.dense, output.dense).
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
+LORA_DEFAULT_TARGETS = ["query", "value"]  # PEFT's default for BERT
 # Fields that say where a run executes, not what it computes: an interrupted run or search may
 # resume with other values (the global batch, and so every step, stays the same).
 PLACEMENT_FIELDS = ("strategy", "devices", "tpu", "worker_hosts", "task_index")
@@ -102,7 +103,7 @@ class RunConfig:
                 "adapters, the head is trained"})
     lora_alpha: float | None = dataclasses.field(default=None, metadata={
         "help": "LoRA: the adapters' output is scaled by lora_alpha / lora_rank (default: lora_alpha = rank)"})
-    lora_targets: str = dataclasses.field(default="query,value", metadata={
+    lora_targets: str = dataclasses.field(default=",".join(LORA_DEFAULT_TARGETS), metadata={
         "help": "LoRA: comma-separated dense layers of each encoder layer to adapt: query, key, value, "
                 "attention_output, intermediate, output"})
     freeze_layers: int = dataclasses.field(default=0, metadata={
@@ -178,9 +179,13 @@ class RunConfig:
         if self.lora_alpha is not None and (self.lora_rank is None or not self.lora_alpha > 0):
             fail("lora_alpha", "a positive number, given with lora_rank", self.lora_alpha)
         try:
-            parse_targets(self.lora_targets)
+            targets = parse_targets(self.lora_targets)
         except ValueError:
-            fail("lora_targets", "comma-separated names from " + ", ".join(LORA_TARGETS), self.lora_targets)
+            unknown = [t for t in str(self.lora_targets).split(",") if t.strip() and t.strip() not in LORA_TARGETS]
+            fail("lora_targets", f"comma-separated names from {', '.join(LORA_TARGETS)}"
+                 + (f" ({', '.join(unknown)} is not one)" if unknown else ""), self.lora_targets)
+        if self.lora_rank is None and targets != LORA_DEFAULT_TARGETS:
+            fail("lora_targets", "given with lora_rank (without it there are no adapters)", self.lora_targets)
         if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
             fail("freeze_layers", "a non-negative integer", self.freeze_layers)
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
@@ -449,6 +454,11 @@ class MaskedLMRunConfig(RunConfig):
         if self.train_vocab is not None and (self.train_vocab < 10 or not self.model_config):
             self.fail(source, "train_vocab", "at least 10, and given with model_config (a new vocabulary needs "
                       "new embeddings)", self.train_vocab)
+        if self.model_config:  # random weights: nothing pre-trained to keep frozen or to adapt
+            for name, unset in (("lora_rank", None), ("freeze_layers", 0), ("freeze_embeddings", False)):
+                if getattr(self, name) != unset:
+                    self.fail(source, name, "unset when pre-training from scratch (model_config): it needs "
+                              "pre-trained weights, and a new model has none", getattr(self, name))
         if self.dropout is not None:
             self.fail(source, "dropout", "unset: the masked-LM head has no dropout (the encoder's comes from its "
                       "config)", self.dropout)
