@@ -219,3 +219,26 @@ def test_training_step_with_ignored_labels():
     theirs = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits).reshape(-1, TINY["vocab_size"]),
                                                      torch.from_numpy(labels).reshape(-1), ignore_index=-100))
     np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def test_a_trained_vocabulary_goes_to_the_process_own_folder_whole(tmp_path):
+    # a multi-worker run's other workers train theirs in their own folder (only the chief writes the
+    # run's outputs), and the file appears whole (trained aside, moved into place) or not at all
+    from tfbert.tasks.masked_language_modeling import MaskedLanguageModelingTask
+    from tfbert.training.run_config import MaskedLMRunConfig
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"the cat number {i} sat on the mat and looked at dog {i % 7}" for i in range(40)),
+                      encoding="utf-8")
+    config = MaskedLMRunConfig(model_config=str(tmp_path / "config.json"), train_vocab=60, train_file=str(corpus),
+                               output_dir=str(tmp_path / "run"))
+    task = MaskedLanguageModelingTask()
+    data = task.load_data(config)
+    worker = tmp_path / "run" / "worker-1"
+    tokenizer = task.load_tokenizer(config, data, str(worker))
+    assert sorted(p.name for p in worker.iterdir()) == ["vocab"] and not (tmp_path / "run" / "vocab").exists()
+    vocab = (worker / "vocab" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert tokenizer.vocab_size == len(vocab) and vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    # a resumed run keeps the vocabulary it has
+    (worker / "vocab" / "vocab.txt").write_text("\n".join(vocab[:-1]) + "\n", encoding="utf-8")
+    assert task.load_tokenizer(config, data, str(worker)).vocab_size == len(vocab) - 1

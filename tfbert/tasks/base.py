@@ -373,8 +373,10 @@ class Task:
         """
         raise NotImplementedError
 
-    def load_tokenizer(self, config, data: TaskData):
-        """The run's tokenizer: the one of `config.model`'s checkpoint."""
+    def load_tokenizer(self, config, data: TaskData, work_dir: str | None = None):
+        """The run's tokenizer: the one of `config.model`'s checkpoint. `work_dir` is where this process
+        may keep files of its own (the output directory; a worker's own folder in a multi-worker
+        cluster, where only the chief writes the run's outputs)."""
         from tfbert.text import BertTokenizer
 
         return BertTokenizer.from_pretrained(config.model)

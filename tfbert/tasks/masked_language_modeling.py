@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -87,13 +88,18 @@ class MaskedLanguageModelingTask(Task):
             train = train.select(np.sort(keep))
         return TextData(train, validation, test, None, description)
 
-    def load_tokenizer(self, config, data: TextData) -> BertTokenizer:
+    def load_tokenizer(self, config, data: TextData, work_dir: str | None = None) -> BertTokenizer:
         if not config.train_vocab:
             return BertTokenizer.from_pretrained(config.model)
-        directory = os.path.join(config.resolved_output_dir(), "vocab")
+        directory = os.path.join(work_dir or config.resolved_output_dir(), "vocab")
         path = os.path.join(directory, "vocab.txt")
         if not os.path.exists(path):  # a resumed run keeps the vocabulary it started with
-            train_wordpiece(data.train.texts, config.train_vocab, directory)
+            # trained aside and moved into place: a killed run never leaves a half-written vocab.txt to resume on
+            tmp = f"{directory}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            train_wordpiece(data.train.texts, config.train_vocab, tmp)
+            shutil.rmtree(directory, ignore_errors=True)
+            os.replace(tmp, directory)
         logger.info("trained a WordPiece vocabulary of %d tokens: %s", len(open(path, encoding="utf-8").read()
                                                                              .splitlines()), path)
         return BertTokenizer(path)

@@ -136,7 +136,11 @@ def prepare(config: RunConfig) -> PreparedData:
     """Reads (and checks) every split and loads the tokenizer a run config names; prints what was read."""
     task = task_for(config)
     data = task.load_data(config)
-    prepared = PreparedData(task, data, task.load_tokenizer(config, data))
+    strategy = distribution.strategy_for(config)
+    output_dir = config.resolved_output_dir()
+    work_dir = (output_dir if distribution.is_chief(strategy)
+                else os.path.join(output_dir, f"worker-{distribution.worker_index(strategy)}"))
+    prepared = PreparedData(task, data, task.load_tokenizer(config, data, work_dir))
     truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
           f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
