@@ -63,6 +63,9 @@ def test_layout_versions_and_overwrite(tmp_path, tokenizer):
     assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary folders left behind
     with pytest.raises(ExportError, match="2 label names for a model with 3 outputs"):
         export_saved_model(model, tokenizer, str(base), label_names=LABELS[:2])
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(ExportError, match=f"{tmp_path / 'afile'}: is a file, not a directory"):
+        export_saved_model(model, tokenizer, str(tmp_path / "afile"), label_names=LABELS)
 
 
 def test_warmup_records_are_prediction_logs(tmp_path, tokenizer):

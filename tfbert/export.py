@@ -141,6 +141,8 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         ExportError: the version exists (without `overwrite`) or arguments do not fit.
     """
     base_dir = os.path.abspath(os.fspath(base_dir))
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ExportError(f"{base_dir}: is a file, not a directory to write model versions into")
     os.makedirs(base_dir, exist_ok=True)
     version = int(version) if version is not None else next_version(base_dir)
     if version < 0:

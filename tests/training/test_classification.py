@@ -179,7 +179,7 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
     from tfbert.training.run_config import ClassifierRunConfig as Config
     from tfbert.training.runner import build_model, seed_everything
 
-    config = Config(model=tiny_model_dir, jit_compile=True)
+    config = Config(model=tiny_model_dir, jit_compile=True, max_seq_length=32)
     seed_everything(config)
     data = ClassificationData(None, None, None, ["neg", "pos"], "", label_vocab=[0, 1])
     assert build_model(config, ClassificationTask(), data, 10).jit_compile  # Keras drops XLA while op determinism is on
@@ -269,14 +269,69 @@ def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_p
         _config(tmp_path, tiny_model_dir, train_file=train, validation_fraction=0, early_stopping_patience=1)
     (tmp_path / "tb").mkdir()
     (tmp_path / "tb" / "events.out.tfevents.old").write_text("an earlier run")
-    summary = _fit(_config(tmp_path, tiny_model_dir, train_file=train, validation_fraction=0))
+    from tfbert.training import runner
+
+    config = _config(tmp_path, tiny_model_dir, train_file=train, validation_fraction=0)
+    summary = runner.fit_and_evaluate(config, runner.prepare(config))  # with every output: none is evaluated
     assert summary["num_examples"] == {"train": 40, "validation": 0, "test": 0}
     assert summary["best_metric"] is None and summary["epochs_run"] == 2 and "validation" not in summary
     assert not (tmp_path / "run" / "best.weights.h5").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 2
+    assert (tmp_path / "run" / "model.keras").is_file() and (tmp_path / "run" / "labels.txt").is_file()
+    assert [p.name for p in (tmp_path / "run" / "saved_model").iterdir()] == ["1"]
     # the earlier run's TensorBoard files were moved aside, not mixed with this run's curves
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("tb.old-")]
     assert len(moved) == 1 and (moved[0] / "events.out.tfevents.old").exists()
     assert "held an earlier run's logs" in capsys.readouterr().out
+
+
+def test_a_run_stopped_after_training_resumes_at_its_outputs(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    # killed after the last epoch (in the test evaluation or the export): the backup is still there, and
+    # the same command evaluates and writes the outputs without training again
+    from tfbert.training import runner
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 48, seed=3)
+    config = _config(tmp_path, tiny_model_dir, train_file=train)
+    finish_run = runner.finish_run
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "finish_run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(config)
+    backup = tmp_path / "run" / "backup"
+    assert json.loads((backup / "training_done.json").read_text()) == {"epochs": 2}
+    monkeypatch.setattr(runner, "finish_run", finish_run)
+    resumed = _fit(config)
+    assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 0
+    assert "training had finished (2 epoch(s)); evaluating and writing the outputs" in capsys.readouterr().out
+    assert not backup.exists() and (tmp_path / "run" / "metrics.json").exists()
+    straight = _fit(_config(tmp_path / "straight", tiny_model_dir, train_file=train))
+    assert straight["epochs_run"] == 2 and resumed["validation"] == straight["validation"]
+
+
+def test_inputs_the_model_cannot_take_are_refused_before_training(tmp_path, tiny_model_dir):
+    from tfbert.config import ConfigError
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 24, seed=4)
+    with pytest.raises(ConfigError, match=r"max_seq_length: 128 exceeds the model's max_position_embeddings "
+                                          r"\(64, .*tiny-bert\); pass --max_seq_length 64 or less"):
+        _fit(_config(tmp_path, tiny_model_dir, train_file=train, max_seq_length=128))
+    with open(os.path.join(tiny_model_dir, "vocab.txt"), "a", encoding="utf-8") as f:
+        f.write("".join(f"extra{i}\n" for i in range(7)))  # ids past the embeddings
+    with pytest.raises(ConfigError, match=r"tiny-bert: the tokenizer's vocabulary \(vocab.txt\) has \d+ tokens, "
+                                          r"the model's embeddings \d+ \(config.json vocab_size\)"):
+        _fit(_config(tmp_path, tiny_model_dir, train_file=train))
+    assert not (tmp_path / "run" / "backup").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("field", ["output_dir", "log_dir"])
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, field):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(ValueError, match=f"field '{field}' must be a directory .*not an existing file, found "
+                                         f"'{tmp_path / 'afile'}'"):
+        ClassifierRunConfig(**{field: str(tmp_path / "afile")})
 
 
 def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, capsys):
@@ -312,9 +367,9 @@ def test_training_skips_padding_where_shapes_may_change_and_the_loss_ignores_pad
     assert not skips_padding(ClassifierRunConfig(jit_compile=True), task)
     assert not skips_padding(QARunConfig(), QuestionAnsweringTask())  # its loss reads padded positions
     data = ClassificationData(None, None, None, ["neg", "pos"], "", label_vocab=[0, 1])
-    assert build_model(ClassifierRunConfig(model=tiny_model_dir), task, data, 10).backbone.skip_padding
-    assert not build_model(ClassifierRunConfig(model=tiny_model_dir, skip_padding=False), task, data,
-                           10).backbone.skip_padding
+    tiny = dict(model=tiny_model_dir, max_seq_length=32)
+    assert build_model(ClassifierRunConfig(**tiny), task, data, 10).backbone.skip_padding
+    assert not build_model(ClassifierRunConfig(**tiny, skip_padding=False), task, data, 10).backbone.skip_padding
 
 
 def test_batching_follows_the_strategy_and_the_task():

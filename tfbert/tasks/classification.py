@@ -183,8 +183,8 @@ class ClassificationTask(Task):
     def write_extras(self, model, data: ClassificationData, config, results, output_dir, log_dir) -> None:
         if data.label_vocab:
             data.label_vocab.save(os.path.join(output_dir, "labels.txt"))
-        if config.task == "classification":
-            split = "test" if "test" in results else "validation"
+        split = next((name for name in ("test", "validation") if name in results), None)
+        if config.task == "classification" and split:  # no evaluated split (validation_fraction 0): no matrix
             image = confusion_matrix_image(np.array(results[split]["confusion_matrix"]), data.label_names)
             with tf.summary.create_file_writer(log_dir).as_default(step=0):
                 tf.summary.image(f"confusion_matrix/{split}", image)

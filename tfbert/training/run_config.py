@@ -195,6 +195,10 @@ class RunConfig:
                 if getattr(self, name) is not None:
                     fail(name, "unset when there is no validation data (validation_fraction 0 and no "
                          "validation_file)", getattr(self, name))
+        for name in ("output_dir", "log_dir"):
+            path = getattr(self, name)
+            if path and os.path.exists(path) and not os.path.isdir(path):
+                fail(name, "a directory (or a path to create), not an existing file", path)
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
 

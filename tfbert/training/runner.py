@@ -41,13 +41,19 @@ def _dtype_policy(config: RunConfig) -> str | None:
 
 
 def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int,
-                batch_spec=None) -> keras.Model:
+                batch_spec=None, vocab_size: int | None = None) -> keras.Model:
     """The task's model with the optimizer, loss and training metrics compiled in, built in the scope
     of the run's `tf.distribute` strategy (`config.strategy`), which Keras then uses for fit and predict.
     With `batch_spec` (a training dataset's `element_spec`) the training state is built too (see
-    `build_training_state`)."""
+    `build_training_state`).
+
+    Raises:
+        ConfigError: `max_seq_length` longer than the model's positions, or a tokenizer (of
+            `vocab_size` tokens) with ids past the model's embeddings: before any training.
+    """
     with distribution.strategy_for(config).scope():
         model = task.build_model(config, data, _dtype_policy(config))
+        check_model_fits(config, model.backbone.config, vocab_size)
         model.backbone.skip_padding = skips_padding(config, task)
         parameter_efficient.apply_to_model(
             model, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
@@ -63,6 +69,18 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int,
         if batch_spec is not None:
             build_training_state(model, batch_spec)
     return model
+
+
+def check_model_fits(config: RunConfig, bert_config, vocab_size: int | None) -> None:
+    """`build_model`'s checks of the run's inputs against the model (see there)."""
+    positions = bert_config.max_position_embeddings
+    if config.max_seq_length > positions:
+        raise ConfigError(f"max_seq_length: {config.max_seq_length} exceeds the model's max_position_embeddings "
+                          f"({positions}, {config.model}); pass --max_seq_length {positions} or less")
+    if vocab_size is not None and vocab_size > bert_config.vocab_size:
+        raise ConfigError(f"{config.model}: the tokenizer's vocabulary (vocab.txt) has {vocab_size} tokens, the "
+                          f"model's embeddings {bert_config.vocab_size} (config.json vocab_size): the vocabulary "
+                          "does not belong to this model")
 
 
 def skips_padding(config: RunConfig, task: Task) -> bool:
@@ -175,7 +193,8 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
         print(f"XLA: one program is compiled per batch shape (length and batch size); --static_shapes bounds them "
               f"to {len(lengths)}", flush=True)
     total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
-    model = build_model(config, prepared.task, prepared.data, total_updates, batch_spec=train_ds.element_spec)
+    model = build_model(config, prepared.task, prepared.data, total_updates, batch_spec=train_ds.element_spec,
+                        vocab_size=prepared.tokenizer.vocab_size)
     counts = parameter_efficient.parameter_counts(model)
     print(f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
           f"({counts['trainable'] / max(counts['total'], 1):.2%})", flush=True)
@@ -335,7 +354,16 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     # The validation loss is computed only when it picks the best epoch (the default metrics omit it).
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True)]
+    # The chief keeps its backup until the outputs are written (Keras would delete it when training
+    # ends): a run killed during the test evaluation or the export resumes there, without training again.
+    trained = os.path.join(backup_dir, "training_done.json")
+    epochs = config.epochs
+    if chief and os.path.exists(trained) and os.path.exists(metadata):
+        epochs = resumed_from_epoch  # fit restores the last epoch's weights and trains none
+        print(f"training had finished ({resumed_from_epoch} epoch(s)); evaluating and writing the outputs",
+              flush=True)
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
+                                                  delete_checkpoint=not chief)]
     training_logger = None
     if chief:
         training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
@@ -359,7 +387,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     before = evaluate_before_training(config, prepared, inputs, backup_dir, log_dir) if validating and chief else None
     # (the dataset shuffles itself; shuffle=False only silences Keras' warning that it ignores the flag)
     try:
-        history = model.fit(inputs.train, epochs=config.epochs, callbacks=callbacks, verbose=1, shuffle=False)
+        history = model.fit(inputs.train, epochs=epochs, callbacks=callbacks, verbose=1, shuffle=False)
     except distribution.LOST_WORKER_ERRORS as e:
         if not distribution.is_multi_worker(strategy):
             raise
@@ -370,6 +398,9 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     if not chief:
         print(f"worker {worker}: training done; the chief (worker 0) writes the outputs", flush=True)
         return {"worker": worker, "epochs_run": len(history.epoch), "optimizer_steps": optimizer_steps}
+    if os.path.exists(metadata):  # (an early-stopped run, resumed, must not train on where it stopped)
+        with open(metadata, encoding="utf-8") as f:
+            fileio.write_json(trained, {"epochs": json.load(f).get("epoch")})
     if validating and os.path.exists(best_weights):
         model.load_weights(best_weights)
     summary = {
@@ -385,8 +416,11 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     }
     if before is not None:
         summary["before_training"] = before
-    return finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
-                      write_exports=write_exports, evaluate_test=evaluate_test, started=started, with_loss=with_loss)
+    summary = finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
+                         write_exports=write_exports, evaluate_test=evaluate_test, started=started,
+                         with_loss=with_loss)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # every output is written: nothing left to resume
+    return summary
 
 
 def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: RunInputs, backup_dir: str,
