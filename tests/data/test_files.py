@@ -36,6 +36,16 @@ def test_csv_bom_crlf_and_header_autodetected_by_sentence(tmp_path):
     assert examples.labels == ["1", "0"]
 
 
+def test_csv_header_names_match_whatever_their_case(tmp_path):
+    # a "Text,Label" header was once read as a data row, and "Label" trained as a class
+    path = write(tmp_path, "caps.csv", "Text,LABEL\ngood film,pos\nbad film,neg\n")
+    examples = read_examples(path)
+    assert examples.texts == ["good film", "bad film"] and examples.labels == ["pos", "neg"]
+    assert examples.sources[0] == f"{path}:2"
+    named = write(tmp_path, "named.tsv", "Review\tVerdict\ngood\tpos\n")
+    assert read_examples(named, text_column="review", label_column="verdict").labels == ["pos"]
+
+
 def test_csv_without_header_uses_default_columns(tmp_path):
     path = write(tmp_path, "plain.csv", "great movie,pos\nawful,neg\n")
     examples = read_examples(path)  # Autodetect: no 'text'/'sentence'/'label' in row 1.

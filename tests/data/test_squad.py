@@ -201,6 +201,16 @@ def test_negative_answer_start_is_not_accepted(tmp_path):
     assert message.startswith(f"{path}: data[0].paragraphs[0].qas[0] (id x): answer 'wor' is not at answer_start -5")
 
 
+def test_an_empty_answer_text_is_not_accepted(tmp_path):
+    # an empty text "matches" the context at any answer_start, so it once trained silently as an answer
+    for text in ("", "  "):
+        document = {"data": [{"title": "t", "paragraphs": [{"context": "hello world", "qas": [
+            {"id": "x", "question": "which?", "answers": [{"text": text, "answer_start": 999}]}]}]}]}
+        path = write_json(tmp_path, document)
+        assert error_of(path).startswith(f"{path}: data[0].paragraphs[0].qas[0] (id x): an empty answer text "
+                                         "(at answer_start 999)")
+
+
 def test_every_question_skipped_is_an_error(tmp_path):
     document = {"data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [
         {"id": "x", "question": "which?", "answers": [{"text": "zzz", "answer_start": 0}]}]}]}]}

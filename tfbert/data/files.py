@@ -71,7 +71,7 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
             candidates.update(DEFAULT_TEXT_COLUMNS)
         if label_column is None:
             candidates.add(DEFAULT_LABEL_COLUMN)
-        has_header = any(name in stripped_first for name in candidates)
+        has_header = any(_column_index(stripped_first, name) is not None for name in candidates)
 
     header: list[str] | None = None
     if has_header:
@@ -87,18 +87,19 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                     raise DataError(f"{role} index {column} is out of range: the header has "
                                     f"{len(header)} columns; {found}", header_at)
                 return column
-            if column not in header:
+            index = _column_index(header, column)
+            if index is None:
                 raise DataError(f"{role} {column!r} not found in the header; {found}", header_at)
-            return header.index(column)
+            return index
 
         if text_column is None:
-            text_column = next((c for c in DEFAULT_TEXT_COLUMNS if c in header), None)
+            text_column = next((c for c in DEFAULT_TEXT_COLUMNS if _column_index(header, c) is not None), None)
             if text_column is None:
                 raise DataError("no text column: expected a column named 'text' or 'sentence' "
                                 f"in the header; {found}; pass text_column", header_at)
         text_index = resolve(text_column, "text column")
         pair_index = None if pair_column is None else resolve(pair_column, "text pair column")
-        if label_column is None and DEFAULT_LABEL_COLUMN not in header:
+        if label_column is None and _column_index(header, DEFAULT_LABEL_COLUMN) is None:
             if options.require_labels:
                 raise DataError(f"label column {DEFAULT_LABEL_COLUMN!r} not found in the header; "
                                 f"{found}; pass label_column (or require_labels=False for "
@@ -168,6 +169,15 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
             collector.reject(location, str(e))
     return collector.finish(empty_reason="the file has a header but no data rows"
                             if header else "the file has no data rows")
+
+
+def _column_index(header: list[str], name: str) -> int | None:
+    """Where column `name` is in a header row: the exact name, else the one name that differs only in
+    case ("Text", "LABEL"); None when neither."""
+    if name in header:
+        return header.index(name)
+    folded = [i for i, field in enumerate(header) if field.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def _csv_records(lines: list[tuple[str, str | None]]) -> Iterator[tuple[int, list[str], str | None]]:

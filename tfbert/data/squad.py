@@ -233,6 +233,10 @@ def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, sk
             problem = ("a question without answers in SQuAD v1.1 data; pass --version_2_with_negative for data "
                        "with unanswerable questions")
         for answer_text, start in answers:
+            if not answer_text.strip():
+                problem = (f"an empty answer text (at answer_start {start}): an answer is a span of the context; "
+                           "an unanswerable question has no answers (SQuAD v2.0, --version_2_with_negative)")
+                break
             if start < 0 or row["context"][start:start + len(answer_text)] != answer_text:
                 found = row["context"][max(start, 0):max(start, 0) + len(answer_text)]
                 problem = (f"answer {answer_text!r} is not at answer_start {start} of the context (found {found!r} "
