@@ -172,3 +172,15 @@ def test_blank_rows_of_a_table_are_skipped_like_blank_lines(tmp_path):
     blank = write(tmp_path / "blank.jsonl", json.dumps({"text": " "}) + "\n")
     with pytest.raises(DataError, match=r"blank.jsonl: no examples left after skipping 1 bad rows.*empty text"):
         read_documents(blank)
+
+
+def test_a_bad_table_row_is_an_error_unless_skipped(tmp_path, caplog):
+    # an empty text passes over like a blank line; invalid JSON or a text that is not a string is a
+    # mistake in the file (it was skipped with a warning alone)
+    for name, bad in (("invalid.jsonl", '{"text": "two"'), ("number.jsonl", json.dumps({"text": 5}))):
+        path = write(tmp_path / name, "\n".join([json.dumps({"text": "one"}), bad, json.dumps({"text": "three"})]))
+        with pytest.raises(DataError, match=rf"{name}:2: .*; --skip_bad_rows skips such rows"):
+            read_documents(path)
+        with caplog.at_level("WARNING"):
+            docs = read_documents(path, skip_bad_rows=True)
+        assert docs.texts == ["one", "three"] and f"skipped {path}:2: " in caplog.text

@@ -37,12 +37,15 @@ class Documents:
 
 
 def read_documents(path: str, line_by_line: bool = False, text_column: str | int | None = None,
-                   data_dir: str | None = None) -> Documents:
-    """The documents of a file, folder or `tfds:` dataset (see the module docstring).
+                   data_dir: str | None = None, skip_bad_rows: bool = False) -> Documents:
+    """The documents of a file, folder or `tfds:` dataset (see the module docstring). In JSON Lines,
+    CSV or TSV, a row with an empty or missing text is passed over (as a blank line of a text file),
+    with a warning; any other bad row (invalid JSON, a text that is not a string) is an error, or,
+    with `skip_bad_rows`, skipped with a warning.
 
     Raises:
         DataError: a missing path, a file that is not UTF-8 (names file and line), a missing text
-            column, or no text at all.
+            column, a bad row (names file and line), or no text at all.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -62,6 +65,9 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
         examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir,
                                  skip_bad_rows=True)
         for skipped in examples.skipped:
+            location, reason = skipped.split(": ", 1)
+            if not (skip_bad_rows or reason.startswith("empty text in ")):
+                raise DataError(reason + "; --skip_bad_rows skips such rows", location)
             logger.warning("skipped %s", skipped)
         kept = [i for i, text in enumerate(examples.texts) if text.strip()]
         documents = Documents([examples.texts[i] for i in kept], [examples.sources[i] for i in kept])

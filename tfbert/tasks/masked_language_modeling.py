@@ -57,7 +57,8 @@ class MaskedLanguageModelingTask(Task):
     evaluate_before_training = True
 
     def load_data(self, config) -> TextData:
-        read = dict(line_by_line=config.line_by_line, text_column=config.text_column, data_dir=config.tfds_data_dir)
+        read = dict(line_by_line=config.line_by_line, text_column=config.text_column, data_dir=config.tfds_data_dir,
+                    skip_bad_rows=config.skip_bad_rows)
         source = config.dataset or config.train_file
         if source:
             train = text_corpus.read_documents(source, **read)
