@@ -218,6 +218,17 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
     assert record["monitor"] == "val_accuracy" and record["epoch"] == 1
     best_after_epoch_1 = hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest()
 
+    # the same command after a label was added to the data: refused by name, not a Keras loading error
+    original = (tmp_path / "train.csv").read_text(encoding="utf-8")
+    (tmp_path / "train.csv").write_text(original + "so so film,meh\n" * 10, encoding="utf-8")
+    from tfbert.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backup: holds an interrupted run whose model had other variables "
+                                          r"\(classifier/bias: \[2\] -> \[3\]; classifier/kernel: \[32, 2\] -> "
+                                          r"\[32, 3\]\): the data changed"):
+        runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
+    (tmp_path / "train.csv").write_text(original, encoding="utf-8")
+
     summary = runner.fit_and_evaluate(config, prepared, write_exports=False)
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 1
     # a fresh ModelCheckpoint would have taken epoch 2 as the best (its optimizer state differs)

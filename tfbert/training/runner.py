@@ -244,6 +244,31 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
         yaml.safe_dump(current, f, sort_keys=True)
 
 
+def check_backup_fits(backup_dir: str, model: keras.Model, resuming: bool) -> None:
+    """Refuses to resume onto a model whose variables differ from the backup's: the same settings
+    but other data (a label added to the training file gives the head another shape), which Keras
+    would report as a bare weight-loading error. The shapes are kept beside the backup (written
+    when a run starts, compared when it resumes).
+
+    Raises:
+        ConfigError: the first variables that differ, named, and what to do.
+    """
+    path = os.path.join(backup_dir, "model_variables.json")
+    current = {v.path: list(v.shape) for v in model.weights}
+    if resuming and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        changed = [f"{name}: {saved.get(name)} -> {current.get(name)}" for name in sorted(set(saved) | set(current))
+                   if saved.get(name) != current.get(name)]
+        if changed:
+            raise ConfigError(f"{backup_dir}: holds an interrupted run whose model had other variables "
+                              f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}): the data changed "
+                              "(e.g. its labels); pass another --output_dir, or delete the backup folder to start over")
+        return
+    os.makedirs(backup_dir, exist_ok=True)
+    fileio.write_json(path, current)
+
+
 def seed_everything(config: RunConfig) -> None:
     """Seeds Python, numpy and TensorFlow; makes ops deterministic unless XLA is asked for.
 
@@ -338,6 +363,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     resumed_from_epoch = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
     check_backup_matches(backup_dir, config)
+    check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata))
     if os.path.exists(metadata):
         with open(metadata, encoding="utf-8") as f:
             resumed_from_epoch = int(json.load(f).get("epoch", 0))
