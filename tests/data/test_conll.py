@@ -146,3 +146,10 @@ def test_tfds_token_datasets(ner_tfds_dir):
                                                                         tfds_data_dir=ner_tfds_dir))
     assert (len(data.train), len(data.validation), len(data.test)) == (2, 1, 1)  # 'dev' is the validation split
     assert data.label_names == ["O", "B-LOC", "B-PER", "I-PER"] and data.description == "tfds:tiny_tfbert_ner"
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin.conll"
+    path.write_bytes("ok\tO\n\nM\u00fcnchen\tB-LOC\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"{path}:3: not valid UTF-8 \(byte 1 of the line\)"):
+        read_tagged(str(path))

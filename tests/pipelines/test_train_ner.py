@@ -169,12 +169,14 @@ def test_bad_input_fails_before_training_naming_the_line(tmp_path):
                              "--train_file", str(tmp_path / "train.conll"), "--validation_file",
                              str(tmp_path / "dev.conll")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
-    assert f"{tmp_path / 'dev.conll'}:1: tag 'B-CITY' does not occur in the training data" in result.stderr
+    assert f"{tmp_path / 'dev.conll'}:1: tag 'B-CITY' of token 2 ('Paris') of the sentence does not occur in " \
+           "the training data" in result.stderr
     assert "Traceback" not in result.stderr
     # quiet by default: none of TensorFlow's native log lines (oneDNN, cuda drivers, absl's banner)
     assert "absl::InitializeLog" not in result.stderr and "cuda" not in result.stderr.lower()
-    assert result.stderr.strip().splitlines() == [f"train_ner.py: error: {tmp_path / 'dev.conll'}:1: tag 'B-CITY' "
-                                                  "does not occur in the training data (known: O, B-LOC, B-PER, I-PER)"]
+    assert result.stderr.strip().splitlines() == [
+        f"train_ner.py: error: {tmp_path / 'dev.conll'}:1: tag 'B-CITY' of token 2 ('Paris') of the sentence does not "
+        "occur in the training data (known: O, B-LOC, B-PER, I-PER)"]
     help_text = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--help"],
                                capture_output=True, text=True, timeout=300).stdout
     assert "--tag_column" in help_text and "--label_all_subtokens" in help_text

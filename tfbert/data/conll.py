@@ -80,11 +80,13 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
         raise DataError("is a directory; expected a CoNLL file (token and tag per line) or a JSON Lines file", path)
     if not os.path.isfile(path):
         raise DataError("file not found", path)
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
-        raise DataError(f"not valid UTF-8 (byte {e.start})", path) from None
+        line_start, line = data.rfind(b"\n", 0, e.start) + 1, data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"not valid UTF-8 (byte {e.start - line_start} of the line)", f"{path}:{line}") from None
     if path.endswith((".jsonl", ".json")):
         sentences = _read_jsonl(path, lines, skip_bad_rows)
     else:

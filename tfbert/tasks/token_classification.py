@@ -239,12 +239,13 @@ class TokenClassificationTask(Task):
             raise DataError(f"the training data has only the tag(s) {tags}; token classification needs at "
                             "least two (e.g. O and B-PER)", config.train_file or "train")
         for split in (validation, test):  # an unknown tag fails now, naming its line, not after training
-            unknown = next(((tag, source) for sentence, source in zip(split.tags if split else [],
-                                                                       split.sources if split else [])
-                            for tag in sentence if tag not in tags), None)
+            unknown = next(((tag, k, words[k], source) for sentence, words, source in
+                            zip(*((split.tags, split.words, split.sources) if split else ([], [], [])))
+                            for k, tag in enumerate(sentence) if tag not in tags), None)
             if unknown:
-                raise DataError(f"tag {unknown[0]!r} does not occur in the training data (known: {', '.join(tags)})",
-                                unknown[1])
+                tag, k, word, source = unknown
+                raise DataError(f"tag {tag!r} of token {k + 1} ({word!r}) of the sentence does not occur in the "
+                                f"training data (known: {', '.join(tags)})", source)
         return TaggedData(train, validation, test, tags, description)
 
     @staticmethod
