@@ -119,6 +119,8 @@ def save_adapters(model: keras.Model, directory: str, base_model: str, settings:
               **{k: settings[k] for k in ("lora_rank", "lora_alpha", "lora_targets", "freeze_layers",
                                           "freeze_embeddings") if k in settings},
               "variables": sorted(tensors)}
+    if "lora_targets" in config:  # a run config's "query,value" as apply_to_model's ["query", "value"]
+        config["lora_targets"] = parse_targets(config["lora_targets"])
     tmp = directory.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
