@@ -46,6 +46,19 @@ def test_csv_header_names_match_whatever_their_case(tmp_path):
     assert read_examples(named, text_column="review", label_column="verdict").labels == ["pos"]
 
 
+def test_a_header_of_other_names_read_as_data_is_warned_about(tmp_path, caplog):
+    rows = "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(12))
+    path = write(tmp_path, "other.csv", "content,category\n" + rows)
+    with caplog.at_level("WARNING", logger="tfbert.data.files"):
+        examples = read_examples(path)
+    assert examples.labels[0] == "category"  # no header named text/label: the first row is data ...
+    assert f"{path}:1: the first row was read as data, and its label 'category' occurs in no other row" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tfbert.data.files"):
+        read_examples(write(tmp_path, "plain.csv", rows))  # ... but a first row like the others is not warned about
+    assert caplog.text == ""
+
+
 def test_csv_without_header_uses_default_columns(tmp_path):
     path = write(tmp_path, "plain.csv", "great movie,pos\nawful,neg\n")
     examples = read_examples(path)  # Autodetect: no 'text'/'sentence'/'label' in row 1.

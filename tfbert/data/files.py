@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import logging
 import os
 from typing import Any, Iterator
 
@@ -28,6 +29,8 @@ from tfbert.data.examples import (
     _join,
 )
 from tfbert.data.rows import _Collector, _RowError, _RowOptions
+
+logger = logging.getLogger(__name__)
 
 _FORMAT_ALIASES = {"csv": "csv", "tsv": "tsv", "txt": "tsv", "jsonl": "jsonl", "json": "jsonl",
                    "ndjson": "jsonl", "folder": "folder", "directory": "folder", "dir": "folder",
@@ -65,6 +68,7 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
         raise DataError("the file is empty (no rows)", path)
     first_line, first_row, first_bad = first
     stripped_first = [field.strip() for field in first_row]
+    detected = has_header is None
     if has_header is None:
         candidates = {c for c in (text_column, pair_column, label_column) if isinstance(c, str)}
         if text_column is None:
@@ -167,8 +171,14 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                           name_of(label_index) if label_index is not None else "")
         except _RowError as e:
             collector.reject(location, str(e))
-    return collector.finish(empty_reason="the file has a header but no data rows"
-                            if header else "the file has no data rows")
+    examples = collector.finish(empty_reason="the file has a header but no data rows"
+                                if header else "the file has no data rows")
+    first_label = examples.labels[0] if label_index is not None and examples.labels else None
+    if (header is None and detected and isinstance(first_label, str) and len(examples.labels) >= 10
+            and examples.sources[0] == f"{path}:{first_line}" and examples.labels.count(first_label) == 1):
+        logger.warning("%s:%d: the first row was read as data, and its label %r occurs in no other row: if it is a "
+                       "header, name the columns (text_column, label_column)", path, first_line, first_label)
+    return examples
 
 
 def _column_index(header: list[str], name: str) -> int | None:
