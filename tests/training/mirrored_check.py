@@ -95,7 +95,8 @@ def static_case(directory):
     from tfbert.tasks.base import predict_batches
     from tfbert.text import BertTokenizer
     from tfbert.training import runner
-    from tfbert.training.run_config import ClassifierRunConfig, TokenClassifierRunConfig
+    from tfbert.training.run_config import (ClassifierRunConfig, MaskedLMRunConfig, QARunConfig,
+                                            TokenClassifierRunConfig)
 
     keras.utils.set_random_seed(0)
     model_dir = os.path.join(directory, "tiny-bert")
@@ -127,6 +128,22 @@ def static_case(directory):
             train_file=os.path.join(directory, "train.conll"), validation_file=os.path.join(directory, "dev.conll"),
             padding="batch", output_dir=os.path.join(directory, "ner"), log_dir=os.path.join(directory, "tb-ner"),
             **common)}
+    # question answering (windows of a context) and masked-LM blocks: the same contract
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
+    from test_pretrain_mlm import write_tiny_corpus
+    from test_train_qa import squad_document, write_json
+
+    for split, n, seed in (("train", 45, 1), ("dev", 19, 2)):
+        write_json(_path(directory, f"{split}.json"), squad_document(split, 1, n, seed=seed))
+        write_tiny_corpus(_path(directory, f"{split}.txt"), n, seed=seed)
+    configs["question_answering"] = QARunConfig(
+        train_file=os.path.join(directory, "train.json"), validation_file=os.path.join(directory, "dev.json"),
+        doc_stride=8, max_query_length=8, output_dir=os.path.join(directory, "qa"),
+        log_dir=os.path.join(directory, "tb-qa"), **{**common, "dropout": None})
+    configs["masked_lm"] = MaskedLMRunConfig(
+        train_file=os.path.join(directory, "train.txt"), validation_file=os.path.join(directory, "dev.txt"),
+        output_dir=os.path.join(directory, "mlm"), log_dir=os.path.join(directory, "tb-mlm"),
+        **{**common, "dropout": None})
     from tfbert.config import ConfigError
 
     try:  # (Keras 3 fails on several steps per call under MirroredStrategy: a clear error instead)
@@ -151,14 +168,19 @@ def static_case(directory):
         distributed = [out for _, _, out in predict_batches(model, inputs.validation)]
         on_host = [out for _, _, out in predict_batches(model, host_dataset)]
         print(json.dumps({
-            "task": task, "shapes": shapes, "validation_rows": rows, "examples": len(prepared.data.validation),
-            "train_examples": len(prepared.data.train), "steps_per_epoch": summary["steps_per_epoch"],
+            # the validation rows: examples, a question's windows (QA), a corpus' blocks (masked LM)
+            "task": task, "shapes": shapes, "validation_rows": rows,
+            "examples": sum(int(batch[0]["input_ids"].shape[0]) for batch in host_dataset),
+            "train_examples": sum(int(batch[0]["input_ids"].shape[0]) for batch in prepared.task.make_dataset(
+                prepared.data, "train", prepared.tokenizer, host_config, training=False)),
+            "steps_per_epoch": summary["steps_per_epoch"],
             "optimizer_steps": summary["optimizer_steps"], "replicas": summary["replicas"],
             "validation": {k: v for k, v in summary["validation"].items() if isinstance(v, float)},
             "host_validation": {k: v for k, v in host.items() if isinstance(v, float)},
             # per batch, over the positions both have (the host's batches are not padded to a fixed length)
             "output_diff": max(float(np.abs(a[:, :b.shape[1]] - b).max() if a.ndim == 3 else np.abs(a - b).max())
-                               for a, b in zip(distributed, on_host)),
+                               for a, b in zip(distributed, on_host))
+            if task in ("classification", "token_classification") else None,
             "batches": [len(distributed), len(on_host)],
             "support": sum(c["support"] for c in summary["validation"]["per_class"])
             if task == "classification" else None,

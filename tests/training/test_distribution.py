@@ -42,7 +42,8 @@ def test_mirrored_over_two_devices_takes_the_steps_of_one_device():
 def test_static_shapes_on_two_replicas_train_on_whole_batches_and_evaluate_every_example(tmp_path):
     # What a TPU needs, checked on two logical CPUs: batch_size x one of a few lengths, always.
     cases = {case["task"]: case for case in _check("static", tmp_path)}
-    assert set(cases) == {"classification", "token_classification", "steps_per_execution"}
+    assert set(cases) == {"classification", "token_classification", "question_answering", "masked_lm",
+                          "steps_per_execution"}
     assert cases.pop("steps_per_execution")["error"].startswith(
         "steps_per_execution: 2 steps per call fail under MirroredStrategy in Keras 3.")
     for case in cases.values():
@@ -58,11 +59,12 @@ def test_static_shapes_on_two_replicas_train_on_whole_batches_and_evaluate_every
         assert case["validation_rows"] == case["examples"]
         # and gives the figures of a plain evaluation on the host.
         assert case["batches"][0] == case["batches"][1]
-        assert case["output_diff"] < 1e-5
+        assert case["output_diff"] is None or case["output_diff"] < 1e-5
         for name, value in case["host_validation"].items():
             assert case["validation"][name] == pytest.approx(value, abs=1e-6), name
     assert cases["classification"]["support"] == 19  # every validation example counted once
     assert {shape[1] for shape in cases["token_classification"]["shapes"]["validation"]} == {16, 24}
+    assert cases["question_answering"]["validation_rows"] > 19  # the 19 questions' windows, every one
 
 
 @pytest.mark.slow
