@@ -216,7 +216,7 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
 
     The default output directory is named after the data and the model only, so a second command
     with other hyperparameters would otherwise silently continue the first run. The run's config is
-    kept beside the backup (BackupAndRestore deletes both when training finishes).
+    kept beside the backup (both are deleted once the run has written its outputs).
 
     Raises:
         ConfigError: the backup belongs to a run with other settings (the fields are named).
