@@ -74,8 +74,8 @@ def load_texts(texts: Sequence[str] | None = None, file: str | None = None, stdi
     """The texts to predict: the given ones, then one per line of `file`, else of `stdin`.
 
     Lines are decoded as UTF-8 (a leading byte-order mark is dropped); the line end ("\\n" or
-    "\\r\\n") is removed and blank lines are skipped. `stdin` is read only when neither
-    `texts` nor `file` gives anything and it is not a terminal.
+    "\\r\\n") is removed and blank lines are skipped (with a warning naming them on stderr). `stdin`
+    is read only when neither `texts` nor `file` gives anything and it is not a terminal.
 
     For sentence-pair models each line holds the text, a TAB, then the text pair
     (`"A man sleeps.\\tA person rests."`); `load_text_pairs` splits them at the first TAB.
@@ -142,8 +142,11 @@ def _read_sources(texts, file, stdin) -> list[tuple[str, str]]:
 def _decode_lines(data: bytes, name: str) -> list[tuple[str, str]]:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
-    lines = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    lines, blank = [], []
+    rows = data.split(b"\n")
+    if rows and not rows[-1]:
+        rows.pop()  # the final line end
+    for number, raw in enumerate(rows, start=1):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         try:
@@ -153,6 +156,12 @@ def _decode_lines(data: bytes, name: str) -> list[tuple[str, str]]:
                             "save the file as UTF-8", f"{name}:{number}") from None
         if line.strip():
             lines.append((f"{name}:{number}", line))
+        else:
+            blank.append(number)
+    if blank:  # the outputs are one per text: say which lines have none
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        print(f"{PROG}: warning: {name}: skipped {len(blank)} blank line(s) ({shown}); the outputs follow the other "
+              "lines", file=sys.stderr)
     return lines
 
 

@@ -32,7 +32,7 @@ def local(export):
     return LocalPredictor(export["base_dir"])
 
 
-def test_load_texts_reads_arguments_files_and_stdin(tmp_path):
+def test_load_texts_reads_arguments_files_and_stdin(tmp_path, capsys):
     from tfbert.data.readers import DataError
     cli = load_predict_cli()
     load_texts, load_text_pairs = cli.load_texts, cli.load_text_pairs
@@ -40,6 +40,9 @@ def test_load_texts_reads_arguments_files_and_stdin(tmp_path):
     path = tmp_path / "texts.txt"
     path.write_bytes(b"\xef\xbb\xbfgood movie\r\n\n   \nbad\tfilm\nlast line")
     assert load_texts(None, str(path), None) == ["good movie", "bad\tfilm", "last line"]
+    # outputs no longer line up with the file's lines: said, with the lines
+    assert f"predict.py: warning: {path}: skipped 2 blank line(s) (2, 3)" in capsys.readouterr().err
+    assert load_texts(None, None, io.StringIO("a\nb\n")) == ["a", "b"] and not capsys.readouterr().err
     assert load_texts(["first"], str(path), io.StringIO("ignored")) == ["first", "good movie", "bad\tfilm", "last line"]
     assert load_texts(None, None, io.StringIO("a\nb\n")) == ["a", "b"]
     assert load_texts([], None, None) == []
