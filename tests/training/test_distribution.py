@@ -226,3 +226,16 @@ def test_a_run_interrupted_before_a_field_was_added_resumes_at_its_default(tmp_p
     check_backup_matches(str(backup), ClassifierRunConfig())  # accepted
     with pytest.raises(ConfigError, match="lora_rank: None -> 8"):
         check_backup_matches(str(backup), ClassifierRunConfig(lora_rank=8))
+
+
+def test_an_interrupted_run_does_not_resume_on_other_contents_of_its_data_file(tmp_path):
+    from tfbert.training.runner import check_backup_matches
+
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\ngood,pos\nbad,neg\n", encoding="utf-8")
+    backup = str(tmp_path / "backup")
+    check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))
+    check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))  # the same contents: resumes
+    train.write_text("text,label\ngood,pos\nbad,neg\nfine,pos\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"contents of train_file: 'sha256:[0-9a-f]{64}' -> 'sha256:[0-9a-f]{64}'"):
+        check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))

@@ -115,6 +115,12 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     # other settings are refused instead of silently mixing two searches
     with pytest.raises(tuning.SearchError, match=r"other settings \(objective: 'val_macro_f1' -> 'val_accuracy'\)"):
         run_search(_tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", export="none"))
+    # and so is the same data file with other contents (trials of two datasets ranked together)
+    with open(train, "a", encoding="utf-8") as f:
+        f.write("a new row,pos\n")
+    with pytest.raises(tuning.SearchError, match=r"other settings \(data.train_file: 'sha256:[0-9a-f]{64}' -> "
+                                                 r"'sha256:[0-9a-f]{64}'; data.\* is the contents of a data file\)"):
+        run_search(config)
 
 
 @pytest.mark.slow
@@ -150,7 +156,8 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
         run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=4, export="none",
                                 overwrite=True, max_consecutive_failures=2))
     assert "search stopped: 2 consecutive trials failed (0, 1); the last one: invalid sampled value" in str(error.value)
-    assert "--overwrite to start over" in str(error.value)
+    assert str(error.value).endswith("Fix the search space or flags and run again with --overwrite (a search resumes "
+                                     "only with the settings it started with)")
     rows = _rows(tmp_path / "search" / "results.csv")
     assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
     values, _ = _hparams_session(str(tmp_path / "tb" / "1"))  # failed trials are HParams sessions too

@@ -33,6 +33,21 @@ def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS and k not in also}
 
 
+def contents_fingerprint(path: str) -> str:
+    """"sha256:<hex>" of a file's bytes, or of a folder's files (relative paths and bytes, in path order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+    for file in files:
+        digest.update(os.path.relpath(file, path).encode("utf-8", "surrogateescape") + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
 def parse_targets(targets: str | list[str] | tuple[str, ...]) -> list[str]:
     """"query,value" (or a list) -> ["query", "value"]; unknown names are a ValueError listing the known."""
     names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t) for t in targets]
@@ -201,6 +216,12 @@ class RunConfig:
                 fail(name, "a directory (or a path to create), not an existing file", path)
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
+
+    def data_fingerprints(self) -> dict[str, str]:
+        """SHA-256 of each data file (or folder) the run reads, by field: a run or search resumes only
+        on the data it started with, and a path alone does not say that."""
+        return {name: contents_fingerprint(path) for name in ("train_file", "validation_file", "test_file")
+                if (path := getattr(self, name)) and os.path.exists(path)}
 
     def uses_static_shapes(self) -> bool:
         """`static_shapes`, which a TPU needs and so always gets."""

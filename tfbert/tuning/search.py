@@ -42,11 +42,13 @@ def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: 
     if (worker or os.path.exists(os.path.join(project_dir, "oracle.json"))) and os.path.exists(settings_file):
         with open(settings_file, encoding="utf-8") as f:
             previous = json.load(f)
-        changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)]
+        # ("data" is compared where the search recorded it: searches started before it was, resume as they did)
+        changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)
+                   and (key != "data" or key in previous)]
         if changed:
             details = []
             for key in changed:
-                if key in ("run", "search_space") and isinstance(previous.get(key), dict):
+                if key in ("run", "search_space", "data") and isinstance(previous.get(key), dict):
                     old, new = previous[key], settings.get(key, {})
                     details += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
                                 for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -55,8 +57,9 @@ def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: 
             if worker:
                 raise SearchError(f"this worker's flags differ from the chief's ({'; '.join(details)}); "
                                   f"give the workers the chief's flags")
-            raise SearchError(f"{output_dir} holds a search started with other settings ({'; '.join(details)}); "
-                              f"pass --overwrite to start over, or another --search_name / --output_dir")
+            raise SearchError(f"{output_dir} holds a search started with other settings ({'; '.join(details)}"
+                              + ("; data.* is the contents of a data file" if "data" in changed else "")
+                              + "); pass --overwrite to start over, or another --search_name / --output_dir")
     if not worker:
         os.makedirs(output_dir, exist_ok=True)
         fileio.write_json(settings_file, settings)
@@ -160,8 +163,8 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
     print(f"results: {os.path.join(output_dir, 'results.md')} ({len(completed)} completed, {len(failed)} failed)",
           flush=True)
     if oracle.stop_reason:
-        raise SearchError(f"search stopped: {oracle.stop_reason}. Fix the search space or flags, then run the "
-                          f"same command to go on, or add --overwrite to start over")
+        raise SearchError(f"search stopped: {oracle.stop_reason}. Fix the search space or flags and run again "
+                          "with --overwrite (a search resumes only with the settings it started with)")
     best = oracle.get_best_trials(1)
     if not best or best[0].status != TrialStatus.COMPLETED:
         raise SearchError(f"no trial completed; see {os.path.join(output_dir, 'results.md')}")

@@ -136,7 +136,8 @@ class SearchSettings:
                                 "log_every_n_steps", "metric_for_best", *space)
         return {"tuner": self.tuner, "objective": resolved_objective(self).name,
                 "executions_per_trial": self.executions_per_trial,
-                "search_space": {name: spec.to_yaml() for name, spec in space.items()}, "run": run}
+                "search_space": {name: spec.to_yaml() for name, spec in space.items()}, "run": run,
+                "data": self.data_fingerprints()}
 
 
 def search_config_for(run_config_cls: type, train_script: str,
