@@ -223,6 +223,14 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
     (tmp_path / "train.csv").write_text(original + "so so film,meh\n" * 10, encoding="utf-8")
     from tfbert.config import ConfigError
 
+    with pytest.raises(ConfigError, match=r"started with other settings \(contents of train_file: 'sha256:"):
+        runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
+    # a backup without the data's hash (written before tfbert kept one) is still checked by its variables
+    import yaml
+
+    saved = yaml.safe_load((run / "backup" / "run_config.yaml").read_text())
+    del saved["contents of train_file"]
+    (run / "backup" / "run_config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(ConfigError, match=r"backup: holds an interrupted run whose model had other variables "
                                           r"\(classifier/bias: \[2\] -> \[3\]; classifier/kernel: \[32, 2\] -> "
                                           r"\[32, 3\]\): the data changed"):
