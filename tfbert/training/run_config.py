@@ -48,14 +48,23 @@ def contents_fingerprint(path: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+class LoraTargetsError(ValueError):
+    """`parse_targets`' error; `unknown` holds the names that are not targets (empty: none given)."""
+
+    def __init__(self, unknown: list[str]):
+        self.unknown = unknown
+        super().__init__(f"lora_targets: unknown layer(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(LORA_TARGETS)}")
+
+
 def parse_targets(targets: str | list[str] | tuple[str, ...]) -> list[str]:
-    """"query,value" (or a list) -> ["query", "value"]; unknown names are a ValueError listing the known."""
+    """"query,value" (or a list) -> ["query", "value"]; unknown names are a `LoraTargetsError` (a
+    ValueError) listing the known."""
     names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t) for t in targets]
     names = [n for n in names if n]
     unknown = [n for n in names if n not in LORA_TARGETS]
     if unknown or not names:
-        raise ValueError(f"lora_targets: unknown layer(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(LORA_TARGETS)}")
+        raise LoraTargetsError(unknown)
     return list(dict.fromkeys(names))
 
 
@@ -195,10 +204,9 @@ class RunConfig:
             fail("lora_alpha", "a positive number, given with lora_rank", self.lora_alpha)
         try:
             targets = parse_targets(self.lora_targets)
-        except ValueError:
-            unknown = [t for t in str(self.lora_targets).split(",") if t.strip() and t.strip() not in LORA_TARGETS]
+        except LoraTargetsError as e:
             fail("lora_targets", f"comma-separated names from {', '.join(LORA_TARGETS)}"
-                 + (f" ({', '.join(unknown)} is not one)" if unknown else ""), self.lora_targets)
+                 + (f" ({', '.join(e.unknown)} is not one)" if e.unknown else ""), self.lora_targets)
         if self.lora_rank is None and targets != LORA_DEFAULT_TARGETS:
             fail("lora_targets", "given with lora_rank (without it there are no adapters)", self.lora_targets)
         if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
