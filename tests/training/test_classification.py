@@ -408,6 +408,11 @@ def test_batching_follows_the_strategy_and_the_task():
     assert workers.batching(training=True)["drop_remainder"] and not workers.batching(training=True)["static_shapes"]
     with pytest.raises(ValueError, match="field 'steps_per_execution' must be a positive integer, found 0"):
         ClassifierRunConfig(steps_per_execution=0)
+    # a dropout of 1 failed only when the model was built; a negative weight decay trained (weights grew)
+    with pytest.raises(ValueError, match=r"field 'dropout' must be in \[0, 1\), found 1.0"):
+        ClassifierRunConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="field 'weight_decay' must be >= 0, found -0.01"):
+        ClassifierRunConfig(weight_decay=-0.01)
 
 
 @pytest.mark.slow

@@ -213,6 +213,10 @@ class RunConfig:
             fail("freeze_layers", "a non-negative integer", self.freeze_layers)
         if self.layerwise_lr_decay is not None and not 0 < self.layerwise_lr_decay <= 1:
             fail("layerwise_lr_decay", "in (0, 1]", self.layerwise_lr_decay)
+        if not self.weight_decay >= 0:
+            fail("weight_decay", ">= 0", self.weight_decay)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            fail("dropout", "in [0, 1)", self.dropout)
         if self.validation_fraction == 0 and not self.validation_file and not self.dataset:
             for name in ("early_stopping_patience", "metric_for_best"):
                 if getattr(self, name) is not None:
