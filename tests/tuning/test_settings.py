@@ -55,3 +55,30 @@ def test_flags_and_defaults(tmp_path):
         TuneRunConfig(role="chief", oracle_address="localhost")
     with pytest.raises(ValueError, match="--role worker needs --worker_index"):
         TuneRunConfig(role="worker", oracle_address="127.0.0.1:8000")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("epochs: 0\n", "epochs: the value 0 is not one a training run takes: field 'epochs' must be a positive integer"),
+    ("dropout: {type: float, min: 0.0, max: 1.0}\n", "dropout: max 1.0 is not one a training run takes: field "
+                                                   "'dropout' must be in [0, 1)"),
+    ("batch_size: {type: choice, values: [16, -4]}\n", "batch_size: the choice -4 is not one a training run takes"),
+    ("learning_rate: {type: float, min: 1e-5, max: 2.0, sampling: log}\n", "learning_rate: max 2.0 is not one"),
+    ("weight_decay: {type: float, min: -0.1, max: 0.1}\n", "weight_decay: min -0.1 is not one a training run takes: "
+                                                         "field 'weight_decay' must be >= 0"),
+])
+def test_a_search_space_value_no_run_takes_is_refused_before_the_first_trial(tmp_path, text, expected):
+    """A fixed value, a choice or an end of a range that train_cls would refuse fails the search's config,
+    naming the file and the entry (it used to fail trial after trial until the search stopped)."""
+    path = _write(tmp_path / "space.yaml", text)
+    with pytest.raises(ValueError) as error:
+        TuneRunConfig(train_file="x.csv", search_space=path)
+    assert str(error.value).startswith(f"{path}: ") and expected in str(error.value)
+    TuneRunConfig(train_file="x.csv", search_space=_write(tmp_path / "fine.yaml", "epochs: 1\ndropout: 0.0\n"))
+
+
+def test_a_search_without_validation_data_is_refused():
+    """Trials are ranked on validation data; without it every trial failed on its metric_for_best."""
+    with pytest.raises(ValueError, match="field 'validation_fraction' must be above 0, or a validation_file given: "
+                                         "a search ranks its trials on validation data"):
+        TuneRunConfig(train_file="x.csv", validation_fraction=0)
+    assert TuneRunConfig(train_file="x.csv", validation_file="dev.csv", validation_fraction=0).validation_file

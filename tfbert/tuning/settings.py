@@ -113,7 +113,28 @@ class SearchSettings:
         if self.role == "worker" and self.worker_index is None and "KERASTUNER_TUNER_ID" not in os.environ:
             raise ValueError(f"{source}: --role worker needs --worker_index (0, 1, ...: one number per worker)")
         resolved_objective(self)  # an unknown objective or a bad search-space file fails before any work
-        load_search_space(self.search_space)
+        if not (self.validation_fraction or self.validation_file or self.dataset):
+            fail("validation_fraction", "above 0, or a validation_file given: a search ranks its trials on "
+                 "validation data", self.validation_fraction)
+        self.check_search_space(load_search_space(self.search_space))
+
+    def check_search_space(self, space: dict[str, ParamSpec]) -> None:
+        """Every value a trial may take (a fixed value, each choice, each end of a range: the run config's
+        limits are intervals) is one a training run accepts with this search's other settings: a space that
+        cannot train is refused before the first trial, not found by failed trials."""
+        source = self.search_space or "default search space"
+        for spec in space.values():
+            ends = spec.values if spec.kind in ("fixed", "choice") else (spec.min, spec.max)
+            for value in ends:
+                value = int(value) if spec.kind == "int" else value
+                try:
+                    self.base_run_config(**{spec.name: value})
+                except ValueError as e:
+                    what = {"fixed": "the value", "choice": "the choice"}.get(spec.kind) or (
+                        "min" if value == ends[0] else "max")
+                    reason = str(e).removeprefix("run config: ")
+                    raise ValueError(f"{source}: {spec.name}: {what} {value!r} is not one a training run "
+                                     f"takes: {reason}") from None
 
     def resolved_run_name(self) -> str:
         if self.search_name:
