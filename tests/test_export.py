@@ -4,6 +4,7 @@ tensorflow and tensorflow_text, saved_model_cli, the op list, the warm-up record
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -233,7 +234,9 @@ def test_saved_model_cli_show_and_run(tmp_path, tokenizer):
 
 @pytest.mark.slow
 def test_killed_export_leaves_no_version(tmp_path, tiny_vocab_file):
-    """kill -9 while the SavedModel is being written: no numbered folder appears."""
+    """kill -9 while the SavedModel is being written: no numbered folder appears, and the next export
+    removes the killed one's hidden folder (its process is gone), not a running export's or another
+    machine's."""
     base = tmp_path / "export"
     script = f"""
 import sys
@@ -265,6 +268,14 @@ export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(base)!
     leftovers = os.listdir(base)
     assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
     assert not [n for n in leftovers if n.isdigit()]
+    assert all(name.endswith(f"-pid{process.pid}@{socket.gethostname()}") for name in leftovers)
+
+    running = f".tmp-0-0123abcd-pid{os.getpid()}@{socket.gethostname()}"  # this process: an export running
+    elsewhere = f".tmp-0-0123abcd-pid{process.pid}@another-host.example"  # its own machine's to clean up
+    for name in (running, elsewhere):
+        (base / name).mkdir()
+    written = export_saved_model(_model(), BertTokenizer(tiny_vocab_file), str(base))
+    assert sorted(os.listdir(base)) == sorted([running, elsewhere, os.path.basename(written)])
 
 
 def test_lora_adapters_are_merged_into_a_float32_export(tmp_path, tokenizer):
