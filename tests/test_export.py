@@ -80,13 +80,13 @@ def test_overwrite_swaps_the_version_in_one_step(tmp_path, tokenizer, monkeypatc
     before = LocalPredictor(str(base / "1")).predict(["good film"])[0]["probabilities"]
     moves = []
     rename = os.rename
-    monkeypatch.setattr(export.os, "rename", lambda a, b: (moves.append((a, b)), rename(a, b))[1])
+    monkeypatch.setattr(os, "rename", lambda a, b: (moves.append((a, b)), rename(a, b))[1])
     export_saved_model(_model(seed=1), tokenizer, str(base), version=1, label_names=LABELS, overwrite=True)
     assert not [a for a, _ in moves if os.path.basename(a) == "1"]  # the version was never moved away
     assert sorted(os.listdir(base)) == ["1"]  # the old one, swapped out, is gone
     assert LocalPredictor(str(base / "1")).predict(["good film"])[0]["probabilities"] != before  # the new model
     # where the system has no atomic exchange, two renames (the old behaviour) still replace it
-    monkeypatch.setattr(export, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(export.fileio, "exchange_paths", lambda a, b: False)
     export_saved_model(_model(), tokenizer, str(base), version=1, label_names=LABELS, overwrite=True)
     assert sorted(os.listdir(base)) == ["1"] and [a for a, _ in moves if os.path.basename(a) == "1"]
 

@@ -26,19 +26,17 @@ tests against `tfbert/serving_ops_allowlist.txt`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import os
 import re
 import shutil
 import socket
-import sys
 import uuid
 
 import keras
 import tensorflow as tf
 
+from tfbert import fileio
 from tfbert.errors import TfbertError
 from tfbert.text import BertTokenizer
 
@@ -257,37 +255,9 @@ def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
         return
     if not overwrite:
         raise ExportError(f"{final_dir}: created by another export while this one was writing")
-    if _exchange(new_dir, final_dir):  # one step: a server polling the folder always finds a whole version
-        shutil.rmtree(new_dir, ignore_errors=True)  # (now the old version)
-        return
-    # Elsewhere: move the old version aside first; the window without a version is one rename.
-    trash = os.path.join(os.path.dirname(final_dir), _scratch_name("old", os.path.basename(final_dir)))
-    os.rename(final_dir, trash)
-    try:
-        os.rename(new_dir, final_dir)
-    except OSError:
-        os.rename(trash, final_dir)  # put the old version back
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swaps two existing paths atomically (Linux `renameat2` with RENAME_EXCHANGE); False where the
-    system or the file system has no such call (the caller then renames twice)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, musl)
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_cwd, rename_exchange = -100, 2
-    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):  # not supported here
-        return False
-    raise OSError(code, os.strerror(code), b)
+    # one atomic exchange on Linux: a server polling the folder always finds a whole version
+    fileio.replace_dir(new_dir, final_dir, os.path.join(os.path.dirname(final_dir),
+                                                        _scratch_name("old", os.path.basename(final_dir))))
 
 
 DEFAULT_WARMUP_TEXTS = ["This is a warm-up request.", "", "Short.",

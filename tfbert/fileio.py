@@ -1,14 +1,19 @@
 """Writing files so that a reader never sees half of one: write a temporary file beside it, then rename.
 
 A run killed in the middle of a write leaves the previous file (or none) and a stray
-`<name>.tmp-<pid>`, never a truncated `metrics.json` or `model.keras` that looks complete.
+`<name>.tmp-<pid>`, never a truncated `metrics.json` or `model.keras` that looks complete. Folders
+are written beside their place and swapped in whole (`replace_dir`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import shutil
+import sys
 from collections.abc import Iterator
 
 
@@ -51,3 +56,42 @@ def write_json(path: str, value, **dump_kwargs) -> None:
     with atomic_write(path) as f:
         json.dump(value, f, **dump_kwargs)
         f.write("\n")
+
+
+def replace_dir(new_dir: str, final_dir: str, aside: str) -> None:
+    """Puts the folder `new_dir` at `final_dir`, replacing what is there: with one atomic exchange where
+    the system has it (a reader of `final_dir` finds the old folder or the new one, never neither), else
+    by renaming the old one to `aside` first (the window without a folder is one rename). The old
+    folder is deleted afterwards."""
+    if not os.path.exists(final_dir):
+        os.rename(new_dir, final_dir)
+        return
+    if exchange_paths(new_dir, final_dir):
+        shutil.rmtree(new_dir, ignore_errors=True)  # (now the old folder)
+        return
+    os.rename(final_dir, aside)
+    try:
+        os.rename(new_dir, final_dir)
+    except OSError:
+        os.rename(aside, final_dir)  # put the old one back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def exchange_paths(a: str, b: str) -> bool:
+    """Swaps two existing paths atomically (Linux `renameat2` with RENAME_EXCHANGE); False where the
+    system or the file system has no such call."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):  # not supported here
+        return False
+    raise OSError(code, os.strerror(code), b)
