@@ -124,6 +124,60 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
 
 
 @pytest.mark.slow
+def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_path, tiny_model_dir, capsys,
+                                                                         monkeypatch):
+    """A new export is built in a hidden folder: the previous best_model/ stays whole (a server may poll its
+    saved_model/) until the new one is swapped in with the next version number, and a retrain stopped
+    after an epoch resumes from that folder's backup instead of starting over."""
+    import keras
+
+    from tfbert import fileio
+    from tfbert.training import runner
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=3)
+    space = ("learning_rate: 0.01\nbatch_size: 16\nepochs: 2\nwarmup_ratio: 0.0\nweight_decay: null\n"
+             "dropout: null\nlayerwise_lr_decay: null\n")
+    search, best = tmp_path / "search", tmp_path / "search" / "best_model"
+    run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial"))
+    assert os.listdir(best / "saved_model") == ["1"]
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Killed  # after BackupAndRestore has saved the epoch
+
+    real_fit = runner.fit_and_evaluate
+    monkeypatch.setattr(runner, "fit_and_evaluate",
+                        lambda *a, **k: real_fit(*a, extra_callbacks=(KillAfterFirstEpoch(),), **k))
+    retrain = _tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="retrain")
+    with pytest.raises(Killed):
+        run_search(retrain)
+    assert json.loads((best / "metrics.json").read_text())["export"] == "best_trial"  # the old one, whole
+    assert os.listdir(best / "saved_model") == ["1"]
+    assert (search / ".best_model-trial0-retrain" / "backup" / "training_metadata.json").exists()
+
+    monkeypatch.setattr(runner, "fit_and_evaluate", real_fit)
+    at_swap = []
+    real_replace = fileio.replace_dir
+    monkeypatch.setattr(fileio, "replace_dir", lambda new, final, aside: (
+        at_swap.append(sorted(os.listdir(os.path.join(final, "saved_model")))), real_replace(new, final, aside)))
+    capsys.readouterr()
+    run_search(retrain)
+    out = capsys.readouterr().out
+    assert "1 epoch(s) already done" in out and "Epoch 2/2" in out and "Epoch 1/2" not in out
+    assert at_swap == [["1"]]  # the old version was there until the new folder replaced it
+    exported = json.loads((best / "metrics.json").read_text())
+    assert exported["export"] == "retrain" and exported["epochs_run"] == 1
+    assert os.listdir(best / "saved_model") == ["2"]  # a new number: a polling server loads it
+    assert exported["saved_model"] == str(best / "saved_model" / "2")
+    assert exported["config"]["output_dir"] == str(best)  # the files name where they are, not the hidden folder
+    assert ClassifierRunConfig.from_args(["--config", str(best / "config.yaml")]).output_dir == str(best)
+    assert not [name for name in os.listdir(search) if name.startswith(".best_model")]
+
+
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=2)
     # grid order: weight decays of 1e30 and 2e30 diverge to NaN, 0 trains (a value no run takes, such as a
@@ -143,6 +197,9 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     # the completed trial ran twice (seeds 7 and 8); its objective is the mean, its weights the best run's
     record = json.loads((tmp_path / "search" / "trials" / "trial_2" / "trial_run.json").read_text())
     accuracies = [run["val_accuracy"] for run in record["executions"]]
+    # best_hparams.yaml reproduces the best execution: its seed, not the first execution's
+    best_hparams = ClassifierRunConfig.from_args(["--config", str(tmp_path / "search" / "best_hparams.yaml")])
+    assert best_hparams.seed == 7 + record["best_execution"]
     assert len(accuracies) == 2 and float(rows[2]["val_accuracy"]) == pytest.approx(np.mean(accuracies))
     seeds = [json.loads((tmp_path / "search" / "trials" / "trial_2" / f"execution{i}" / "metrics.json").read_text())
              ["config"]["seed"] for i in range(2)]

@@ -334,7 +334,8 @@ def train(config: RunConfig) -> dict:
 
 def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
                      best_weights: str | None = None, extra_callbacks: tuple = (), write_exports: bool = True,
-                     evaluate_test: bool = True, started: float | None = None) -> dict:
+                     evaluate_test: bool = True, started: float | None = None,
+                     export_version: int | None = None) -> dict:
     """Trains, picks the best epoch, evaluates and writes the run's outputs: the body of a train_cls run.
 
     Args:
@@ -348,6 +349,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
             `metrics.json` is written (what a search trial keeps).
         evaluate_test: evaluate on the test split too, if there is one (a search trial does not:
             the test set plays no part in choosing hyperparameters).
+        export_version: the SavedModel's version under `saved_model/` (default: the next free one).
 
     Returns:
         The run summary, also written to `<output_dir>/metrics.json`.
@@ -447,7 +449,7 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         summary["before_training"] = before
     summary = finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
                          write_exports=write_exports, evaluate_test=evaluate_test, started=started,
-                         with_loss=with_loss)
+                         with_loss=with_loss, export_version=export_version)
     shutil.rmtree(backup_dir, ignore_errors=True)  # every output is written: nothing left to resume
     return summary
 
@@ -477,7 +479,8 @@ def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: 
 
 def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, summary: dict, *,
                validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
-               evaluate_test: bool = True, started: float | None = None, with_loss: bool = False) -> dict:
+               evaluate_test: bool = True, started: float | None = None, with_loss: bool = False,
+               export_version: int | None = None) -> dict:
     """Evaluates a trained model on validation (and test) and writes the run's outputs.
 
     `fit_and_evaluate` ends with it; a search calls it on the best trial's weights to export them
@@ -516,7 +519,7 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     if write_exports:
         write_outputs(model, prepared, config, results)
         summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
-                                             os.path.join(output_dir, "saved_model"))
+                                             os.path.join(output_dir, "saved_model"), version=export_version)
         print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary

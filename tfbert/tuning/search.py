@@ -22,6 +22,7 @@ import yaml
 from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
+from tfbert.export import next_version
 from tfbert.training import distribution, runner
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
 from tfbert.tuning.hypermodel import BertHyperModel
@@ -169,8 +170,10 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
     if not best or best[0].status != TrialStatus.COMPLETED:
         raise SearchError(f"no trial completed; see {os.path.join(output_dir, 'results.md')}")
     best = best[0]
+    # With several executions per trial the exported weights are the best execution's: its seed too
     best_config = hypermodel.run_config(best.hyperparameters, run_name=f"{config.resolved_run_name()}-best",
-                                        output_dir=None, log_dir=None)
+                                        output_dir=None, log_dir=None,
+                                        seed=config.seed + _best_execution(tuner, best.trial_id))
     best_hparams = os.path.join(output_dir, "best_hparams.yaml")
     with fileio.atomic_write(best_hparams) as f:
         f.write(f"# Best trial {best.trial_id} of the search {config.resolved_run_name()}: "
@@ -186,20 +189,51 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
             "results": os.path.join(output_dir, "results.csv"), "completed": len(completed), "failed": len(failed)}
 
 
+def _best_execution(tuner: BertTuner, trial_id: str) -> int:
+    """Which execution of the trial scored best (0 with one execution, or when another machine ran it)."""
+    record = os.path.join(tuner.get_trial_dir(trial_id), "trial_run.json")
+    if not os.path.exists(record):
+        return 0
+    with open(record, encoding="utf-8") as f:
+        return int(json.load(f).get("best_execution", 0))
+
+
+def _exported(directory: str, trial_id: str, mode: str) -> bool:
+    """Whether `directory` holds a finished export of `trial_id` made by `mode` (its metrics.json,
+    written last, says so)."""
+    marker = os.path.join(directory, "metrics.json")
+    if not os.path.exists(marker):
+        return False
+    with open(marker, encoding="utf-8") as f:
+        exported = json.load(f)
+    return exported.get("best_trial") == trial_id and exported.get("export") == mode
+
+
 def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, output_dir, log_dir) -> str | None:
+    """Writes the best trial's model to `<output_dir>/best_model` (its weights, or retrained). The model is
+    built in a hidden folder beside it and swapped in whole when every file is written: the previous
+    best model stays whole until then (a server may be polling its saved_model/), and a killed export,
+    a retrain above all, resumes from the hidden folder's backup when the same command runs again."""
     if config.export == "none":
         return None
     export_dir = os.path.join(output_dir, "best_model")
-    export_config = dataclasses.replace(best_config, output_dir=export_dir,
-                                        log_dir=os.path.join(log_dir, "best_model"))
-    marker = os.path.join(export_dir, "metrics.json")
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as f:
-            exported = json.load(f)
-        if exported.get("best_trial") == best.trial_id and exported.get("export") == config.export:
-            print(f"best model: {export_dir} (exported before)", flush=True)
-            return export_dir
-    shutil.rmtree(export_dir, ignore_errors=True)
+    if _exported(export_dir, best.trial_id, config.export):
+        print(f"best model: {export_dir} (exported before)", flush=True)
+        return export_dir
+    staging = os.path.join(output_dir, f".best_model-trial{best.trial_id}-{config.export}")
+    if _exported(staging, best.trial_id, config.export):  # written whole, killed before the swap
+        fileio.replace_dir(staging, export_dir, aside=os.path.join(output_dir, ".best_model-replaced"))
+        print(f"best model: {export_dir}", flush=True)
+        return export_dir
+    for name in os.listdir(output_dir):  # unfinished exports of another best trial, or another mode
+        if name.startswith(".best_model-") and name != os.path.basename(staging):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    # The SavedModel gets the version after the previous best model's, so that a server polling
+    # best_model/saved_model loads the new one (it keeps a version number it has loaded).
+    shutil.rmtree(os.path.join(staging, "saved_model"), ignore_errors=True)  # a killed attempt's: never served
+    version = next_version(os.path.join(export_dir, "saved_model"))
+    final_config = dataclasses.replace(best_config, output_dir=export_dir, log_dir=os.path.join(log_dir, "best_model"))
+    export_config = dataclasses.replace(final_config, output_dir=staging)
     hypermodel = tuner.hypermodel
     checkpoint = tuner._get_checkpoint_fname(best.trial_id)
     mode = config.export
@@ -210,25 +244,32 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
     if mode == "retrain":
         print(f"best model: retraining with the best values into {export_dir}", flush=True)
         summary = runner.fit_and_evaluate(export_config, hypermodel.prepared, runner.start_run(
-            export_config, hypermodel.prepared))
+            export_config, hypermodel.prepared), export_version=version)
     else:
         print(f"best model: exporting the weights of trial {best.trial_id} into {export_dir}", flush=True)
-        hypermodel.run_overrides = dict(output_dir=export_dir, log_dir=export_config.log_dir,
-                                        run_name=export_config.run_name)
+        hypermodel.run_overrides = dict(output_dir=staging, log_dir=export_config.log_dir,
+                                        run_name=export_config.run_name, seed=export_config.seed)
         try:
             model = tuner.load_model(best)
         finally:
             hypermodel.run_overrides = {}
         trial_dir = tuner.get_trial_dir(best.trial_id)
-        with open(os.path.join(trial_dir, "trial_run.json"), encoding="utf-8") as f:
-            execution = json.load(f).get("best_execution", 0)
+        execution = _best_execution(tuner, best.trial_id)
         run_dir = os.path.join(trial_dir, f"execution{execution}") if config.executions_per_trial > 1 else trial_dir
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
             trial_summary = json.load(f)
         facts = {k: trial_summary[k] for k in ("best_metric", "steps_per_epoch", "resumed_from_epoch", "epochs_run",
                                                 "optimizer_steps", "examples_per_second")}
-        summary = runner.finish_run(model, export_config, hypermodel.prepared, facts)
-    summary.update(best_trial=best.trial_id, export=config.export)
-    fileio.write_json(marker, summary, default=float)
+        summary = runner.finish_run(model, export_config, hypermodel.prepared, facts,
+                                    with_loss=facts["best_metric"] == "val_loss", export_version=version)
+    # the files name the folder they end up in, not the hidden one they were written in
+    summary.update(best_trial=best.trial_id, export=config.export, config=final_config.to_dict())
+    if summary.get("saved_model"):
+        summary["saved_model"] = os.path.join(os.path.abspath(export_dir),
+                                              os.path.relpath(summary["saved_model"], staging))
+    if os.path.exists(os.path.join(staging, "config.yaml")):
+        final_config.save_yaml(os.path.join(staging, "config.yaml"))
+    fileio.write_json(os.path.join(staging, "metrics.json"), summary, default=float)
+    fileio.replace_dir(staging, export_dir, aside=os.path.join(output_dir, ".best_model-replaced"))
     print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)
     return export_dir
