@@ -266,7 +266,7 @@ export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(base)!
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     leftovers = os.listdir(base)
-    assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
+    assert leftovers and all(name.startswith(".") and ".tmp-" in name for name in leftovers)
     assert not [n for n in leftovers if n.isdigit()]
     assert all(name.endswith(f"-pid{process.pid}@{socket.gethostname()}") for name in leftovers)
 

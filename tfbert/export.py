@@ -30,8 +30,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import uuid
 
 import keras
 import tensorflow as tf
@@ -167,9 +165,9 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
             raise ExportError(f"{base_dir}: {len(label_names)} label names for a model with {num_outputs} outputs")
 
     serving_model = float32_copy(model)
-    remove_leftovers(base_dir)
+    fileio.remove_leftovers(base_dir)  # killed exports' folders
     # A hidden sibling of the versions: TF Serving only loads numeric folder names.
-    tmp_dir = os.path.join(base_dir, _scratch_name("tmp", version))
+    tmp_dir = fileio.scratch_path(os.path.join(base_dir, str(version)))
     try:
         with padding_skipped(serving_model, skip_padding):  # the signatures are traced and written so
             if signatures is None:
@@ -215,40 +213,6 @@ def padding_skipped(model: keras.Model, skip: bool = True):
         backbone.skip_padding = before
 
 
-_SCRATCH = re.compile(r"^\.(?:tmp|old)-.+-pid(?P<pid>\d+)@(?P<host>.+)$")
-
-
-def _scratch_name(kind: str, version) -> str:
-    """A hidden folder beside the versions (TF Serving loads only numeric names) that says which process
-    on which machine writes it: `.tmp-<version>-<random>-pid<pid>@<host>`."""
-    return f".{kind}-{version}-{uuid.uuid4().hex[:8]}-pid{os.getpid()}@{socket.gethostname()}"
-
-
-def remove_leftovers(base_dir: str) -> list[str]:
-    """Removes the scratch folders (`_scratch_name`) that exports killed on this machine left in
-    `base_dir`: those whose process no longer runs. Another machine's, and a running export's, stay.
-    Returns the paths removed."""
-    removed = []
-    host = socket.gethostname()
-    for name in os.listdir(base_dir):
-        match = _SCRATCH.match(name)
-        if not match or match["host"] != host or _process_runs(int(match["pid"])):
-            continue
-        shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
-        removed.append(os.path.join(base_dir, name))
-    return removed
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
     if not os.path.exists(final_dir):
         os.rename(new_dir, final_dir)  # fails if another export created it meanwhile
@@ -256,8 +220,7 @@ def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
     if not overwrite:
         raise ExportError(f"{final_dir}: created by another export while this one was writing")
     # one atomic exchange on Linux: a server polling the folder always finds a whole version
-    fileio.replace_dir(new_dir, final_dir, os.path.join(os.path.dirname(final_dir),
-                                                        _scratch_name("old", os.path.basename(final_dir))))
+    fileio.replace_dir(new_dir, final_dir, fileio.scratch_path(final_dir, "old"))
 
 
 DEFAULT_WARMUP_TEXTS = ["This is a warm-up request.", "", "Short.",

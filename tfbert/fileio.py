@@ -1,8 +1,9 @@
 """Writing files so that a reader never sees half of one: write a temporary file beside it, then rename.
 
-A run killed in the middle of a write leaves the previous file (or none) and a stray
-`<name>.tmp-<pid>`, never a truncated `metrics.json` or `model.keras` that looks complete. Folders
-are written beside their place and swapped in whole (`replace_dir`).
+A run killed in the middle of a write leaves the previous file (or none) and a hidden stray
+`.<name>.tmp-pid<pid>@<host>`, never a truncated `metrics.json` or `model.keras` that looks complete;
+the next run removes such strays (`remove_leftovers`). Folders are written beside their place and
+swapped in whole (`replace_dir`), and deleted as one step (`remove_dir`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,118 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
+import socket
 import sys
+import uuid
 from collections.abc import Iterator
+
+from tfbert.errors import TfbertError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: folders are not locked there
+    fcntl = None
+
+
+def owner_tag() -> str:
+    """`pid<pid>@<host>`: which process on which machine writes a scratch file (`remove_leftovers`)."""
+    return f"pid{os.getpid()}@{socket.gethostname()}"
 
 
 def temporary_path(path: str) -> str:
-    """A path beside `path`, in the same directory (so the rename is atomic), with the same suffix
-    (Keras checks that `model.save` targets end in `.keras`)."""
+    """A hidden path beside `path`, in the same directory (so the rename is atomic), with the same suffix
+    (Keras checks that `model.save` targets end in `.keras`) and the writer's `owner_tag`."""
     directory, name = os.path.split(os.fspath(path))
     stem, suffix = os.path.splitext(name)
-    return os.path.join(directory, f".{stem}.tmp-{os.getpid()}{suffix}")
+    return os.path.join(directory, f".{stem}.tmp-{owner_tag()}{suffix}")
+
+
+def scratch_path(path: str, kind: str = "tmp") -> str:
+    """A hidden sibling of `path` to write a folder in (or move one to) before it is renamed: unique,
+    tagged with its writer (`owner_tag`), so that `remove_leftovers` can tell a killed writer's."""
+    directory, name = os.path.split(os.path.normpath(os.fspath(path)))
+    return os.path.join(directory, f".{name}.{kind}-{uuid.uuid4().hex[:8]}-{owner_tag()}")
+
+
+def remove_leftovers(directory: str) -> list[str]:
+    """Removes the hidden scratch files and folders (`temporary_path`, `scratch_path`) in `directory` that
+    a process on this machine left when it was killed: those whose process no longer runs. A running
+    writer's, and another machine's, stay. Returns the paths removed."""
+    if not os.path.isdir(directory):
+        return []
+    mine = re.compile(r"^\..*-pid(?P<pid>\d+)@" + re.escape(socket.gethostname()) + r"(\.[A-Za-z0-9]+)?$")
+    removed = []
+    for name in os.listdir(directory):
+        match = mine.match(name)
+        if not match or _process_runs(int(match["pid"])):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        removed.append(path)
+    return removed
+
+
+def remove_dir(path: str) -> None:
+    """Deletes a folder as one step for a reader: renamed to a hidden scratch name first, then deleted, so
+    that a process killed meanwhile leaves the whole folder or none of it under `path` (a backup with its
+    weights deleted and its epoch count left would resume onto an untrained model)."""
+    if not os.path.exists(path):
+        return
+    doomed = scratch_path(path, "deleted")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class DirectoryInUse(TfbertError):
+    """Another process holds the folder's lock (`lock_dir`)."""
+
+
+@contextlib.contextmanager
+def lock_dir(directory: str, what: str = "run"):
+    """Holds an exclusive lock on `<directory>/.lock` (`flock`: released when the process ends, even
+    killed) for the block, with the holder's `owner_tag` written in it.
+
+    Raises:
+        DirectoryInUse: another process holds it; the message names it.
+    """
+    os.makedirs(directory, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(directory, ".lock")
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DirectoryInUse(f"{directory}: in use by another process ({holder}); a second {what} there "
+                                 "would mix its files with that one's: wait for it to end, or give another "
+                                 "output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(owner_tag() + "\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # (releases the lock)
 
 
 @contextlib.contextmanager
