@@ -330,6 +330,52 @@ def test_a_run_stopped_after_training_resumes_at_its_outputs(tmp_path, tiny_mode
     assert straight["epochs_run"] == 2 and resumed["validation"] == straight["validation"]
 
 
+def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_refused(tmp_path, tiny_model_dir,
+                                                                                       monkeypatch, capsys):
+    """Killed after its export but before its backup was removed, the rerun keeps the version it wrote (a
+    copy under the next number would make a server switch to it); a second run on a folder in use, a
+    backup with an epoch count but no weights (it would resume onto the untrained model) and the export
+    of a run that did not finish (no metrics.json: labels.txt may be missing too) are refused."""
+    from tfbert import fileio
+    from tfbert.config import ConfigError
+    from tfbert.export import ExportError
+    from tfbert.training import runner
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 48, seed=3)
+    config = _config(tmp_path, tiny_model_dir, train_file=train, epochs=1)
+    run = tmp_path / "run"
+    remove_dir = fileio.remove_dir
+
+    def killed(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio, "remove_dir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.fit_and_evaluate(config, runner.prepare(config))
+    assert os.listdir(run / "saved_model") == ["1"] and (run / "backup" / "export_version.json").exists()
+    monkeypatch.setattr(fileio, "remove_dir", remove_dir)
+    capsys.readouterr()
+    summary = runner.fit_and_evaluate(config, runner.prepare(config))
+    assert "SavedModel for TF Serving: " + str(run / "saved_model" / "1") + " (written before the run was stopped)" \
+        in capsys.readouterr().out
+    assert os.listdir(run / "saved_model") == ["1"] and summary["saved_model"] == str(run / "saved_model" / "1")
+    assert not (run / "backup").exists()
+
+    with fileio.lock_dir(str(run)):  # another run holds the folder
+        with pytest.raises(fileio.DirectoryInUse, match=r"in use by another process \(pid\d+@.*\); a second "
+                                                        "training run there would mix its files"):
+            runner.fit_and_evaluate(config, runner.prepare(config))
+    (run / "backup").mkdir()
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
+    with pytest.raises(ConfigError, match=r"backup: an incomplete backup \(no latest.weights.h5\): it cannot be "
+                                          r"resumed; delete .*backup to train from the start"):
+        runner.fit_and_evaluate(config, runner.prepare(config))
+    (run / "metrics.json").unlink()
+    with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
+                                          "stopped, run its training command again to finish it"):
+        runner.export_run(str(run), str(tmp_path / "serving"))
+
+
 def test_inputs_the_model_cannot_take_are_refused_before_training(tmp_path, tiny_model_dir):
     from tfbert.config import ConfigError
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -121,13 +120,11 @@ def save_adapters(model: keras.Model, directory: str, base_model: str, settings:
               "variables": sorted(tensors)}
     if "lora_targets" in config:  # a run config's "query,value" as apply_to_model's ["query", "value"]
         config["lora_targets"] = parse_targets(config["lora_targets"])
-    tmp = directory.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fileio.scratch_path(directory)
     os.makedirs(tmp)
     save_file(tensors, os.path.join(tmp, ADAPTER_WEIGHTS))
     fileio.write_json(os.path.join(tmp, ADAPTER_CONFIG), config)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+    fileio.replace_dir(tmp, directory, aside=fileio.scratch_path(directory, "old"))
 
 
 def read_adapter_config(directory: str) -> dict:

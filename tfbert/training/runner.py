@@ -11,11 +11,11 @@ functions: `prepare` once, then `start_run` + `fit_and_evaluate` per trial, `fin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 
 import keras
@@ -25,7 +25,7 @@ import tensorflow as tf
 from tfbert import fileio
 from tfbert.config import ConfigError
 from tfbert.data import pipeline
-from tfbert.export import has_lora, merged_copy
+from tfbert.export import has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
@@ -355,18 +355,31 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         The run summary, also written to `<output_dir>/metrics.json`.
     """
     started = time.time() if started is None else started
-    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    output_dir = config.resolved_output_dir()
     os.makedirs(output_dir, exist_ok=True)
     inputs = inputs or start_run(config, prepared)
-    model, steps = inputs.model, inputs.steps_per_epoch
+    # Only the chief writes the run's outputs (in a multi-worker cluster every worker keeps a backup of
+    # its own, in its own folder); it holds the folder's lock, so that a second run started on the same
+    # --output_dir is refused instead of mixing its backup, logs and exports with the first one's.
+    chief = distribution.is_chief(inputs.model.distribute_strategy)
+    with fileio.lock_dir(output_dir, "training run") if chief else contextlib.nullcontext():
+        if chief:
+            fileio.remove_leftovers(output_dir)  # a killed run's temporary files
+        return _fit_and_evaluate(config, prepared, inputs, best_weights=best_weights,
+                                 extra_callbacks=extra_callbacks, write_exports=write_exports,
+                                 evaluate_test=evaluate_test, started=started, export_version=export_version)
 
-    # In a multi-worker cluster only the chief writes the run's outputs; every worker keeps a backup
-    # of its own (in its own folder, should the workers share a disk) so that each can resume.
+
+def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs, *, best_weights, extra_callbacks,
+                      write_exports, evaluate_test, started, export_version) -> dict:
+    output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
+    model, steps = inputs.model, inputs.steps_per_epoch
     strategy = model.distribute_strategy
     chief, worker = distribution.is_chief(strategy), distribution.worker_index(strategy)
     backup_dir = os.path.join(output_dir, "backup" if chief else f"backup-worker-{worker}")
     resumed_from_epoch = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
+    check_backup_complete(backup_dir)
     check_backup_matches(backup_dir, config)
     check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata))
     if os.path.exists(metadata):
@@ -447,11 +460,43 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     }
     if before is not None:
         summary["before_training"] = before
+    if write_exports:
+        export_version = recorded_export_version(backup_dir, os.path.join(output_dir, "saved_model"), export_version)
     summary = finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
                          write_exports=write_exports, evaluate_test=evaluate_test, started=started,
                          with_loss=with_loss, export_version=export_version)
-    shutil.rmtree(backup_dir, ignore_errors=True)  # every output is written: nothing left to resume
+    fileio.remove_dir(backup_dir)  # every output is written: nothing left to resume
     return summary
+
+
+def check_backup_complete(backup_dir: str) -> None:
+    """Refuses a backup that holds an epoch count without the weights (Keras would resume onto the
+    untrained model), or weights without an epoch count (Keras would train them again from epoch 0),
+    e.g. after files were deleted by hand.
+
+    Raises:
+        ConfigError: naming the backup and what to do.
+    """
+    weights = [os.path.join(backup_dir, name) for name in ("latest.weights.h5", "latest.weights.h5.bkp")]
+    metadata = os.path.join(backup_dir, "training_metadata.json")
+    has_weights, has_metadata = any(map(os.path.exists, weights)), os.path.exists(metadata)
+    if has_weights != has_metadata:
+        lacking = "latest.weights.h5" if has_metadata else "training_metadata.json"
+        raise ConfigError(f"{backup_dir}: an incomplete backup (no {lacking}): it cannot be resumed; delete "
+                          f"{backup_dir} to train from the start")
+
+
+def recorded_export_version(backup_dir: str, base_dir: str, version: int | None) -> int:
+    """The SavedModel version a run writes, kept in its backup before the export starts: a run killed
+    after its export (before the backup was removed) writes the same version again when resumed,
+    instead of a copy under the next number. Default: the next free version of `base_dir`."""
+    record = os.path.join(backup_dir, "export_version.json")
+    if os.path.exists(record):
+        with open(record, encoding="utf-8") as f:
+            return int(json.load(f)["version"])
+    version = version if version is not None else next_version(base_dir)
+    fileio.write_json(record, {"version": version})
+    return version
 
 
 def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: RunInputs, backup_dir: str,
@@ -518,9 +563,15 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     }
     if write_exports:
         write_outputs(model, prepared, config, results)
-        summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
-                                             os.path.join(output_dir, "saved_model"), version=export_version)
-        print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
+        written = (os.path.abspath(os.path.join(output_dir, "saved_model", str(export_version)))
+                   if export_version is not None else None)
+        if written and os.path.isdir(written):  # written whole (exports are atomic) before the run was killed
+            summary["saved_model"] = written
+            print(f"SavedModel for TF Serving: {written} (written before the run was stopped)", flush=True)
+        else:
+            summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
+                                                 os.path.join(output_dir, "saved_model"), version=export_version)
+            print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
 
@@ -537,12 +588,10 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     with fileio.atomic_path(os.path.join(output_dir, "model.keras")) as path:
         (merged_copy(model) if has_lora(model) else model).save(path)
     hf_dir = os.path.join(output_dir, "hf_model")
-    tmp = hf_dir + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fileio.scratch_path(hf_dir)
     task.save_pretrained(model, tmp, data)
     prepared.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(hf_dir, ignore_errors=True)
-    os.replace(tmp, hf_dir)
+    fileio.replace_dir(tmp, hf_dir, aside=fileio.scratch_path(hf_dir, "old"))
     final = {f"final/{split}_{k}": v for split, r in results.items() for k, v in r.items() if isinstance(v, float)}
     hparams = {k: v for k, v in config.to_dict().items() if v is not None}
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
@@ -569,10 +618,12 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     """
     from tfbert.export import ExportError
 
-    needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model")]
+    # metrics.json is written last: a run killed while writing its outputs (labels.txt, ...) has none
+    needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model", "metrics.json")]
     missing = [path for path in needed if not os.path.exists(path)]
     if missing:
-        raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
+        raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)}); if it was "
+                          "stopped, run its training command again to finish it")
     with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
         config_cls = config_class_for(json.load(f).get("architectures") or [])
     try:
