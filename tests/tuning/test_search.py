@@ -218,3 +218,15 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
     values, _ = _hparams_session(str(tmp_path / "tb" / "1"))  # failed trials are HParams sessions too
     assert values["weight_decay"] == 2e30
+
+
+def test_a_second_search_on_the_same_folder_is_refused(tmp_path, tiny_model_dir):
+    """Two searches in one folder would rank each other's trials and write the same files: refused at once."""
+    from tfbert import fileio
+
+    config = _tune_config(tmp_path, tiny_model_dir, str(tmp_path / "train.csv"), SPACE)
+    with fileio.lock_dir(str(tmp_path / "search")):
+        with pytest.raises(fileio.DirectoryInUse, match=r"search: in use by another process \(pid\d+@.*\); a "
+                                                        "second search there would mix its files"):
+            run_search(config)
+    assert not (tmp_path / "search" / "trials").exists()

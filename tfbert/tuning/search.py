@@ -13,6 +13,7 @@ session with the trial's values and metrics), `<log_dir>/best_model/` for the ex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -78,6 +79,9 @@ def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> 
             if entry.startswith("events.out.tfevents"):
                 os.remove(os.path.join(log_dir, entry))
     shutil.rmtree(os.path.join(output_dir, "best_model"), ignore_errors=True)
+    for entry in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+        if entry.startswith(".best_model-"):  # an unfinished export of the best model (`_export_best`)
+            shutil.rmtree(os.path.join(output_dir, entry), ignore_errors=True)
     for name in ("results.csv", "results.md", "best_hparams.yaml", "search.json"):
         if os.path.exists(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
@@ -102,6 +106,13 @@ def run_search(config: TuneRunConfig, prepared: runner.PreparedData | None = Non
     space = load_search_space(config.search_space)
     objective = resolved_objective(config)
     role, tuner_id, address = configure_distribution(config)
+    output_dir = config.resolved_output_dir()
+    # One search (or its chief) per output folder: a second one started there is refused, not mixed in.
+    with contextlib.nullcontext() if role == "worker" else fileio.lock_dir(output_dir, "search"):
+        return _search(config, prepared, space, objective, role, tuner_id, address)
+
+
+def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, address) -> dict:
     is_worker = role == "worker"
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
     project_dir = os.path.join(output_dir, "trials")
