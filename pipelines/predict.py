@@ -310,11 +310,27 @@ def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, m
     rows = []
     for record in records:
         shown = " | ".join(", ".join(f"{f['token']} {f['score']:.2f}" for f in mask["fills"]) for mask in record["masks"])
-        rows.append({"text": preview(record["text"], max_text_width), "fills": shown or "(no [MASK] in the text)"})
+        missing = "(its [MASK] was cut off: past max_seq_length)" if "[MASK]" in record["text"] else "(no [MASK] in the text)"
+        rows.append({"text": preview(record["text"], max_text_width), "fills": shown or missing})
     widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in ("text", "fills")}
     lines = ["text".ljust(widths["text"]) + "  fills", "-" * widths["text"] + "  " + "-" * widths["fills"]]
     lines += [(row["text"].ljust(widths["text"]) + "  " + row["fills"]).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def warn_cut_masks(texts: Sequence[str], results: Sequence[Result], locations: Sequence[str] | None,
+                   metadata: dict) -> None:
+    """Warns on stderr about each text with more mask tokens than the model filled: those came after the
+    export's `max_seq_length` tokens and were cut off (the table would say the text has none)."""
+    mask = (metadata.get("tokenizer") or {}).get("mask_token") or "[MASK]"
+    length = metadata.get("max_seq_length")
+    for i, (text, result) in enumerate(zip(texts, results)):
+        written, filled = text.count(mask), int(result["num_masks"])
+        if written > filled:
+            where = locations[i] if locations else f"text {i + 1}"
+            limit = f"the first {length} tokens" if length else "the model's max_seq_length"
+            print(f"warning: {where}: {written - filled} of its {written} {mask} come after {limit} and were "
+                  "cut off: no predictions for them (shorten the text before the mask)", file=sys.stderr)
 
 
 def format_answers(questions: Sequence[str], contexts: Sequence[str], results: Sequence[Result], jsonl: bool,
@@ -352,6 +368,9 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     question_answering = metadata.get("task") == "question_answering" or bool(args.question)
     if question_answering:
         questions, contexts = load_questions(args.question, args.context, args.input_file, stdin)
+        if not questions and args.input_file:
+            raise DataError('no questions in the file (it is empty or blank): expected {"question": ..., '
+                            '"context": ...} lines', args.input_file)
         if not questions:
             raise ServingClientError("no questions: give --question and --context, or --input_file with "
                                      '{"question": ..., "context": ...} lines')
@@ -360,10 +379,14 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         return format_answers(questions, contexts, results, args.format == "jsonl")
     text_pair = args.text_pair or bool(metadata.get("text_pair"))
     pairs = None
+    locations = None
     if text_pair:
         texts, pairs = load_text_pairs(args.texts, args.input_file, stdin)
     else:
-        texts = load_texts(args.texts, args.input_file, stdin)
+        sources = _read_sources(args.texts, args.input_file, stdin)
+        texts, locations = [text for _, text in sources], [location for location, _ in sources]
+    if not texts and args.input_file:
+        raise DataError("no texts in the file (it is empty or blank): expected one text per line", args.input_file)
     if not texts:
         raise ServingClientError("no texts: give TEXT arguments, --input_file, or lines on stdin")
 
@@ -373,6 +396,7 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         else:
             results = predictor.predict(texts, pairs, signature=args.signature)
     if metadata.get("task") == "masked_lm" or (results and isinstance(results[0], dict) and "num_masks" in results[0]):
+        warn_cut_masks(texts, results, locations, metadata)
         return format_fills(texts, results, args.format == "jsonl")
     if args.format == "jsonl":
         return format_jsonl(texts, results, pairs)

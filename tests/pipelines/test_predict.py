@@ -186,3 +186,26 @@ def test_fill_mask_output_formats():
     assert first["masks"][1] == {"start": 20, "end": 26, "fills": [{"token": "monday", "score": 0.4},
                                                                     {"token": "friday", "score": None}]}
     assert second == {"text": "b", "masks": []}
+    # a [MASK] past the export's max_seq_length is cut off by the tokenizer: said, not shown as "no [MASK]"
+    long = "word " * 60 + "the [MASK] was good"
+    table = cli.format_fills(["The [MASK] rose on [MASK].", long], [result, none], jsonl=False).splitlines()
+    assert "(its [MASK] was cut off: past max_seq_length)" in table[3]
+
+
+def test_masks_cut_off_and_empty_input_files_are_named(tmp_path, capsys, monkeypatch):
+    cli = load_predict_cli()
+    one = {"num_masks": 1, "mask_start": [4], "mask_end": [10], "tokens": [["price"]], "scores": [[0.5]]}
+    cli.warn_cut_masks(["The [MASK] rose on [MASK].", "The [MASK] fell."], [one, one], ["news.txt:3", "news.txt:4"],
+                       {"max_seq_length": 32, "tokenizer": {"mask_token": "[MASK]"}})
+    assert capsys.readouterr().err == ("warning: news.txt:3: 1 of its 2 [MASK] come after the first 32 tokens and "
+                                       "were cut off: no predictions for them (shorten the text before the mask)\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    args = cli.parse_args(["--rest_url", "http://127.0.0.1:1", "--model_name", "m", "--input_file", str(empty)])
+    with pytest.raises(cli.DataError, match=rf"{empty}: no texts in the file \(it is empty or blank\)"):
+        cli.run(args)  # (no server there: the file is checked first)
+    monkeypatch.setattr(cli, "resolve_export_dir", lambda base, version: base)  # a question-answering export
+    monkeypatch.setattr(cli, "read_export_metadata", lambda folder: {"task": "question_answering"})
+    args = cli.parse_args(["--export_dir", str(tmp_path), "--input_file", str(empty)])
+    with pytest.raises(cli.DataError, match=rf"{empty}: no questions in the file \(it is empty or blank\)"):
+        cli.run(args)
