@@ -230,3 +230,21 @@ def test_a_second_search_on_the_same_folder_is_refused(tmp_path, tiny_model_dir)
                                                         "second search there would mix its files"):
             run_search(config)
     assert not (tmp_path / "search" / "trials").exists()
+
+
+@pytest.mark.parametrize("flags, space_extra, expected", [
+    (dict(freeze_layers=5), "", r"--freeze_layers: the model has 2 encoder layers, found 5"),
+    (dict(max_seq_length=100), "", r"max_seq_length: 100 exceeds the model's max_position_embeddings \(64, .*"
+                                   r"tiny-bert\); pass --max_seq_length 64 or less"),
+    (dict(), "max_seq_length: {type: choice, values: [32, 100]}\n",
+     r"space.yaml: max_seq_length: 100 exceeds the model's max_position_embeddings \(64, .*tiny-bert\)"),
+])
+def test_settings_the_model_cannot_take_fail_before_the_first_trial(tmp_path, tiny_model_dir, flags, space_extra,
+                                                                     expected):
+    """Checked from the checkpoint's config.json once, not found by three failed trials; a search-space
+    value is named with its file (the flag's advice would not apply)."""
+    train = write_sentiment_csv(tmp_path / "train.csv", 32, seed=1)
+    config = _tune_config(tmp_path, tiny_model_dir, train, SPACE + space_extra, **flags)
+    with pytest.raises(ValueError, match=expected):
+        run_search(config)
+    assert not os.path.exists(tmp_path / "search" / "trials")

@@ -16,7 +16,18 @@ from tfbert.checkpoints.presets import PRESETS, resolve
 from tfbert.config import BertConfig
 
 __all__ = ["CheckpointError", "LoadReport", "PRESETS", "resolve",
-           "read_checkpoint"]
+           "read_checkpoint", "read_config"]
+
+
+def read_config(path_or_preset: str | os.PathLike) -> BertConfig:
+    """The `BertConfig` of a checkpoint (its config.json or bert_config.json) without reading its weights:
+    to check a run's settings against the model (positions, layers) before any work."""
+    directory = resolve(path_or_preset)
+    for name in ("config.json", "bert_config.json"):
+        if os.path.isfile(os.path.join(directory, name)):
+            return BertConfig.from_json_file(os.path.join(directory, name))
+    raise CheckpointError(f"{directory}: not a BERT checkpoint directory; expected config.json (Hugging Face) or "
+                          "bert_config.json (Google)")
 
 
 def read_checkpoint(path_or_preset: str | os.PathLike, **overrides) -> tuple[BertConfig, dict, str]:

@@ -60,14 +60,7 @@ def apply_to_model(model: keras.Model, *, lora_rank: int | None = None, lora_alp
     """
     backbone = model.backbone
     layers = backbone.encoder_layers
-    if not isinstance(freeze_layers, int) or not 0 <= freeze_layers <= len(layers):
-        raise ParameterEfficientError(f"--freeze_layers: the model has {len(layers)} encoder layers, found "
-                                      f"{freeze_layers!r}")
-    if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank < 1):
-        raise ParameterEfficientError(f"--lora_rank: must be a positive integer, found {lora_rank!r}")
-    if lora_rank is not None and freeze_layers == len(layers):
-        raise ParameterEfficientError(f"--freeze_layers {freeze_layers} freezes every encoder layer: LoRA "
-                                      "(--lora_rank) would have no layer to adapt")
+    check_settings(len(layers), lora_rank=lora_rank, freeze_layers=freeze_layers)
     if freeze_embeddings:
         backbone.embeddings.trainable = False
     for layer in layers[:freeze_layers]:
@@ -86,6 +79,23 @@ def apply_to_model(model: keras.Model, *, lora_rank: int | None = None, lora_alp
         done.update(lora_rank=lora_rank, lora_alpha=float(lora_alpha or lora_rank), lora_targets=targets)
     done["parameters"] = parameter_counts(model)
     return done
+
+
+def check_settings(num_layers: int, *, lora_rank: int | None, freeze_layers: int) -> None:
+    """`apply_to_model`'s checks against a model of `num_layers` encoder layers, also run before a search's
+    first trial (from the checkpoint's config).
+
+    Raises:
+        ParameterEfficientError: naming the flag.
+    """
+    if not isinstance(freeze_layers, int) or not 0 <= freeze_layers <= num_layers:
+        raise ParameterEfficientError(f"--freeze_layers: the model has {num_layers} encoder layers, found "
+                                      f"{freeze_layers!r}")
+    if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank < 1):
+        raise ParameterEfficientError(f"--lora_rank: must be a positive integer, found {lora_rank!r}")
+    if lora_rank is not None and freeze_layers == num_layers:
+        raise ParameterEfficientError(f"--freeze_layers {freeze_layers} freezes every encoder layer: LoRA "
+                                      "(--lora_rank) would have no layer to adapt")
 
 
 def lora_layers(model: keras.Model) -> list:

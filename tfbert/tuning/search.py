@@ -24,7 +24,9 @@ from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
 from tfbert.export import next_version
-from tfbert.training import distribution, runner
+from tfbert.checkpoints import read_config
+from tfbert.config import ConfigError
+from tfbert.training import distribution, parameter_efficient, runner
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
 from tfbert.tuning.hypermodel import BertHyperModel
 from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
@@ -136,6 +138,7 @@ def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, a
     hypermodel = BertHyperModel(config, space, prepared)
     if role != "chief":
         hypermodel.prepared  # bad data or model flags fail here, once, not as failed trials
+        check_model_settings(config, space, hypermodel.prepared.tokenizer.vocab_size)
     oracle = make_oracle(config, space)
     resuming = not overwrite and os.path.exists(os.path.join(project_dir, f"{tuner_id or 'tuner0'}.json"))
     tuner = BertTuner(oracle, hypermodel, config, log_dir, directory=output_dir, project_name="trials",
@@ -165,6 +168,30 @@ def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, a
         print(f"{tuner_id}: the chief has no more trials; done", flush=True)
         return {"trials_run": len(tuner.progress.durations)}
     return _finish_search(tuner, config, space, output_dir, log_dir)
+
+
+def check_model_settings(config: TuneRunConfig, space, vocab_size: int | None = None) -> None:
+    """The checks a trial makes when it builds its model (the sequence length against the model's
+    positions, the vocabulary against its embeddings, --freeze_layers against its layers), made once
+    from the checkpoint's config before the first trial; a search-space value is named with its file.
+
+    Raises:
+        ConfigError, ParameterEfficientError: as a trial would, naming the flag or the entry.
+    """
+    bert_config = read_config(config.model)
+    spec = space.get("max_seq_length")
+    if spec is None:
+        runner.check_model_fits(config, bert_config, vocab_size)  # the flag's length, and the vocabulary
+    else:  # the search space's lengths replace the flag's
+        lengths = spec.values if spec.kind in ("fixed", "choice") else (int(spec.min), int(spec.max))
+        too_long = [length for length in lengths if length > bert_config.max_position_embeddings]
+        if too_long:
+            raise ConfigError(f"{config.search_space or 'default search space'}: max_seq_length: {too_long[0]} "
+                              f"exceeds the model's max_position_embeddings ({bert_config.max_position_embeddings}, "
+                              f"{config.model})")
+        runner.check_model_fits(dataclasses.replace(config, max_seq_length=min(lengths)), bert_config, vocab_size)
+    parameter_efficient.check_settings(bert_config.num_hidden_layers, lora_rank=config.lora_rank,
+                                       freeze_layers=config.freeze_layers)
 
 
 def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: str, log_dir: str) -> dict:
