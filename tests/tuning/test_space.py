@@ -46,6 +46,10 @@ def test_default_space_covers_the_recipe_and_yaml_overrides_it_key_by_key(tmp_pa
     ("dropout: {type: choice, values: [0.1, 0.2], default: 0.3}\n", "'default' 0.3 is not one of 'values'"),
     ("- learning_rate\n", "expected a mapping of field: entry"),
     ("learning_rate: [unclosed\n", ":2: not valid YAML"),
+    ("learning_rate: {type: [float], min: 1e-5, max: 1e-4}\n", "'type' must be float | int | choice | fixed, "
+                                                              "found ['float']"),
+    ("learning_rate: 0.01\ndropout: 0.1\nlearning_rate: 0.02\n", ":3: not valid YAML ('learning_rate' given twice "
+                                                                 "(first on line 1))"),
 ])
 def test_bad_search_space_files_name_the_file_and_the_key(tmp_path, text, expected):
     path = _write(tmp_path / "space.yaml", text)
@@ -54,3 +58,13 @@ def test_bad_search_space_files_name_the_file_and_the_key(tmp_path, text, expect
     assert str(error.value).startswith(path) and expected in str(error.value)
     with pytest.raises(ValueError, match="search space file not found"):
         load_search_space(str(tmp_path / "missing.yaml"))
+
+
+def test_a_search_space_that_is_no_text_file_is_named(tmp_path):
+    (tmp_path / "space.yaml").write_bytes(b"\xff\xfelearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"space.yaml: not UTF-8 text \(byte 0xff at offset 0\); save the search "
+                                         "space file as UTF-8"):
+        load_search_space(str(tmp_path / "space.yaml"))
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ValueError, match=r"folder.yaml: is a folder; expected a YAML search space file"):
+        load_search_space(str(tmp_path / "folder.yaml"))

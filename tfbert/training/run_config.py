@@ -511,6 +511,24 @@ def config_class_for(architectures: list[str]) -> type:
     return ClassifierRunConfig
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the plain loader keeps the last one
+    silently, so the first entry a user wrote would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the constructor below reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice (first on line "
+                                                                    f"{first + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: value") -> dict[str, Any]:
     """The mapping a YAML file holds (empty file: {}).
 
@@ -520,9 +538,16 @@ def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: va
     """
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ValueError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder; expected a YAML {what} file") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save the "
+                         f"{what} file as UTF-8") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -102,7 +102,7 @@ def parse_search_space(entries: dict, source: str = "search space") -> dict[str,
         allowed = {"float": {"type", "min", "max", "step", "sampling", "default"},
                    "int": {"type", "min", "max", "step", "sampling", "default"},
                    "choice": {"type", "values", "default"}, "fixed": {"type", "value"}}
-        if kind not in allowed:
+        if not isinstance(kind, str) or kind not in allowed:
             raise ValueError(f"{where}: 'type' must be float | int | choice | fixed, found {kind!r}")
         unknown = sorted(set(entry) - allowed[kind])
         if unknown:
