@@ -82,3 +82,12 @@ def test_a_search_without_validation_data_is_refused():
                                          "a search ranks its trials on validation data"):
         TuneRunConfig(train_file="x.csv", validation_fraction=0)
     assert TuneRunConfig(train_file="x.csv", validation_file="dev.csv", validation_fraction=0).validation_file
+
+
+def test_metric_for_best_is_the_objective_or_refused():
+    """--metric_for_best alone is the objective; beside another --objective it was overridden silently."""
+    assert tuning.resolved_objective(TuneRunConfig(train_file="x.csv", metric_for_best="val_loss")).name == "val_loss"
+    with pytest.raises(ValueError, match=r"field 'metric_for_best' must be unset or the search's objective "
+                                         r"\(val_accuracy\): each trial's best epoch is picked by --objective, "
+                                         "found 'val_loss'"):
+        TuneRunConfig(train_file="x.csv", metric_for_best="val_loss", objective="val_accuracy")

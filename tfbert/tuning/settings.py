@@ -112,7 +112,10 @@ class SearchSettings:
             parse_address(self.oracle_address, source)
         if self.role == "worker" and self.worker_index is None and "KERASTUNER_TUNER_ID" not in os.environ:
             raise ValueError(f"{source}: --role worker needs --worker_index (0, 1, ...: one number per worker)")
-        resolved_objective(self)  # an unknown objective or a bad search-space file fails before any work
+        objective = resolved_objective(self)  # an unknown objective or a bad search-space file fails before any work
+        if self.metric_for_best is not None and self.metric_for_best != objective.name:
+            fail("metric_for_best", f"unset or the search's objective ({objective.name}): each trial's best epoch "
+                 "is picked by --objective", self.metric_for_best)
         if not (self.validation_fraction or self.validation_file or self.dataset):
             fail("validation_fraction", "above 0, or a validation_file given: a search ranks its trials on "
                  "validation data", self.validation_fraction)
