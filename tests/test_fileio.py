@@ -22,6 +22,8 @@ def test_scratch_names_are_hidden_and_carry_their_writer(tmp_path):
     tag = f"pid{os.getpid()}@{socket.gethostname()}"
     temporary = fileio.temporary_path(str(tmp_path / "model.keras"))
     assert os.path.basename(temporary) == f".model.tmp-{tag}.keras"  # Keras wants the .keras suffix
+    weights = fileio.temporary_path(str(tmp_path / "best.weights.h5"))
+    assert os.path.basename(weights) == f".best.tmp-{tag}.weights.h5"  # and .weights.h5 whole
     scratch = os.path.basename(fileio.scratch_path(str(tmp_path / "hf_model")))
     assert scratch.startswith(".hf_model.tmp-") and scratch.endswith(f"-{tag}")
     assert scratch != os.path.basename(fileio.scratch_path(str(tmp_path / "hf_model")))  # unique
@@ -29,7 +31,7 @@ def test_scratch_names_are_hidden_and_carry_their_writer(tmp_path):
 
 def test_only_a_killed_writers_leftovers_on_this_machine_are_removed(tmp_path):
     host, dead = socket.gethostname(), _dead_pid()
-    killed_files, killed_dirs = [f".model.tmp-pid{dead}@{host}.keras"], [f".hf_model.tmp-0123abcd-pid{dead}@{host}",
+    killed_files, killed_dirs = [f".model.tmp-pid{dead}@{host}.keras", f".best.tmp-pid{dead}@{host}.weights.h5"], [f".hf_model.tmp-0123abcd-pid{dead}@{host}",
                                                                          f".backup.deleted-0123abcd-pid{dead}@{host}"]
     kept_files = [f".model.tmp-pid{os.getpid()}@{host}.keras", ".lock", "model.keras"]  # this test's: it runs
     kept_dirs = [f".hf_model.tmp-0123abcd-pid{dead}@another-host.example", "hf_model"]  # another machine's pids

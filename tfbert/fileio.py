@@ -38,6 +38,8 @@ def temporary_path(path: str) -> str:
     (Keras checks that `model.save` targets end in `.keras`) and the writer's `owner_tag`."""
     directory, name = os.path.split(os.fspath(path))
     stem, suffix = os.path.splitext(name)
+    if name.endswith(".weights.h5"):  # Keras checks this whole suffix of weights files
+        stem, suffix = name[:-len(".weights.h5")], ".weights.h5"
     return os.path.join(directory, f".{stem}.tmp-{owner_tag()}{suffix}")
 
 
@@ -54,7 +56,8 @@ def remove_leftovers(directory: str) -> list[str]:
     writer's, and another machine's, stay. Returns the paths removed."""
     if not os.path.isdir(directory):
         return []
-    mine = re.compile(r"^\..*-pid(?P<pid>\d+)@" + re.escape(socket.gethostname()) + r"(\.[A-Za-z0-9]+)?$")
+    mine = re.compile(r"^\..*-pid(?P<pid>\d+)@" + re.escape(socket.gethostname())
+                      + r"(\.weights\.h5|\.[A-Za-z0-9]+)?$")
     removed = []
     for name in os.listdir(directory):
         match = mine.match(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Callable
 
@@ -92,6 +93,32 @@ class TrainingLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.writer.close()
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`keras.callbacks.ModelCheckpoint` whose file appears whole: Keras writes it beside its place
+    (`fileio.temporary_path`), then it is renamed over the last one. Keras writes in place, so a run
+    killed during the write left a truncated best.weights.h5, which the end of training (loading the
+    best epoch's weights) could not read."""
+
+    _writing_to = None
+
+    def _get_file_path(self, epoch, batch, logs):
+        return self._writing_to or super()._get_file_path(epoch, batch, logs)
+
+    def _save_model(self, epoch, batch, logs):
+        from tfbert import fileio
+
+        final = super()._get_file_path(epoch, batch, logs)
+        self._writing_to = fileio.temporary_path(final)
+        try:
+            super()._save_model(epoch, batch, logs)
+            if os.path.exists(self._writing_to):
+                os.replace(self._writing_to, final)
+        finally:
+            if os.path.exists(self._writing_to):
+                os.remove(self._writing_to)
+            self._writing_to = None
 
 
 class RecordBestValue(keras.callbacks.Callback):

@@ -419,9 +419,9 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     if validating and chief:
         best_record = os.path.join(backup_dir, "best_value.json")
         best_so_far = cbs.RecordBestValue.read(best_record, best_metric) if resumed_from_epoch else None
-        checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor=best_metric, mode=mode,
-                                                     save_best_only=True, save_weights_only=True, verbose=0,
-                                                     initial_value_threshold=best_so_far)
+        checkpoint = cbs.AtomicModelCheckpoint(best_weights, monitor=best_metric, mode=mode,
+                                               save_best_only=True, save_weights_only=True, verbose=0,
+                                               initial_value_threshold=best_so_far)
         callbacks[1:1] = [checkpoint, cbs.RecordBestValue(checkpoint, best_record)]
     if config.early_stopping_patience and validating:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=best_metric, mode=mode,
