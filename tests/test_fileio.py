@@ -31,8 +31,8 @@ def test_scratch_names_are_hidden_and_carry_their_writer(tmp_path):
 
 def test_only_a_killed_writers_leftovers_on_this_machine_are_removed(tmp_path):
     host, dead = socket.gethostname(), _dead_pid()
-    killed_files, killed_dirs = [f".model.tmp-pid{dead}@{host}.keras", f".best.tmp-pid{dead}@{host}.weights.h5"], [f".hf_model.tmp-0123abcd-pid{dead}@{host}",
-                                                                         f".backup.deleted-0123abcd-pid{dead}@{host}"]
+    killed_files = [f".model.tmp-pid{dead}@{host}.keras", f".best.tmp-pid{dead}@{host}.weights.h5"]
+    killed_dirs = [f".hf_model.tmp-0123abcd-pid{dead}@{host}", f".backup.deleted-0123abcd-pid{dead}@{host}"]
     kept_files = [f".model.tmp-pid{os.getpid()}@{host}.keras", ".lock", "model.keras"]  # this test's: it runs
     kept_dirs = [f".hf_model.tmp-0123abcd-pid{dead}@another-host.example", "hf_model"]  # another machine's pids
     for name in killed_files + kept_files:
