@@ -161,8 +161,13 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     monkeypatch.setattr(runner, "fit_and_evaluate", real_fit)
     at_swap = []
     real_replace = fileio.replace_dir
-    monkeypatch.setattr(fileio, "replace_dir", lambda new, final, aside: (
-        at_swap.append(sorted(os.listdir(os.path.join(final, "saved_model")))), real_replace(new, final, aside)))
+
+    def recording(new, final, aside):  # (hf_model/ is swapped in the same way, inside the hidden folder)
+        if os.path.basename(final) == "best_model":
+            at_swap.append(sorted(os.listdir(os.path.join(final, "saved_model"))))
+        real_replace(new, final, aside)
+
+    monkeypatch.setattr(fileio, "replace_dir", recording)
     capsys.readouterr()
     run_search(retrain)
     out = capsys.readouterr().out
