@@ -120,6 +120,14 @@ def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path)
                                           "batch_size: {type: choice, values: [16, 32]}\n")
     config = TuneRunConfig(train_file="t.csv", tuner="grid", max_trials=50, search_space=grid)
     assert tuning.planned_trials(tuning.make_oracle(config, load_search_space(grid))) == 2 * 3 * 2
+    # a random search over discrete values alone stops when it has tried each combination: announced so
+    config = TuneRunConfig(train_file="t.csv", tuner="random", max_trials=50, search_space=grid)
+    assert tuning.planned_trials(tuning.make_oracle(config, load_search_space(grid))) == 2 * 3 * 2
+    nothing = _write(tmp_path / "nothing.yaml", "".join(f"{name}: null\n" for name in load_search_space()))
+    config = TuneRunConfig(train_file="t.csv", tuner="random", max_trials=3, search_space=nothing)
+    assert tuning.planned_trials(tuning.make_oracle(config, load_search_space(nothing))) == 1  # ran 1 of "3"
+    config = TuneRunConfig(train_file="t.csv", tuner="random", max_trials=3)  # continuous ranges: max_trials
+    assert tuning.planned_trials(tuning.make_oracle(config, load_search_space())) == 3
     hp.values["learning_rate"] = 5.0
     with pytest.raises(keras_tuner.errors.FailedTrialError, match="invalid sampled value: run config: field "
                                                                   "'learning_rate' must be in \\(0, 1\\), found 5.0"):

@@ -7,6 +7,7 @@ import math
 import os
 
 import keras_tuner
+from keras_tuner.engine.hyperparameters import Float
 from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
@@ -144,7 +145,7 @@ def make_oracle(config: TuneRunConfig, space: dict[str, ParamSpec]) -> keras_tun
 
 
 def planned_trials(oracle: keras_tuner.Oracle) -> int | None:
-    """How many trials the search will run: max_trials, or fewer for a small grid or Hyperband."""
+    """How many trials the search will run (at most): max_trials, or fewer for Hyperband or a small space."""
     limit = oracle.max_trials
     if isinstance(oracle, keras_tuner.oracles.HyperbandOracle):
         per_iteration = sum(oracle._get_size(bracket, round_number)
@@ -152,8 +153,13 @@ def planned_trials(oracle: keras_tuner.Oracle) -> int | None:
                             for round_number in range(oracle._get_num_rounds(bracket)))
         total = per_iteration * oracle.hyperband_iterations
         return min(total, limit) if limit else total
-    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle):
-        total = math.prod(len(list(hp.values)) for hp in oracle.hyperparameters.space)
+    space = oracle.hyperparameters.space
+    discrete = not any(isinstance(hp, Float) and hp.step is None for hp in space)
+    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle) or discrete:
+        # a grid tries each combination (a float range without a step as 10 values); a random or Bayesian
+        # search over discrete values alone (fixed, choices, int ranges, stepped floats) stops when it has
+        # tried each once (a space of fixed values: one trial)
+        total = math.prod(len(list(hp.values)) for hp in space)
         return min(total, limit) if limit else total
     return limit
 
