@@ -23,9 +23,9 @@ import yaml
 from keras_tuner.engine.trial import TrialStatus
 
 from tfbert import fileio
-from tfbert.export import next_version
 from tfbert.checkpoints import read_config
 from tfbert.config import ConfigError
+from tfbert.export import next_version
 from tfbert.training import distribution, parameter_efficient, runner
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
 from tfbert.tuning.hypermodel import BertHyperModel
