@@ -81,9 +81,7 @@ def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> 
             if entry.startswith("events.out.tfevents"):
                 os.remove(os.path.join(log_dir, entry))
     shutil.rmtree(os.path.join(output_dir, "best_model"), ignore_errors=True)
-    for entry in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
-        if entry.startswith(".best_model-"):  # an unfinished export of the best model (`_export_best`)
-            shutil.rmtree(os.path.join(output_dir, entry), ignore_errors=True)
+    _remove_unfinished_exports(output_dir)
     for name in ("results.csv", "results.md", "best_hparams.yaml", "search.json"):
         if os.path.exists(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
@@ -183,7 +181,7 @@ def check_model_settings(config: TuneRunConfig, space, vocab_size: int | None = 
     if spec is None:
         runner.check_model_fits(config, bert_config, vocab_size)  # the flag's length, and the vocabulary
     else:  # the search space's lengths replace the flag's
-        lengths = spec.values if spec.kind in ("fixed", "choice") else (int(spec.min), int(spec.max))
+        lengths = spec.extremes
         too_long = [length for length in lengths if length > bert_config.max_position_embeddings]
         if too_long:
             raise ConfigError(f"{config.search_space or 'default search space'}: max_seq_length: {too_long[0]} "
@@ -236,6 +234,16 @@ def _best_execution(tuner: BertTuner, trial_id: str) -> int:
         return int(json.load(f).get("best_execution", 0))
 
 
+_REPLACED = "{}/.best_model-replaced"  # where the previous best_model/ goes where no atomic swap exists
+
+
+def _remove_unfinished_exports(output_dir: str, keep: str | None = None) -> None:
+    """Removes the hidden folders `_export_best` builds best models in (`.best_model-*`), but `keep`."""
+    for name in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+        if name.startswith(".best_model-") and os.path.join(output_dir, name) != keep:
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
 def _exported(directory: str, trial_id: str, mode: str) -> bool:
     """Whether `directory` holds a finished export of `trial_id` made by `mode` (its metrics.json,
     written last, says so)."""
@@ -260,12 +268,10 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         return export_dir
     staging = os.path.join(output_dir, f".best_model-trial{best.trial_id}-{config.export}")
     if _exported(staging, best.trial_id, config.export):  # written whole, killed before the swap
-        fileio.replace_dir(staging, export_dir, aside=os.path.join(output_dir, ".best_model-replaced"))
+        fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
         print(f"best model: {export_dir}", flush=True)
         return export_dir
-    for name in os.listdir(output_dir):  # unfinished exports of another best trial, or another mode
-        if name.startswith(".best_model-") and name != os.path.basename(staging):
-            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    _remove_unfinished_exports(output_dir, keep=staging)  # another best trial's, or another mode's
     # The SavedModel gets the version after the previous best model's, so that a server polling
     # best_model/saved_model loads the new one (it keeps a version number it has loaded).
     shutil.rmtree(os.path.join(staging, "saved_model"), ignore_errors=True)  # a killed attempt's: never served
@@ -308,6 +314,6 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
     if os.path.exists(os.path.join(staging, "config.yaml")):
         final_config.save_yaml(os.path.join(staging, "config.yaml"))
     fileio.write_json(os.path.join(staging, "metrics.json"), summary, default=float)
-    fileio.replace_dir(staging, export_dir, aside=os.path.join(output_dir, ".best_model-replaced"))
+    fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
     print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)
     return export_dir

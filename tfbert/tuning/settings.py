@@ -127,9 +127,8 @@ class SearchSettings:
         cannot train is refused before the first trial, not found by failed trials."""
         source = self.search_space or "default search space"
         for spec in space.values():
-            ends = spec.values if spec.kind in ("fixed", "choice") else (spec.min, spec.max)
+            ends = spec.extremes
             for value in ends:
-                value = int(value) if spec.kind == "int" else value
                 try:
                     self.base_run_config(**{spec.name: value})
                 except ValueError as e:

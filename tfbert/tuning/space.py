@@ -73,6 +73,14 @@ class ParamSpec:
     def largest(self):
         return max(self.values) if self.values else self.max
 
+    @property
+    def extremes(self) -> tuple:
+        """The values that bound what a trial may take: each fixed value or choice, else both ends of the
+        range (as integers for an int range)."""
+        if self.kind in ("fixed", "choice"):
+            return self.values
+        return (int(self.min), int(self.max)) if self.kind == "int" else (self.min, self.max)
+
 
 def parse_search_space(entries: dict, source: str = "search space") -> dict[str, ParamSpec]:
     """Checks and converts `{field: entry}` (see the README's YAML format) to `ParamSpec`s.
