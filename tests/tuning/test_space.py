@@ -50,6 +50,8 @@ def test_default_space_covers_the_recipe_and_yaml_overrides_it_key_by_key(tmp_pa
                                                               "found ['float']"),
     ("learning_rate: 0.01\ndropout: 0.1\nlearning_rate: 0.02\n", ":3: not valid YAML ('learning_rate' given twice "
                                                                  "(first on line 1))"),
+    ("learning_rate: {type: float, min: 0.01, max: 0.1, max: 0.2}\n", ":1: not valid YAML ('max' given twice "
+                                                                    "(first on line 1))"),
 ])
 def test_bad_search_space_files_name_the_file_and_the_key(tmp_path, text, expected):
     path = _write(tmp_path / "space.yaml", text)

@@ -516,16 +516,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     silently, so the first entry a user wrote would be ignored)."""
 
     def construct_mapping(self, node, deep=False):
-        seen = {}
+        seen = {}  # key: the line it was first given on
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             try:
-                first = seen.setdefault(key, key_node.start_mark.line)
+                again = key in seen
             except TypeError:  # an unhashable key: the constructor below reports it
                 continue
-            if first != key_node.start_mark.line:
+            if again:
                 raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice (first on line "
-                                                                    f"{first + 1})", key_node.start_mark)
+                                                                    f"{seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
