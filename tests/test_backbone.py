@@ -324,6 +324,43 @@ def test_dropout_mask_is_the_same_for_float32_and_bfloat16_and_reproducible():
     np.testing.assert_array_equal(wide_layer(x, training=False).numpy(), x.numpy())
 
 
+def test_dropout_seed_state_is_saved_with_the_weights(tmp_path):
+    """Keras saves no seed generator state: a model loaded from a backup drew its first masks again.
+    The state goes into the weights file; a file written without it loads and leaves the state alone."""
+    import keras
+    import tensorflow as tf
+
+    from tfbert.layers import Dropout
+
+    def model():
+        inputs = keras.Input((8,))
+        return keras.Model(inputs, Dropout(0.5, seed=7)(keras.layers.Dense(8)(inputs), training=True))
+
+    x = tf.ones((4, 8))
+    trained = model()
+    for _ in range(3):
+        trained(x)  # three masks drawn
+    trained.save_weights(tmp_path / "w.weights.h5")
+    expected = trained(x).numpy()  # the fourth mask
+
+    resumed = model()
+    resumed.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(resumed(x).numpy(), expected)
+
+    # a file without the state (as written before it was saved): loads, the fresh state stays
+    import h5py
+
+    with h5py.File(tmp_path / "w.weights.h5", "r+") as f:
+        paths = []
+        f.visit(lambda name: paths.append(name) if name.endswith(Dropout.SEED_STATE) else None)
+        assert len(paths) == 1
+        del f[paths[0]]
+    fresh, old = model(), model()
+    old.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(old(x).numpy() != 0, fresh(x).numpy() != 0)
+    np.testing.assert_array_equal(old.get_weights()[0], trained.get_weights()[0])
+
+
 def test_dropout_gradient_is_the_mask_times_the_scale():
     import tensorflow as tf
 

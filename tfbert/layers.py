@@ -140,6 +140,22 @@ class Dropout(keras.layers.Dropout):
     XLA compiles it once per input shape in a process. `noise_shape` takes Keras' own path."""
 
     BITS = 16
+    SEED_STATE = "seed_generator_state"
+
+    # Keras saves a layer's weights but not its seed generator's state, so a run resumed from a
+    # backup (or any model loaded from a .weights.h5 / .keras file) would draw the dropout masks of
+    # its first steps again. The state is saved with the layer's variables, so that a resumed run
+    # draws the masks the uninterrupted run draws; a file written without it leaves the state as is.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if getattr(self, "seed_generator", None) is not None:
+            store[self.SEED_STATE] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if self.SEED_STATE in keys and getattr(self, "seed_generator", None) is not None:
+            self.seed_generator.state.assign(store[self.SEED_STATE])
+        super().load_own_variables({key: store[key] for key in keys if key != self.SEED_STATE})
 
     def call(self, inputs, training=False):
         threshold = min(round(self.rate * 2 ** self.BITS), 2 ** self.BITS - 1)
