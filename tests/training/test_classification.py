@@ -245,6 +245,52 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
     assert not (run / "backup").exists()
 
 
+@pytest.mark.slow
+def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file):
+    """Shuffled batches and dropout masks: the epochs after the resume see the batches and masks the
+    uninterrupted run saw, so the trained weights are the same bit for bit."""
+    import keras
+
+    from conftest import tiny_config
+    from tfbert import BertBackbone
+    from tfbert.text import BertTokenizer
+    from tfbert.training import runner
+
+    model_dir = tmp_path / "tiny-with-dropout"
+    keras.utils.set_random_seed(0)
+    BertBackbone(tiny_config(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)).save_pretrained(model_dir)
+    BertTokenizer(tiny_vocab_file).save_pretrained(model_dir)
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+
+    class Interrupt(Exception):
+        pass
+
+    class StopBeforeEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise Interrupt
+
+    class KeepWeights(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            weights.append([w.copy() for w in self.model.get_weights()])
+
+    weights = []
+    for name in ("uninterrupted", "interrupted"):
+        config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
+                         metric_for_best="val_loss")
+        extra = (KeepWeights(), StopBeforeEpoch2()) if name == "interrupted" else (KeepWeights(),)
+        try:
+            runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False, extra_callbacks=extra)
+        except Interrupt:
+            summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False,
+                                              extra_callbacks=(KeepWeights(),))
+            assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 1
+    uninterrupted, resumed = weights
+    assert len(uninterrupted) == len(resumed) > 0
+    for a, b in zip(uninterrupted, resumed):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_outputs_are_written_whole_or_not_at_all(tmp_path):
     from tfbert import fileio
 
