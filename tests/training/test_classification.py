@@ -10,7 +10,7 @@ import yaml
 from conftest import write_sentiment_csv
 from tfbert.data.readers import DataError
 from tfbert.training.runner import train as train_classifier
-from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig
 
 
 def _config(tmp_path, model_dir, **overrides):
@@ -246,9 +246,13 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file):
-    """Shuffled batches and dropout masks: the epochs after the resume see the batches and masks the
-    uninterrupted run saw, so the trained weights are the same bit for bit."""
+@pytest.mark.parametrize("task", ["classification", "mlm"])
+def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task):
+    """Shuffled batches, dropout masks and (MLM) the masked tokens: the epochs after the resume see what
+    the uninterrupted run saw, so the trained weights are the same bit for bit (the runner is the same
+    for every task; masked LM draws its masks in the input pipeline)."""
+    import random
+
     import keras
 
     from conftest import tiny_config
@@ -261,6 +265,12 @@ def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tm
     BertBackbone(tiny_config(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)).save_pretrained(model_dir)
     BertTokenizer(tiny_vocab_file).save_pretrained(model_dir)
     train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(" ".join(rng.choice(["the movie was good .", "hello world !", "a film , not bad",
+                                                         "this is very great"]) for _ in range(3))
+                                   for _ in range(60)) + "\n", encoding="utf-8")
+    corpus = str(corpus)
 
     class Interrupt(Exception):
         pass
@@ -276,8 +286,13 @@ def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tm
 
     weights = []
     for name in ("uninterrupted", "interrupted"):
-        config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
-                         metric_for_best="val_loss")
+        if task == "mlm":
+            config = MaskedLMRunConfig(model=str(model_dir), train_file=corpus, epochs=2, batch_size=8,
+                                       max_seq_length=32, learning_rate=1e-3, output_dir=str(tmp_path / name),
+                                       log_dir=str(tmp_path / f"tb-{name}"))
+        else:
+            config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
+                             metric_for_best="val_loss")
         extra = (KeepWeights(), StopBeforeEpoch2()) if name == "interrupted" else (KeepWeights(),)
         try:
             runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False, extra_callbacks=extra)
