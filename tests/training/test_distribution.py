@@ -236,6 +236,20 @@ def test_an_interrupted_run_does_not_resume_on_other_contents_of_its_data_file(t
     backup = str(tmp_path / "backup")
     check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))
     check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))  # the same contents: resumes
+    # the same contents under another path (the file moved, or named from another working directory): resumes
+    (tmp_path / "moved").mkdir()
+    moved = tmp_path / "moved" / "train.csv"
+    moved.write_bytes(train.read_bytes())
+    check_backup_matches(backup, ClassifierRunConfig(train_file=str(moved)))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path / "moved")
+        check_backup_matches(backup, ClassifierRunConfig(train_file="train.csv"))
+    finally:
+        os.chdir(cwd)
     train.write_text("text,label\ngood,pos\nbad,neg\nfine,pos\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"contents of train_file: 'sha256:[0-9a-f]{64}' -> 'sha256:[0-9a-f]{64}'"):
         check_backup_matches(backup, ClassifierRunConfig(train_file=str(train)))
+    # other contents under another path: both named
+    with pytest.raises(ConfigError, match=r"contents of train_file: .*train_file: '.*/train.csv' -> '.*/other.csv'"):
+        check_backup_matches(backup, ClassifierRunConfig(train_file=str(train.rename(tmp_path / "other.csv"))))

@@ -115,7 +115,15 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     # other settings are refused instead of silently mixing two searches
     with pytest.raises(tuning.SearchError, match=r"other settings \(objective: 'val_macro_f1' -> 'val_accuracy'\)"):
         run_search(_tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", export="none"))
-    # and so is the same data file with other contents (trials of two datasets ranked together)
+    # the same data under another path (moved, or named from another working directory) is the same search
+    import shutil
+
+    os.makedirs(tmp_path / "moved")
+    moved = shutil.copy(train, tmp_path / "moved" / "train.csv")
+    again = run_search(_tune_config(tmp_path, tiny_model_dir, str(moved), SPACE, tuner="bayesian",
+                                    objective="val_macro_f1", export="retrain"))
+    assert again["best_trial"] == result["best_trial"] and "all 2 trials are done" in capsys.readouterr().out
+    # and the same data file with other contents is not (trials of two datasets ranked together)
     with open(train, "a", encoding="utf-8") as f:
         f.write("a new row,pos\n")
     with pytest.raises(tuning.SearchError, match=r"other settings \(data.train_file: 'sha256:[0-9a-f]{64}' -> "

@@ -229,11 +229,21 @@ class RunConfig:
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
 
+    DATA_FILE_FIELDS = ("train_file", "validation_file", "test_file")
+
     def data_fingerprints(self) -> dict[str, str]:
         """SHA-256 of each data file (or folder) the run reads, by field: a run or search resumes only
         on the data it started with, and a path alone does not say that."""
-        return {name: contents_fingerprint(path) for name in ("train_file", "validation_file", "test_file")
+        return {name: contents_fingerprint(path) for name in self.DATA_FILE_FIELDS
                 if (path := getattr(self, name)) and os.path.exists(path)}
+
+    @classmethod
+    def moved_data_files(cls, saved: dict, current: dict, saved_contents: dict, current_contents: dict) -> set[str]:
+        """The data-file fields whose path differs from the one a run (or search) started with but whose
+        contents do not: the same file named from another working directory, or moved. A resume takes
+        them as unchanged. `saved` / `current`: the settings by field; `*_contents`: `data_fingerprints`."""
+        return {name for name in cls.DATA_FILE_FIELDS if saved.get(name) != current.get(name)
+                and saved_contents.get(name) is not None and saved_contents.get(name) == current_contents.get(name)}
 
     def uses_static_shapes(self) -> bool:
         """`static_shapes`, which a TPU needs and so always gets."""

@@ -47,6 +47,10 @@ def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: 
         with open(settings_file, encoding="utf-8") as f:
             previous = json.load(f)
         # ("data" is compared where the search recorded it: searches started before it was, resume as they did)
+        moved = config.moved_data_files(previous.get("run", {}), settings["run"], previous.get("data", {}),
+                                        settings["data"])
+        if moved:  # the same data under another path: not a change
+            settings = {**settings, "run": {**settings["run"], **{k: previous["run"].get(k) for k in moved}}}
         changed = [key for key in sorted(set(settings) | set(previous)) if settings.get(key) != previous.get(key)
                    and (key != "data" or key in previous)]
         if changed:
