@@ -108,6 +108,16 @@ def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path)
     oracle = tuning.make_oracle(config, search_space)
     assert "epochs" not in oracle.get_space().values and oracle.max_epochs == 3
     assert tuning.planned_trials(oracle) == 6  # brackets of 3 trials (1 epoch, then the best for 3) and 2 (3)
+    # over discrete values Hyperband stops when a first round cannot draw new ones: announced as it runs
+    for choices, trials in (("[1.0e-4, 5.0e-5]", 2), ("[1.0e-4, 5.0e-5, 3.0e-5]", 4)):
+        discrete = _write(tmp_path / "discrete.yaml", f"epochs: {{type: int, min: 1, max: 3}}\nbatch_size: 16\n"
+                                                      f"learning_rate: {{type: choice, values: {choices}}}\n"
+                          + "".join(f"{name}: null\n" for name in ("warmup_ratio", "weight_decay", "dropout",
+                                                                   "layerwise_lr_decay")))
+        discrete_oracle = tuning.make_oracle(TuneRunConfig(train_file="t.csv", tuner="hyperband", max_trials=30,
+                                                           search_space=discrete), load_search_space(discrete))
+        discrete_oracle._set_project_dir(str(tmp_path / f"hyperband{trials}"), "trials")
+        assert tuning.planned_trials(discrete_oracle) == trials == len(_run_to_the_end(discrete_oracle))
     hypermodel = tuning.BertHyperModel(config, search_space)
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)

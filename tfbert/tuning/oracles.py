@@ -147,21 +147,34 @@ def make_oracle(config: TuneRunConfig, space: dict[str, ParamSpec]) -> keras_tun
 def planned_trials(oracle: keras_tuner.Oracle) -> int | None:
     """How many trials the search will run (at most): max_trials, or fewer for Hyperband or a small space."""
     limit = oracle.max_trials
-    if isinstance(oracle, keras_tuner.oracles.HyperbandOracle):
-        per_iteration = sum(oracle._get_size(bracket, round_number)
-                            for bracket in range(oracle._get_num_brackets())
-                            for round_number in range(oracle._get_num_rounds(bracket)))
-        total = per_iteration * oracle.hyperband_iterations
-        return min(total, limit) if limit else total
     space = oracle.hyperparameters.space
+    # A search over discrete values alone (fixed, choices, int ranges, stepped floats) stops when it has
+    # tried each combination once (a space of fixed values: one trial); a grid tries each combination (a
+    # float range without a step as 10 values).
     discrete = not any(isinstance(hp, Float) and hp.step is None for hp in space)
-    if isinstance(oracle, keras_tuner.oracles.GridSearchOracle) or discrete:
-        # a grid tries each combination (a float range without a step as 10 values); a random or Bayesian
-        # search over discrete values alone (fixed, choices, int ranges, stepped floats) stops when it has
-        # tried each once (a space of fixed values: one trial)
-        total = math.prod(len(list(hp.values)) for hp in space)
-        return min(total, limit) if limit else total
-    return limit
+    combinations = math.prod(len(list(hp.values)) for hp in space)
+    if isinstance(oracle, keras_tuner.oracles.HyperbandOracle):
+        total = _hyperband_trials(oracle, combinations if discrete else None)
+    elif isinstance(oracle, keras_tuner.oracles.GridSearchOracle) or discrete:
+        total = combinations
+    else:
+        return limit
+    return min(total, limit) if limit else total
+
+
+def _hyperband_trials(oracle, new_values: int | None) -> int:
+    """Hyperband's trials: brackets from the most rounds down, each drawing new values for its first
+    round and promoting the best of each round to the next; it stops when it cannot draw new values
+    (`new_values`, None: unbounded) for a first round."""
+    total = 0
+    for _ in range(oracle.hyperband_iterations):
+        for bracket in reversed(range(oracle._get_num_brackets())):
+            sizes = [oracle._get_size(bracket, round_number) for round_number in range(oracle._get_num_rounds(bracket))]
+            if new_values is not None and new_values < sizes[0]:
+                return total + new_values
+            total += sum(sizes)
+            new_values = None if new_values is None else new_values - sizes[0]
+    return total
 
 
 def best_completed(oracle):
