@@ -86,14 +86,20 @@ class BertTuner(keras_tuner.Tuner):
         except Exception as e:
             if isinstance(e, keras_tuner.errors.FatalError):
                 raise
+            # The whole traceback goes to the trial's error.log; the search's output gets one line.
+            error_log = os.path.join(trial_dir, "error.log")
+            with fileio.atomic_write(error_log) as f:
+                f.write(traceback.format_exc())
             record["error"] = last_line(traceback.format_exc())
+            record["traceback"] = error_log
             record["seconds"] = round(time.time() - started, 1)
             fileio.write_json(os.path.join(trial_dir, "trial_run.json"), record)
             write_trial_summary(trial_log_dir, trial.trial_id, record["hyperparameters"], {}, record["error"])
-            if isinstance(e, keras_tuner.errors.FailedTrialError):
-                raise
-            # Any error fails the trial (KerasTuner would retry it first); the search goes on.
-            raise keras_tuner.errors.FailedTrialError(f"{type(e).__name__}: {e}") from e
+            message = str(e) if isinstance(e, keras_tuner.errors.FailedTrialError) else f"{type(e).__name__}: {e}"
+            # Any error fails the trial (KerasTuner would retry it first); the search goes on. Raised anew,
+            # without its cause, so that KerasTuner prints only this frame's traceback, not the error's
+            # path through Keras' fit (which error.log keeps).
+            raise keras_tuner.errors.FailedTrialError(f"{message} (traceback: {error_log})") from None
         objective = self.oracle.objective
         metrics = {name: float(np.mean([run[name] for run in runs])) for name in runs[0]}
         metrics["optimizer_steps"] = float(sum(run["optimizer_steps"] for run in runs))
