@@ -13,6 +13,22 @@ from tfbert.training.runner import train as train_classifier
 from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig
 
 
+class Interrupt(Exception):
+    """Stands for a kill in the middle of a run (raised by `stop_before_epoch`'s callback)."""
+
+
+def stop_before_epoch(number):
+    """A Keras callback that interrupts `fit` as epoch `number` (1-based) begins."""
+    import keras
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == number - 1:
+                raise Interrupt
+
+    return Stop()
+
+
 def _config(tmp_path, model_dir, **overrides):
     fields = dict(model=model_dir, epochs=2, batch_size=8, max_seq_length=32, learning_rate=1e-3,
                   output_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "tb"), log_every_n_steps=2)
@@ -195,24 +211,14 @@ def test_efficiency_flags_train_together(tmp_path, tiny_model_dir):
 def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path, tiny_model_dir):
     import hashlib
 
-    import keras
-
     from tfbert.training import runner
-
-    class Interrupt(Exception):
-        pass
-
-    class StopInEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise Interrupt
 
     train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=4)
     # so small a learning rate that epoch 2 scores exactly what epoch 1 did: not an improvement
     config = _config(tmp_path, tiny_model_dir, train_file=train, learning_rate=1e-9)
     prepared = runner.prepare(config)
     with pytest.raises(Interrupt):
-        runner.fit_and_evaluate(config, prepared, extra_callbacks=(StopInEpoch2(),), write_exports=False)
+        runner.fit_and_evaluate(config, prepared, extra_callbacks=(stop_before_epoch(2),), write_exports=False)
     run = tmp_path / "run"
     record = json.loads((run / "backup" / "best_value.json").read_text())
     assert record["monitor"] == "val_accuracy" and record["epoch"] == 1
@@ -272,14 +278,6 @@ def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tm
                                    for _ in range(60)) + "\n", encoding="utf-8")
     corpus = str(corpus)
 
-    class Interrupt(Exception):
-        pass
-
-    class StopBeforeEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise Interrupt
-
     class KeepWeights(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
             weights.append([w.copy() for w in self.model.get_weights()])
@@ -293,7 +291,7 @@ def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tm
         else:
             config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
                              metric_for_best="val_loss")
-        extra = (KeepWeights(), StopBeforeEpoch2()) if name == "interrupted" else (KeepWeights(),)
+        extra = (KeepWeights(), stop_before_epoch(2)) if name == "interrupted" else (KeepWeights(),)
         try:
             runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False, extra_callbacks=extra)
         except Interrupt:
