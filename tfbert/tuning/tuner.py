@@ -87,10 +87,10 @@ class BertTuner(keras_tuner.Tuner):
             if isinstance(e, keras_tuner.errors.FatalError):
                 raise
             # The whole traceback goes to the trial's error.log; the search's output gets one line.
-            error_log = os.path.join(trial_dir, "error.log")
+            error_log, trace = os.path.join(trial_dir, "error.log"), traceback.format_exc()
             with fileio.atomic_write(error_log) as f:
-                f.write(traceback.format_exc())
-            record["error"] = last_line(traceback.format_exc())
+                f.write(trace)
+            record["error"] = last_line(trace)
             record["traceback"] = error_log
             record["seconds"] = round(time.time() - started, 1)
             fileio.write_json(os.path.join(trial_dir, "trial_run.json"), record)
