@@ -228,14 +228,13 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
     # A TPU has static shapes whatever the flag says: other batches, so a run that cannot change devices.
     current["static_shapes"] = config.uses_static_shapes()
     # the same data file with other contents is other data (and the same contents under another path, the same)
-    contents = config.data_fingerprints()
-    current.update({f"contents of {name}": value for name, value in contents.items()})
+    prefix, contents = "contents of ", config.data_fingerprints()
+    current.update({prefix + name: value for name, value in contents.items()})
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
         # A field the saved config lacks was added to tfbert since the run started: at its default, unchanged.
         defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
-        prefix = "contents of "
         saved_contents = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
         moved = config.moved_data_files(saved, current, saved_contents, contents)
         changed = sorted(k for k in current if saved.get(k, defaults.get(k)) != current[k] and k not in moved
