@@ -17,13 +17,19 @@ class Interrupt(Exception):
     """Stands for a kill in the middle of a run (raised by `stop_before_epoch`'s callback)."""
 
 
-def stop_before_epoch(number):
-    """A Keras callback that interrupts `fit` as epoch `number` (1-based) begins."""
+def stop_before_epoch(number, batch=0):
+    """A Keras callback that interrupts `fit` as epoch `number` (1-based) begins, or, with `batch`, once
+    that many of its batches are done (after the run's own callbacks saw the last one)."""
     import keras
 
     class Stop(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == number - 1:
+            self.epoch = epoch
+            if epoch == number - 1 and not batch:
+                raise Interrupt
+
+        def on_train_batch_end(self, end, logs=None):
+            if self.epoch == number - 1 and end + 1 >= batch:
                 raise Interrupt
 
     return Stop()
@@ -252,11 +258,22 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["classification", "mlm"])
-def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task):
-    """Shuffled batches, dropout masks and (MLM) the masked tokens: the epochs after the resume see what
+@pytest.mark.parametrize("task, stop, settings, resumed_at", [
+    ("classification", (2, 0), {}, (1, 0)),
+    ("mlm", (2, 0), {}, (1, 0)),
+    ("classification", (2, 5), {}, (1, 3)),  # within epoch 2: from its step backup
+    ("mlm", (1, 5), {}, (0, 3)),  # within the first epoch: no epoch backup yet
+    ("classification", (2, 5), {"gradient_accumulation_steps": 2}, (1, 3)),  # between two updates
+    ("classification", (2, 4), {"steps_per_execution": 2}, (1, 4)),  # the first call past 3 batches
+], ids=["classification-after-epoch-1", "mlm-after-epoch-1", "classification-within-epoch-2",
+        "mlm-within-epoch-1", "classification-within-an-accumulated-update", "classification-steps-per-execution"])
+def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task, stop, settings,
+                                                               resumed_at, capsys):
+    """Shuffled batches, dropout masks and (MLM) the masked tokens: the batches after the resume see what
     the uninterrupted run saw, so the trained weights are the same bit for bit (the runner is the same
-    for every task; masked LM draws its masks in the input pipeline)."""
+    for every task; masked LM draws its masks in the input pipeline). Killed within an epoch, the run
+    resumes from its last backup within the epoch (every 3 batches here), and the epoch's logged loss is
+    the whole epoch's."""
     import random
 
     import keras
@@ -278,30 +295,46 @@ def test_a_run_resumed_after_an_epoch_trains_exactly_as_the_uninterrupted_run(tm
                                    for _ in range(60)) + "\n", encoding="utf-8")
     corpus = str(corpus)
 
-    class KeepWeights(keras.callbacks.Callback):
+    class Keep(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            losses[-1][epoch] = logs["loss"]
+
         def on_train_end(self, logs=None):
             weights.append([w.copy() for w in self.model.get_weights()])
 
-    weights = []
+    weights, losses = [], []
     for name in ("uninterrupted", "interrupted"):
+        losses.append({})
         if task == "mlm":
-            config = MaskedLMRunConfig(model=str(model_dir), train_file=corpus, epochs=2, batch_size=8,
+            config = MaskedLMRunConfig(model=str(model_dir), train_file=corpus, epochs=2, batch_size=4,
                                        max_seq_length=32, learning_rate=1e-3, output_dir=str(tmp_path / name),
-                                       log_dir=str(tmp_path / f"tb-{name}"))
+                                       log_dir=str(tmp_path / f"tb-{name}"), backup_every_n_steps=3, **settings)
         else:
             config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
-                             metric_for_best="val_loss")
-        extra = (KeepWeights(), stop_before_epoch(2)) if name == "interrupted" else (KeepWeights(),)
+                             metric_for_best="val_loss", backup_every_n_steps=3, **settings)
+        extra = (Keep(), stop_before_epoch(*stop)) if name == "interrupted" else (Keep(),)
         try:
-            runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False, extra_callbacks=extra)
-        except Interrupt:
             summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False,
-                                              extra_callbacks=(KeepWeights(),))
-            assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 1
+                                              extra_callbacks=extra)
+            assert summary["steps_per_epoch"] > 6  # room for two backups within an epoch
+        except Interrupt:
+            backup = tmp_path / name / "backup"
+            assert (backup / "step.weights.h5").exists() == bool(resumed_at[1])
+            assert not [f for f in os.listdir(backup) if f.startswith(".")]  # backups are written whole
+            summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False,
+                                              extra_callbacks=(Keep(),))
+            assert (summary["resumed_from_epoch"], summary["resumed_from_batch"]) == resumed_at
+            said = f"backup: {resumed_at[0]} epoch(s)" + (f" and {resumed_at[1]} of the " if resumed_at[1] else "")
+            assert said in capsys.readouterr().out
+            assert summary["epochs_run"] == 2 - resumed_at[0]
+            assert summary["optimizer_steps"] == 2 * summary["steps_per_epoch"] // settings.get(
+                "gradient_accumulation_steps", 1)
+            assert not (tmp_path / name / "backup").exists()
     uninterrupted, resumed = weights
     assert len(uninterrupted) == len(resumed) > 0
     for a, b in zip(uninterrupted, resumed):
         np.testing.assert_array_equal(a, b)
+    assert losses[1] == {epoch: losses[0][epoch] for epoch in losses[1]}  # the same figures, to the bit
 
 
 def test_outputs_are_written_whole_or_not_at_all(tmp_path):
@@ -521,11 +554,15 @@ def test_batching_follows_the_strategy_and_the_task():
 
 
 @pytest.mark.slow
-def test_steps_per_execution_takes_the_same_steps_and_still_logs(tmp_path, tiny_model_dir):
+def test_steps_per_execution_takes_the_same_steps_and_still_logs(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
     runs = {k: _fit(_config(tmp_path / str(k), tiny_model_dir, train_file=train, epochs=2, steps_per_execution=k,
-                            log_every_n_steps=2, validation_fraction=0.0, padding="batch", dropout=0.0))
+                            log_every_n_steps=2, validation_fraction=0.0, padding="batch", dropout=0.0,
+                            backup_every_n_steps=4))
             for k in (1, 3)}
+    # calls of 3 steps in epochs of 8: a call would end past a backup's point
+    assert "backups at epoch ends only: --steps_per_execution 3 does not divide an epoch's 8 batches" in \
+        capsys.readouterr().out
     assert runs[1]["optimizer_steps"] == runs[3]["optimizer_steps"] == 2 * runs[1]["steps_per_epoch"] == 16
     assert runs[3]["examples_per_second"] > 0
     steps = {k: [e.step for e in _scalars(str(tmp_path / str(k) / "tb" / "train")).Tensors("learning_rate")]

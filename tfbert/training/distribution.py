@@ -153,23 +153,39 @@ def _multi_worker(worker_hosts: str | None, task_index: int | None) -> tf.distri
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def check_same_epoch(strategy: tf.distribute.Strategy, epoch: int, backup_dir: str) -> None:
-    """The workers of a multi-worker run resume together only from the same epoch: each compares the
-    epoch its own backup holds with the others' (one collective) before training starts.
+def same_position(strategy: tf.distribute.Strategy, position: tuple[int, int], epochs_done: int,
+                  backup_dir: str) -> tuple[int, int]:
+    """Where the workers of a multi-worker run resume, together: each compares the point its own backup
+    holds, (epochs done, batches of the next epoch done), with the others' (one collective) before
+    training starts (`agreed_position`)."""
+    if not is_multi_worker(strategy):
+        return position
+    mine = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant([[position[0], position[1], epochs_done]], tf.int64))
+    points = [tuple(int(x) for x in row) for row in strategy.gather(mine, axis=0).numpy()]
+    return agreed_position(points, epochs_done, backup_dir)
+
+
+def agreed_position(points: list[tuple[int, int, int]], epochs_done: int, backup_dir: str) -> tuple[int, int]:
+    """The point every worker resumes from, given each worker's (epoch, batch, epochs done): the one
+    they all hold; else, when their backups within an epoch differ (a worker was stopped while
+    writing its own) and their epoch backups agree, the start of that epoch.
 
     Raises:
-        ClusterError: on every worker, when the backups differ (a worker was stopped while writing its
-            own), naming the epochs and how to start over.
+        ClusterError: on every worker, when the epoch backups differ too, naming the epochs and how to
+            start over.
     """
-    if not is_multi_worker(strategy):
-        return
-    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([epoch], tf.int64))
-    epochs = sorted({int(e) for e in strategy.gather(mine, axis=0).numpy()})
-    if len(epochs) > 1:
-        raise ClusterError(f"--strategy multi_worker: the workers' backups hold different epochs ({', '.join(map(str, epochs))} "
-                           f"done; this worker's, {backup_dir}, holds {epoch}), so they cannot resume in step: a worker "
-                           "was stopped while writing its backup; delete every worker's <output_dir>/backup* folder "
-                           "to start the run again")
+    if len({p[:2] for p in points}) == 1:
+        return points[0][:2]
+    epochs = sorted({p[2] for p in points})
+    if len(epochs) == 1:
+        print(f"--strategy multi_worker: the workers' backups within epoch {epochs[0] + 1} differ (a worker was "
+              "stopped while writing its own); every worker resumes from the start of the epoch", flush=True)
+        return epochs[0], 0
+    raise ClusterError(f"--strategy multi_worker: the workers' backups hold different epochs "
+                       f"({', '.join(map(str, epochs))} done; this worker's, {backup_dir}, holds {epochs_done}), so "
+                       "they cannot resume in step: a worker was stopped while writing its backup; delete every "
+                       "worker's <output_dir>/backup* folder to start the run again")
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

@@ -25,12 +25,14 @@ LORA_DEFAULT_TARGETS = ["query", "value"]  # PEFT's default for BERT
 # Fields that say where a run executes, not what it computes: an interrupted run or search may
 # resume with other values (the global batch, and so every step, stays the same).
 PLACEMENT_FIELDS = ("strategy", "devices", "tpu", "worker_hosts", "task_index")
+# How often a run is backed up changes where a killed run can resume from, not what it trains.
+BACKUP_FIELDS = ("backup_every_n_steps",)
 
 
 def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
-    """A run's fields (`to_dict()`) less the placement fields and `also`: what must match for a
-    run, a trial or a search to resume."""
-    return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS and k not in also}
+    """A run's fields (`to_dict()`) less the placement fields, the backup frequency and `also`: what
+    must match for a run, a trial or a search to resume."""
+    return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS + BACKUP_FIELDS and k not in also}
 
 
 def contents_fingerprint(path: str) -> str:
@@ -149,6 +151,10 @@ class RunConfig:
     output_dir: str | None = None
     log_dir: str | None = None
     log_every_n_steps: int = 10
+    backup_every_n_steps: int = dataclasses.field(default=500, metadata={
+        "help": "back the run up every N batches within an epoch too (0: at epoch ends only): a killed run "
+                "resumes from its last backup, mid-epoch, on the batches the uninterrupted run would have "
+                "trained on"})
 
     def __post_init__(self):
         self.validate()
@@ -186,6 +192,8 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(name, "a positive integer", value)
+        if not isinstance(self.backup_every_n_steps, int) or self.backup_every_n_steps < 0:
+            fail("backup_every_n_steps", "a non-negative integer (0: at epoch ends only)", self.backup_every_n_steps)
         if not 0 < self.learning_rate < 1:
             fail("learning_rate", "in (0, 1)", self.learning_rate)
         if not 0 < self.adam_epsilon < 1:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from typing import Callable
 
 import keras
 import numpy as np
@@ -29,7 +30,7 @@ from tfbert.export import has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
-from tfbert.training import distribution, parameter_efficient
+from tfbert.training import distribution, parameter_efficient, resume
 from tfbert.training.optimization import create_optimizer
 from tfbert.training.run_config import RunConfig, config_class_for, without_placement
 
@@ -148,6 +149,8 @@ class RunInputs:
     train: tf.data.Dataset
     validation: tf.data.Dataset | None  # None: no validation split (--validation_fraction 0)
     steps_per_epoch: int
+    # `train` built again: a dataset whose shuffle has not drawn an order yet (`resume.fit_from`)
+    rebuild_train: Callable[[], tf.data.Dataset] | None = None
 
 
 def prepare(config: RunConfig) -> PreparedData:
@@ -175,9 +178,12 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     distribution.check_steps_per_execution(strategy, config.steps_per_execution)
     print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
-    train_ds = prepared.dataset("train", config)
-    if distribution.is_multi_worker(strategy):
-        train_ds = shard_by_data(train_ds)
+
+    def training_batches() -> tf.data.Dataset:
+        train = prepared.dataset("train", config)
+        return shard_by_data(train) if distribution.is_multi_worker(strategy) else train
+
+    train_ds = training_batches()
     validation_ds = prepared.dataset("validation", config) if has_validation(prepared.data) else None
     steps = pipeline.count_batches(train_ds)
     if steps == 0:  # only when partial batches are dropped (config.batching)
@@ -198,7 +204,7 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     counts = parameter_efficient.parameter_counts(model)
     print(f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
           f"({counts['trainable'] / max(counts['total'], 1):.2%})", flush=True)
-    return RunInputs(model, train_ds, validation_ds, steps)
+    return RunInputs(model, train_ds, validation_ds, steps, rebuild_train=training_batches)
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -380,17 +386,22 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     strategy = model.distribute_strategy
     chief, worker = distribution.is_chief(strategy), distribution.worker_index(strategy)
     backup_dir = os.path.join(output_dir, "backup" if chief else f"backup-worker-{worker}")
-    resumed_from_epoch = 0
+    epochs_done = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
+    fileio.remove_leftovers(backup_dir)  # a backup being written when the run was killed
     check_backup_complete(backup_dir)
     check_backup_matches(backup_dir, config)
-    check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata))
     if os.path.exists(metadata):
         with open(metadata, encoding="utf-8") as f:
-            resumed_from_epoch = int(json.load(f).get("epoch", 0))
-        print(f"resuming from the backup in {backup_dir}: {resumed_from_epoch} epoch(s) already done", flush=True)
-    distribution.check_same_epoch(strategy, resumed_from_epoch, backup_dir)
-    if chief and not os.path.exists(metadata):
+            epochs_done = int(json.load(f).get("epoch", 0))
+    start = resume.read_position(backup_dir, epochs_done)
+    resuming = os.path.exists(metadata) or start.batch > 0
+    check_backup_fits(backup_dir, model, resuming=resuming)
+    start = resume.Position(*distribution.same_position(strategy, (start.epoch, start.batch), epochs_done, backup_dir))
+    resumed_from_epoch = start.epoch
+    if resuming:
+        print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
+    if chief and not resuming:
         move_aside_old_logs(log_dir)
 
     task = prepared.task
@@ -411,6 +422,11 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
               flush=True)
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
                                                   delete_checkpoint=not chief)]
+    if config.backup_every_n_steps and resume.divides(steps, config.steps_per_execution):
+        callbacks.append(resume.StepBackup(backup_dir, config.backup_every_n_steps, steps, start))
+    elif config.backup_every_n_steps and config.backup_every_n_steps < steps:
+        print(f"backups at epoch ends only: --steps_per_execution {config.steps_per_execution} does not divide "
+              f"an epoch's {steps} batches (--backup_every_n_steps needs it to)", flush=True)
     training_logger = None
     if chief:
         training_logger = cbs.TrainingLogger(log_dir, config.batch_size, config.log_every_n_steps)
@@ -432,11 +448,10 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
                                                        restore_best_weights=True))
     callbacks.extend(extra_callbacks)
     before = evaluate_before_training(config, prepared, inputs, backup_dir, log_dir) if validating and chief else None
-    # (the dataset shuffles itself; shuffle=False only silences Keras' warning that it ignores the flag)
     try:
-        history = model.fit(epochs_from(inputs.train, resumed_from_epoch, steps, config.steps_per_execution),
-                            epochs=epochs, steps_per_epoch=steps,
-                            callbacks=callbacks, verbose=1, shuffle=False)
+        history = resume.fit_from(model, inputs.train, start, epochs=epochs, steps=steps, callbacks=callbacks,
+                                  steps_per_execution=config.steps_per_execution,
+                                  rebuild_train=inputs.rebuild_train)
     except distribution.LOST_WORKER_ERRORS as e:
         if not distribution.is_multi_worker(strategy):
             raise
@@ -457,6 +472,7 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         "steps_per_epoch": steps,
         "replicas": model.distribute_strategy.num_replicas_in_sync,
         "resumed_from_epoch": resumed_from_epoch,
+        "resumed_from_batch": start.batch,
         "epochs_run": len(history.epoch),
         "optimizer_steps": optimizer_steps,
         "parameters": parameter_efficient.parameter_counts(model),
@@ -502,28 +518,6 @@ def recorded_export_version(backup_dir: str, base_dir: str, version: int | None)
     version = version if version is not None else next_version(base_dir)
     fileio.write_json(record, {"version": version})
     return version
-
-
-def epochs_from(train: tf.data.Dataset, first_epoch: int, steps: int, steps_per_execution: int = 1) -> tf.data.Dataset:
-    """The training batches of every epoch from `first_epoch` on, for `fit` with ``steps_per_epoch=steps``:
-    a resumed run trains on the batches the uninterrupted run trained on.
-
-    The training dataset shuffles again each time it is iterated, in an order fixed by its seed and
-    by how many times it has been iterated. Fitting it epoch by epoch without `steps_per_epoch`,
-    Keras iterated it twice per epoch (an iterator made at each epoch's end was dropped), and a run
-    resumed after epoch k shuffled its epochs as the first ones: results close to the uninterrupted
-    run's, not the same. Repeated, it is iterated once and epoch k is its k-th pass; a resumed run
-    passes over the epochs already trained (the input pipeline alone, no model: about 1.7 s per epoch
-    of SST-2's 67k sentences).
-
-    Keras' calls of several steps (`steps_per_execution`) would run past an epoch's end in a
-    repeated dataset; when they do not divide the epoch, the dataset is given as it is (`fit` then
-    makes one iterator per epoch: the same batches, epoch by epoch, as the repeated dataset), and a
-    resumed run shuffles its epochs as the first ones.
-    """
-    if steps % steps_per_execution:
-        return train
-    return train.repeat().skip(first_epoch * steps)
 
 
 def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: RunInputs, backup_dir: str,
