@@ -95,22 +95,34 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(tmp_path, tiny_model_dir):
+    """Killed within epoch 2, after a backup within it: the cluster resumes there (every worker from
+    its own backup), not from the epoch's start."""
+    import shutil
     import signal
     import time
+
+    import h5py
 
     files = [str(write_sentiment_csv(tmp_path / f"{split}.csv", n, seed=seed))
              for split, n, seed in (("train", 64, 5), ("dev", 16, 6), ("test", 16, 7))]
     out = tmp_path / "run"
-    command = _command(tiny_model_dir, files, out, tmp_path / "tb")
+    command = _command(tiny_model_dir, files, out, tmp_path / "tb") + ["--backup_every_n_steps", "4"]
     command[command.index("--epochs") + 1] = "3"
     hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+
+    def step_backup(name):  # (epoch, batch) of a worker's backup within an epoch, or None
+        try:
+            with h5py.File(out / name / "step.weights.h5", "r") as f:
+                return int(f["tfbert_step_backup"].attrs["epoch"]), int(f["tfbert_step_backup"].attrs["batch"])
+        except (OSError, KeyError):
+            return None
+
     workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
     try:
-        metadata = out / "backup-worker-1" / "training_metadata.json"
         deadline = time.time() + 300
-        while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1):
-            assert time.time() < deadline and workers[1].poll() is None, "no epoch finished in time"
-            time.sleep(0.1)
+        while (step_backup("backup-worker-1") or (0, 0))[0] < 1:
+            assert time.time() < deadline and workers[1].poll() is None, "no backup within epoch 2 in time"
+            time.sleep(0.05)
         os.kill(workers[1].pid, signal.SIGKILL)
         _, chief_err = workers[0].communicate(timeout=300)
     finally:
@@ -124,11 +136,15 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
     assert "run the same command on every worker again to resume" in chief_err
     assert "Traceback" not in chief_err
     assert not (out / "metrics.json").exists()
+    # the workers step together, so each wrote its backup at the step the other did
+    point = step_backup("backup-worker-1")
+    assert step_backup("backup") == point and point[0] == 1 and point[1] in (4, 8, 12)
 
     # Backups of different epochs (a worker stopped while writing its own) are refused by every worker.
     metadata = {name: out / name / "training_metadata.json" for name in ("backup", "backup-worker-1")}
     saved = {name: path.read_text() for name, path in metadata.items()}
     epochs = {name: json.loads(text)["epoch"] for name, text in saved.items()}
+    kept = shutil.copy(out / "backup-worker-1" / "step.weights.h5", tmp_path / "step.weights.h5")
     metadata["backup-worker-1"].write_text(json.dumps({**json.loads(saved["backup-worker-1"]),
                                                        "epoch": epochs["backup"] + 1}))
     for code, _, err in _run_workers(command, hosts):
@@ -137,12 +153,15 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
         assert "delete every worker's <output_dir>/backup* folder" in err
     for name, text in saved.items():
         metadata[name].write_text(text)
+    shutil.copy(kept, out / "backup-worker-1" / "step.weights.h5")  # (older than the edited epoch: removed)
 
     results = _run_workers(command, hosts)
-    for code, stdout, err in results:
+    for (code, stdout, err), backup in zip(results, ("backup", "backup-worker-1")):
         assert code == 0, stdout[-2000:] + err[-3000:]
-        assert "resuming from the backup" in stdout
+        assert (f"resuming from the backup in {out / backup}: 1 epoch(s) and {point[1]} of the 16 batches of "
+                "epoch 2 already done") in stdout
     resumed = json.loads((out / "metrics.json").read_text())
-    assert resumed["resumed_from_epoch"] >= 1 and resumed["epochs_run"] == 3 - resumed["resumed_from_epoch"]
+    assert (resumed["resumed_from_epoch"], resumed["resumed_from_batch"]) == point
+    assert resumed["epochs_run"] == 2  # the rest of epoch 2, and epoch 3
     assert resumed["optimizer_steps"] == 3 * resumed["steps_per_epoch"] == 48
     assert not any(name.startswith("backup") for name in os.listdir(out))
