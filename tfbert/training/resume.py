@@ -97,8 +97,9 @@ class StepBackup(keras.callbacks.Callback):
     The backup is one file, `step.weights.h5`, written whole (beside its place, then renamed over the
     last one): the weights, the optimizer state and the dropout layers' seeds (all that
     `save_weights` keeps), where it was taken, and the epoch's metric totals so far, so the resumed
-    epoch logs the loss of the whole epoch. It is removed at the epoch's end, when the epoch backup
-    (written before, by `BackupAndRestore`, placed before this callback) holds more.
+    epoch logs the loss of the whole epoch (not on a multi-worker cluster: `_metrics_variables`). It is
+    removed at the epoch's end, when the epoch backup (written before, by `BackupAndRestore`, placed
+    before this callback) holds more.
 
     Args:
         backup_dir: the run's backup folder.
@@ -133,9 +134,9 @@ class StepBackup(keras.callbacks.Callback):
         resumed = epoch == self.start.epoch and self.start.batch
         self._epoch = epoch
         self._offset = self._done = self.start.batch if resumed else 0
-        if resumed and self.model.distribute_strategy.num_replicas_in_sync == 1:
-            # after fit reset them: the totals of the batches trained before the kill
-            for variable in self.model.metrics_variables:
+        if resumed:  # after fit reset them: the totals of the batches trained before the kill (on several
+            # replicas, a sum variable read back as the value assigned, so that totals go on adding up)
+            for variable in self._metrics_variables():
                 if variable.path in self._totals:
                     variable.assign(self._totals[variable.path])
         self._totals = {}
@@ -157,8 +158,15 @@ class StepBackup(keras.callbacks.Callback):
                 group = f.create_group(_GROUP)
                 group.attrs["epoch"] = self._epoch
                 group.attrs["batch"] = position
-                for variable in self.model.metrics_variables:
+                for variable in self._metrics_variables():
                     group.create_dataset(f"metrics/{variable.path}", data=np.asarray(variable))
+
+
+    def _metrics_variables(self) -> list:
+        # On the workers of a cluster, reading a metric's total sums it over the workers (a collective
+        # that every worker would have to reach at once): their resumed epoch logs the batches after it.
+        return [] if isinstance(self.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy) \
+            else self.model.metrics_variables
 
 
 def _dataset_paths(group: h5py.Group) -> list[str]:
@@ -215,7 +223,8 @@ def fit_from(model: keras.Model, train: tf.data.Dataset, start: Position, *, epo
                         steps_per_epoch=steps - start.batch, callbacks=run, shuffle=False)
     if start.epoch + 1 < epochs and not model.stop_training:
         run.set_params({**run.params, "steps": steps})
-        history = model.fit(batches_from(rebuild_train(), Position(start.epoch + 1), steps), initial_epoch=start.epoch + 1,
-                            epochs=epochs, steps_per_epoch=steps, callbacks=run, shuffle=False)
+        history = model.fit(batches_from(rebuild_train(), Position(start.epoch + 1), steps),
+                            initial_epoch=start.epoch + 1, epochs=epochs, steps_per_epoch=steps, callbacks=run,
+                            shuffle=False)
     run.end()
     return history
