@@ -44,6 +44,18 @@ def test_a_damaged_step_backup_is_set_aside_and_the_epoch_backup_used(tmp_path, 
     assert f"WARNING: {path}: not a readable backup" in out and "resuming from the last epoch's backup" in out
 
 
+def test_a_step_backup_cut_short_is_set_aside_before_training(tmp_path):
+    import numpy as np
+
+    path = _step_backup(tmp_path / "backup", 1, 30)
+    with h5py.File(path, "a") as f:
+        f["layers/dense/vars/0"] = np.arange(100_000, dtype=np.float32)
+    path.write_bytes(path.read_bytes()[:200_000])  # (a write the machine lost power during: HDF5 checks the
+    # file's recorded end when it opens one)
+    assert resume.read_position(str(tmp_path / "backup"), 1) == resume.Position(1, 0)
+    assert (tmp_path / "backup" / "step.weights.h5.unreadable").exists()
+
+
 def test_the_batches_from_a_point_are_the_uninterrupted_runs():
     import tensorflow as tf
 

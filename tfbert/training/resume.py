@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbert import fileio
+from tfbert.training import distribution
 
 STEP_BACKUP = "step.weights.h5"
 _GROUP = "tfbert_step_backup"  # in the weights file: where it was taken, and the epoch's metric totals
@@ -104,7 +105,8 @@ class StepBackup(keras.callbacks.Callback):
     Args:
         backup_dir: the run's backup folder.
         every_n_steps: batches between two backups (at multiples of it within each epoch); with
-            `steps_per_execution` k, at the first call that reaches a multiple.
+            `steps_per_execution` k, at the first call that reaches a multiple; 0: none (the callback
+            then only restores `start`'s backup).
         steps: batches per epoch.
         start: where the run resumes (`read_position`); a backup is loaded if it lies within an epoch.
     """
@@ -143,7 +145,8 @@ class StepBackup(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         position = self._offset + batch + 1  # batches of this epoch done
-        if position // self.every_n_steps > self._done // self.every_n_steps and position < self.steps:
+        n = self.every_n_steps
+        if n and position // n > self._done // n and position < self.steps:
             self._save(position)
         self._done = position
 
@@ -165,8 +168,7 @@ class StepBackup(keras.callbacks.Callback):
     def _metrics_variables(self) -> list:
         # On the workers of a cluster, reading a metric's total sums it over the workers (a collective
         # that every worker would have to reach at once): their resumed epoch logs the batches after it.
-        return [] if isinstance(self.model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy) \
-            else self.model.metrics_variables
+        return [] if distribution.is_multi_worker(self.model.distribute_strategy) else self.model.metrics_variables
 
 
 def _dataset_paths(group: h5py.Group) -> list[str]:

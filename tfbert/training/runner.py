@@ -329,9 +329,9 @@ def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
 def train(config: RunConfig) -> dict:
     """Runs one fine-tuning job of the config's task; returns what it writes to `metrics.json`.
 
-    Re-running the same command after a crash (or `kill -9`) resumes from the last completed
-    epoch: the model and optimizer state are backed up under `<output_dir>/backup/` at every
-    epoch end and restored by Keras' `BackupAndRestore`.
+    Re-running the same command after a crash (or `kill -9`) resumes from the last backup: the model
+    and optimizer state are backed up under `<output_dir>/backup/` at every epoch end (Keras'
+    `BackupAndRestore`) and every `backup_every_n_steps` batches within an epoch (`resume.StepBackup`).
     """
     started = time.time()
     distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
@@ -395,10 +395,11 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         with open(metadata, encoding="utf-8") as f:
             epochs_done = int(json.load(f).get("epoch", 0))
     start = resume.read_position(backup_dir, epochs_done)
-    resuming = os.path.exists(metadata) or start.batch > 0
-    check_backup_fits(backup_dir, model, resuming=resuming)
+    check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata) or start.batch > 0)
+    # the workers of a cluster resume from the point they all hold (else from an earlier one, together)
     start = resume.Position(*distribution.same_position(strategy, (start.epoch, start.batch), epochs_done, backup_dir))
     resumed_from_epoch = start.epoch
+    resuming = start != resume.Position(0)
     if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
     if chief and not resuming:
@@ -422,9 +423,10 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
               flush=True)
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
                                                   delete_checkpoint=not chief)]
-    if config.backup_every_n_steps and resume.divides(steps, config.steps_per_execution):
-        callbacks.append(resume.StepBackup(backup_dir, config.backup_every_n_steps, steps, start))
-    elif config.backup_every_n_steps and config.backup_every_n_steps < steps:
+    every_n_steps = config.backup_every_n_steps if resume.divides(steps, config.steps_per_execution) else 0
+    if every_n_steps or start.batch:  # (a backup within an epoch is restored even when no more are taken)
+        callbacks.append(resume.StepBackup(backup_dir, every_n_steps, steps, start))
+    if config.backup_every_n_steps and not every_n_steps and config.backup_every_n_steps < steps:
         print(f"backups at epoch ends only: --steps_per_execution {config.steps_per_execution} does not divide "
               f"an epoch's {steps} batches (--backup_every_n_steps needs it to)", flush=True)
     training_logger = None
