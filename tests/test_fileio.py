@@ -83,3 +83,19 @@ def test_a_folder_is_locked_for_one_run_at_a_time(tmp_path):
         with pytest.raises(fileio.DirectoryInUse):
             with fileio.lock_dir(str(tmp_path)):  # a second holder in the same process is refused too
                 pass
+
+
+def test_folders_made_for_a_block_that_fails_are_removed_if_still_empty(tmp_path):
+    with pytest.raises(ValueError):
+        with fileio.made_dirs(str(tmp_path / "runs" / "a")):
+            raise ValueError("refused")
+    assert os.listdir(tmp_path) == []  # runs/a and runs/, both made for the block
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError):
+        with fileio.made_dirs(str(tmp_path / "runs" / "b")) as made:
+            (tmp_path / "runs" / "b" / "vocab.txt").write_text("x")  # something written stays, with its folder
+            raise ValueError("refused")
+    assert made == str(tmp_path / "runs" / "b") and os.listdir(tmp_path / "runs" / "b") == ["vocab.txt"]
+    with fileio.made_dirs(str(tmp_path / "runs" / "c")):
+        pass
+    assert sorted(os.listdir(tmp_path / "runs")) == ["b", "c"]  # kept when the block succeeds

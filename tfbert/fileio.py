@@ -131,6 +131,26 @@ def lock_dir(directory: str, what: str = "run"):
 
 
 @contextlib.contextmanager
+def made_dirs(path: str) -> Iterator[str]:
+    """Creates the folder `path` (and its missing parents) for the block; when the block raises, the
+    folders it created that are still empty are removed again (a run refused before it began leaves no
+    empty `runs/<name>/` behind)."""
+    path = os.path.abspath(os.fspath(path))
+    created, parent = [], path
+    while not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(path, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # (only an empty one)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path to write; renamed over `path` when the block ends without an error."""
     path = os.fspath(path)

@@ -53,8 +53,9 @@ def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
     assert result.returncode == 2 and "--epochs: invalid int value: 'zero'" in result.stderr
     missing = tmp_path / "nope.csv"
     result = subprocess.run([sys.executable, script, "--train_file", str(missing), "--model", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0 and f"{missing}" in result.stderr and "not found" in result.stderr
+    assert not (tmp_path / "runs").exists()  # a run refused before it started leaves no empty run folder
 
 
 @pytest.mark.slow

@@ -167,8 +167,8 @@ def test_bad_input_fails_before_training_naming_the_line(tmp_path):
     (tmp_path / "dev.conll").write_text("hello\tB-PER\nParis\tB-CITY\n", encoding="utf-8")
     result = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "train_ner.py"), "--model", "unused",
                              "--train_file", str(tmp_path / "train.conll"), "--validation_file",
-                             str(tmp_path / "dev.conll")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
+                             str(tmp_path / "dev.conll")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and not (tmp_path / "runs").exists()
     assert f"{tmp_path / 'dev.conll'}:1: tag 'B-CITY' of token 2 ('Paris') of the sentence does not occur in " \
            "the training data" in result.stderr
     assert "Traceback" not in result.stderr

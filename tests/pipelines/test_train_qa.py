@@ -280,8 +280,8 @@ def test_bad_input_and_bad_lengths_fail_before_training(tmp_path):
     write_json(tmp_path / "train.json", document)
     path = tmp_path / "train.json"
     result = subprocess.run([sys.executable, SCRIPT, "--model", "unused", "--train_file", str(path)],
-                            capture_output=True, text=True, check=False, timeout=300)
-    assert result.returncode == 1
+                            capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and not (tmp_path / "runs").exists()  # no empty run folder left
     assert "Traceback" not in result.stderr and "absl::InitializeLog" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

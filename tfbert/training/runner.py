@@ -335,9 +335,9 @@ def train(config: RunConfig) -> dict:
     """
     started = time.time()
     distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
-    os.makedirs(config.resolved_output_dir(), exist_ok=True)
-    seed_everything(config)
-    prepared = prepare(config)
+    with fileio.made_dirs(config.resolved_output_dir()):  # (data refused here leaves no empty run folder)
+        seed_everything(config)
+        prepared = prepare(config)
     return fit_and_evaluate(config, prepared, started=started)
 
 
