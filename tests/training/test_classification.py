@@ -260,12 +260,11 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("task, stop, settings, resumed_at", [
     ("classification", (2, 0), {}, (1, 0)),
-    ("mlm", (2, 0), {}, (1, 0)),
     ("classification", (2, 5), {}, (1, 3)),  # within epoch 2: from its step backup, resumed with backups off
     ("mlm", (1, 5), {}, (0, 3)),  # within the first epoch: no epoch backup yet
     ("classification", (2, 5), {"gradient_accumulation_steps": 2}, (1, 3)),  # between two updates
     ("classification", (2, 4), {"steps_per_execution": 2}, (1, 4)),  # the first call past 3 batches
-], ids=["classification-after-epoch-1", "mlm-after-epoch-1", "classification-within-epoch-2",
+], ids=["classification-after-epoch-1", "classification-within-epoch-2",
         "mlm-within-epoch-1", "classification-within-an-accumulated-update", "classification-steps-per-execution"])
 def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task, stop, settings,
                                                                resumed_at, capsys):
