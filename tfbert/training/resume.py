@@ -164,7 +164,6 @@ class StepBackup(keras.callbacks.Callback):
                 for variable in self._metrics_variables():
                     group.create_dataset(f"metrics/{variable.path}", data=np.asarray(variable))
 
-
     def _metrics_variables(self) -> list:
         # On the workers of a cluster, reading a metric's total sums it over the workers (a collective
         # that every worker would have to reach at once): their resumed epoch logs the batches after it.
