@@ -170,6 +170,23 @@ def test_runs_in_tf_data_and_in_a_string_signature(tiny_vocab_file):
     assert out["offsets"].numpy()[0].tolist() == [[0, 0], [0, 4], [4, 7], [0, 4], [0, 0]]
 
 
+def test_the_tokenizer_graph_is_traced_once_for_every_caller(tiny_vocab_file):
+    """About 2,000 ops, a second of Python to trace: eager calls, every tf.data map (a run builds several
+    datasets) and every tf.function call the one graph traced at the first call, with any input rank."""
+    from tfbert.data.examples import Examples
+    from tfbert.data.pipeline import make_dataset
+
+    tok = BertTokenizer(tiny_vocab_file)
+    single = tok("hello world")["input_ids"].numpy()  # a string is a batch of one
+    assert single.tolist() == tok(tf.constant([["hello world"]]))["input_ids"].numpy().tolist()
+    examples = Examples(["hello world", "the film was good", "bad movie"], None)
+    for _ in range(2):
+        batches = list(make_dataset(examples, tok, labels=np.array([0, 1, 0]), batch_size=3, padding="batch"))
+        assert batches[0][0]["input_ids"].numpy()[0, :4].tolist() == single[0].tolist()
+    tf.function(lambda text: tok(text))(tf.constant(["a"]))
+    assert tok._traced.function.experimental_get_tracing_count() == 1
+
+
 def test_invalid_utf8_is_dropped_not_fatal(tiny_vocab_file):
     tok = BertTokenizer(tiny_vocab_file)
     out = tok(tf.constant([b"hello \xff\xfe world", b"\xc3", b"hello world"]))["input_ids"].numpy()

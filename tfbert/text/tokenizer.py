@@ -115,6 +115,7 @@ class BertTokenizer(tf.Module):
             self.vocab_table, suffix_indicator="##", max_bytes_per_word=4 * self.max_input_chars_per_word + 4,
             token_out_type=tf.int64, unknown_token=self.special_tokens["unk_token"],
             split_unknown_characters=False)
+        self._traced = None  # the graph of `tokenize_with_offsets`, traced at its first call
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -187,7 +188,16 @@ class BertTokenizer(tf.Module):
         A literal special token in the text ("[MASK]") is one token and one word. Invalid UTF-8
         counts as the U+FFFD characters it is replaced by (one per invalid sequence, as Python's
         `bytes.decode("utf-8", "replace")`).
+
+        The ops are traced once per tokenizer (about 2,000 of them, a second of Python): every
+        `tf.data` map, `tf.function` and eager call after the first one calls that graph.
         """
+        if self._traced is None:
+            self._traced = _Traced(tf.function(self._tokenize_with_offsets, autograph=False,
+                                               input_signature=[tf.TensorSpec([None], tf.string)]))
+        return self._traced.function(_as_vector(texts))
+
+    def _tokenize_with_offsets(self, texts) -> "Tokens":
         words = self._words(texts)
         # WordPiece on the ordinary words, each piece's byte offsets in its word turned into characters.
         pieces, piece_begins, piece_ends = self._wordpiece.tokenize_with_offsets(words.strings)
@@ -243,9 +253,7 @@ class BertTokenizer(tf.Module):
     def _words(self, texts, unk_for_long_words: bool = True) -> "_Words":
         """Splits texts at literal special tokens, normalises the rest and splits it into words,
         keeping each character's position in its original text."""
-        texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        if texts.shape.rank != 1:
-            texts = tf.reshape(texts, [-1])
+        texts = _as_vector(texts)
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
         # RegexSplitWithOffsets stops at a NUL byte. HF drops U+0000 in clean_text; a private-use
         # character (also dropped, and also one character) stands in for it.
@@ -414,6 +422,20 @@ def longest_first_lengths(len_a, len_b, budget: int):
     keep_a = tf.where(fits, len_a, tf.where(swap, new_long, new_short))
     keep_b = tf.where(fits, len_b, tf.where(swap, new_short, new_long))
     return tf.minimum(keep_a, len_a), tf.minimum(keep_b, len_b)
+
+
+def _as_vector(texts) -> tf.Tensor:
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    return texts if texts.shape.rank == 1 else tf.reshape(texts, [-1])
+
+
+class _Traced:
+    """Holds a traced function out of the tokenizer's tracked state (a plain object, not a
+    `tf.Module` attribute), so SavedModels that track the tokenizer do not save it as a function
+    of their own; the graphs that call it carry it."""
+
+    def __init__(self, function):
+        self.function = function
 
 
 def _truncate(tokens: tf.RaggedTensor, keep) -> tf.RaggedTensor:
