@@ -153,3 +153,37 @@ def test_invalid_utf8_names_the_line(tmp_path):
     path.write_bytes("ok\tO\n\nM\u00fcnchen\tB-LOC\n".encode("latin-1"))
     with pytest.raises(DataError, match=rf"{path}:3: not valid UTF-8 \(byte 1 of the line\)"):
         read_tagged(str(path))
+
+
+def test_bom_is_dropped(tmp_path):
+    path = tmp_path / "bom.conll"
+    path.write_bytes(b"\xef\xbb\xbf-DOCSTART- O\n\nEU\tB-ORG\nrejects\tO\n")
+    sentences = read_tagged(str(path))
+    assert sentences.words == [["EU", "rejects"]] and sentences.sources == [f"{path}:3"]
+    path.write_bytes(b"\xef\xbb\xbfEU\tB-ORG\nrejects\tO\n")
+    assert read_tagged(str(path)).words == [["EU", "rejects"]]
+
+
+def test_only_newlines_end_lines(tmp_path):
+    # U+0085, U+2028, \x0c, \x1c, U+00A0 are inside tokens; \r\n and \r end lines as \n does.
+    path = tmp_path / "odd.conll"
+    path.write_bytes("EU\tB-ORG\r\nrej\x85ects\tO\n\nsee\u2028you\tO\rla\x0cter\tO\n\nx\x1cy\u00a0z O\n\nbad\tPERSON\n"
+                     .encode("utf-8"))
+    with pytest.raises(DataError, match="odd.conll:9: tag 'PERSON'"):
+        read_tagged(str(path))
+    sentences = read_tagged(str(path), skip_bad_rows=True)
+    assert sentences.words == [["EU", "rej\x85ects"], ["see\u2028you", "la\x0cter"], ["x\x1cy\u00a0z"]]
+    assert sentences.sources == [f"{path}:1", f"{path}:4", f"{path}:7"]
+
+
+def test_a_line_with_another_number_of_columns_is_refused(tmp_path):
+    path = tmp_path / "conll03.txt"
+    path.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP\ncall NN I-NP O\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"conll03.txt:5: expected 4 columns as on line 3 \(the first token line\), "
+                                        r"found 3: 'German JJ B-NP'"):
+        read_tagged(str(path))
+    tabs = tmp_path / "tabs.conll"
+    tabs.write_text("New York\tB-LOC\nis\tO\n\nnice\tNN\tO\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"tabs.conll:4: expected 2 columns as on line 1"):
+        read_tagged(str(tabs))

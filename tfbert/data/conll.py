@@ -1,7 +1,8 @@
 """Tagged sentences for token classification: CoNLL files, JSON Lines, tag schemes.
 
 CoNLL: one token per line, its columns separated by a tab (or, in files without tabs, by spaces),
-a blank line between sentences, `-DOCSTART-` lines ignored. The token is the first column and the
+every token line with as many columns as the first, a blank line between sentences, `-DOCSTART-`
+lines ignored; lines end at \n, \r\n or \r (a BOM is dropped). The token is the first column and the
 tag the last unless `token_column` / `tag_column` say otherwise (CoNLL-2003 has 4 columns:
 token, POS, chunk, NER). JSON Lines: one sentence per line, `{"tokens": [...], "tags": [...]}`
 (`ner_tags` is accepted too, as in Hugging Face datasets; string tags only).
@@ -13,6 +14,7 @@ and `to_iob2` converts IOB1 and BIOES to IOB2, the scheme the model is trained o
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -23,6 +25,7 @@ from tfbert.data.readers import DataError
 
 SCHEMES = ("auto", "iob1", "iob2", "bioes")
 _TAG = re.compile(r"^(?:O|[BIES]-\S+)$")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclasses.dataclass
@@ -70,9 +73,9 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
             stopping at it.
 
     Raises:
-        DataError: `path:line: ...` for a line with too few columns, a tag that is not `O` or
-            `B-/I-/E-/S-<type>`, a JSON line without tokens/tags of the same length, or a file
-            with no sentences.
+        DataError: `path:line: ...` for a line with too few columns, or another number of columns than
+            the first token line, a tag that is not `O` or `B-/I-/E-/S-<type>`, a JSON line without
+            tokens/tags of the same length, or a file with no sentences.
     """
     if scheme not in SCHEMES:
         raise DataError(f"tag scheme must be one of {', '.join(SCHEMES)}, found {scheme!r}", path)
@@ -81,11 +84,14 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
     if not os.path.isfile(path):
         raise DataError("file not found", path)
     with open(path, "rb") as f:
-        data = f.read()
+        data = f.read().removeprefix(codecs.BOM_UTF8)
     try:
-        lines = data.decode("utf-8").splitlines()
+        # Only \n, \r\n and \r end a line: str.splitlines() would also split inside tokens at U+0085,
+        # U+2028, \x0c, ... and shift every line number after them.
+        lines = _LINE_END.split(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        line_start, line = data.rfind(b"\n", 0, e.start) + 1, data.count(b"\n", 0, e.start) + 1
+        line_start = max(data.rfind(b"\n", 0, e.start), data.rfind(b"\r", 0, e.start)) + 1
+        line = len(_LINE_END.split(data[:e.start].decode("utf-8")))
         raise DataError(f"not valid UTF-8 (byte {e.start - line_start} of the line)", f"{path}:{line}") from None
     if path.endswith((".jsonl", ".json")):
         sentences = _read_jsonl(path, lines, skip_bad_rows)
@@ -115,6 +121,7 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
                 skip_bad_rows: bool) -> TaggedSentences:
     words, tags, sources, skipped = [], [], [], []
     current_words, current_tags, start, bad = [], [], None, None
+    width, width_line = None, None  # the column count of the file's first token line, and that line
 
     def close():
         nonlocal current_words, current_tags, start, bad
@@ -128,7 +135,8 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
         if not line.strip():
             close()
             continue
-        columns = line.split("\t") if "\t" in line else line.split()
+        # Spaces only (not str.split()): a token may hold U+0085, U+2028, U+00A0, ...
+        columns = line.split("\t") if "\t" in line else [c for c in line.split(" ") if c]
         columns = [c.strip() for c in columns]
         if columns[0] == "-DOCSTART-":
             close()
@@ -136,6 +144,11 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
         try:
             if len(columns) < 2:
                 raise ValueError(f"expected a token and a tag separated by a tab, found {line!r}")
+            if width is None:
+                width, width_line = len(columns), number
+            elif len(columns) != width:  # e.g. `German JJ B-NP`: the NER column is missing, B-NP would be the tag
+                raise ValueError(f"expected {width} columns as on line {width_line} (the first token line), "
+                                 f"found {len(columns)}: {line!r}")
             try:
                 token, tag = columns[token_column], columns[tag_column]
             except IndexError:
