@@ -147,6 +147,20 @@ def test_json_lines_errors_name_the_line(tmp_path):
     assert error_of(str(path)) == f"{path}:1: answers has 2 texts but 1 answer_start values"
 
 
+def test_json_lines_with_raw_line_separators_in_strings(tmp_path):
+    # ensure_ascii=False writes U+2028 and U+0085 raw; JSON allows them in strings, so they end no line.
+    context = "First line\u2028second line\x85third."
+    rows = [{"id": "a", "context": context, "question": "Which\u2028line?",
+             "answers": {"text": ["second line"], "answer_start": [context.index("second")]}},
+            {"id": "b", "context": "abc def", "question": "q?", "answers": {"text": ["def"], "answer_start": [4]}}]
+    path = tmp_path / "seps.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n", encoding="utf-8",
+                    newline="")
+    examples = read_squad(str(path))
+    assert examples.contexts[0] == context and examples.questions[0] == "Which\u2028line?"
+    assert examples.sources == [f"{path}:1", f"{path}:2"]
+
+
 def test_missing_field_names_the_entry_path(tmp_path):
     document = v1_document()
     del document["data"][0]["paragraphs"][0]["qas"][1]["question"]

@@ -170,7 +170,9 @@ def _squad_rows(path: str, text: str) -> list[tuple[str, dict]]:
 
 def _jsonl_rows(path: str, text: str) -> list[tuple[str, dict]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n only: JSON strings may hold a raw U+2028 or U+0085, where str.splitlines() would split.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{path}:{number}"
