@@ -31,6 +31,14 @@ def test_regression_labels_are_floats(tmp_path):
     assert "bad_scores.csv:3:" in message and "'high'" in message and "number" in message
 
 
+def test_whole_float_json_labels_are_the_integer_class(tmp_path):
+    path = write(tmp_path, "num.jsonl", '{"text": "good film", "label": 1}\n{"text": "great movie", "label": 1.0}\n'
+                                         '{"text": "meh", "label": 0.5}\n{"text": "bad", "label": -2.0}\n')
+    assert read_examples(path).labels == ["1", "1", "0.5", "-2"]
+    assert read_examples(path, task="multi_label").labels == [["1"], ["1"], ["0.5"], ["-2"]]
+    assert read_examples(path, task="regression").labels == [1.0, 1.0, 0.5, -2.0]
+
+
 # ---- skip_bad_rows --------------------------------------------------------------------------
 
 

@@ -119,6 +119,8 @@ def _scalar_label(value: Any, name: str) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 1.0 (pandas writes integer labels as floats) is the class of 1
     if isinstance(value, (int, float)):
         return str(value)
     raise _RowError(f"expected a label string or number in {name}, found {value!r}")
