@@ -56,6 +56,14 @@ def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0 and f"{missing}" in result.stderr and "not found" in result.stderr
     assert not (tmp_path / "runs").exists()  # a run refused before it started leaves no empty run folder
+    # a metric the run does not report: refused before training (it failed after the first epoch, leaving
+    # that epoch's best.weights.h5 and backup/ in the run folder)
+    train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=1)
+    result = subprocess.run([sys.executable, script, "--train_file", train, "--model", str(tmp_path),
+                             "--metric_for_best", "val_f1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1 and ("train_cls.py: error: metric_for_best: val_f1 is not a validation metric of "
+                                       "a classification run; choose one of val_accuracy, ") in result.stderr
+    assert "val_macro_f1" in result.stderr and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

@@ -161,6 +161,8 @@ def prepare(config: RunConfig) -> PreparedData:
     output_dir = config.resolved_output_dir()
     work_dir = (output_dir if distribution.is_chief(strategy)
                 else os.path.join(output_dir, f"worker-{distribution.worker_index(strategy)}"))
+    if has_validation(data):
+        best_metric_of(config, task)  # an unknown --metric_for_best fails here, before any training
     prepared = PreparedData(task, data, task.load_tokenizer(config, data, work_dir))
     truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
@@ -321,8 +323,20 @@ def move_aside_old_logs(log_dir: str) -> None:
         print(f"TensorBoard: {log_dir} held an earlier run's logs; moved them to {old}", flush=True)
 
 
+def validation_metric_names(config: RunConfig, task: Task | None = None) -> list[str]:
+    """The `val_*` metrics a run of the config's task reports each epoch, plus `val_loss`."""
+    return sorted({f"val_{name}" for name in (task or task_for(config)).metric_names(config)} | {"val_loss"})
+
+
 def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
-    """`--metric_for_best`, else the task's default (e.g. val_accuracy, val_f1)."""
+    """`--metric_for_best`, else the task's default (e.g. val_accuracy, val_f1).
+
+    Raises:
+        ConfigError: `--metric_for_best` is not a metric the run reports (names the ones it does).
+    """
+    if config.metric_for_best and config.metric_for_best not in (known := validation_metric_names(config, task)):
+        raise ConfigError(f"metric_for_best: {config.metric_for_best} is not a validation metric of a "
+                          f"{(task or task_for(config)).name} run; choose one of {', '.join(known)}")
     return config.metric_for_best or (task or task_for(config)).default_best_metric(config)
 
 

@@ -12,6 +12,7 @@ import keras_tuner
 from tfbert.errors import TfbertError
 from tfbert.tasks import task_for
 from tfbert.training import runner
+from tfbert.training.runner import validation_metric_names  # (re-exported by tfbert.tuning)
 from tfbert.training.run_config import (ClassifierRunConfig, QARunConfig, RunConfig, TokenClassifierRunConfig,
                                        without_placement)
 from tfbert.tuning.space import ParamSpec, load_search_space
@@ -192,12 +193,6 @@ def parse_address(address: str, source: str = "--oracle_address") -> tuple[str, 
         raise ValueError(f"{source}: field 'oracle_address' must be host:port (e.g. 10.0.0.2:8000), "
                          f"found {address!r}")
     return host.strip("[]"), int(port)
-
-
-def validation_metric_names(config) -> list[str]:
-    """The `val_*` metrics a run of the config's task reports each epoch, plus `val_loss`."""
-    task = task_for(config)
-    return sorted({f"val_{name}" for name in task.metric_names(config)} | {"val_loss"})
 
 
 def resolved_objective(config: TuneRunConfig) -> keras_tuner.Objective:
