@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -553,6 +554,21 @@ def test_batching_follows_the_strategy_and_the_task():
         ClassifierRunConfig(dropout=1.0)
     with pytest.raises(ValueError, match="field 'weight_decay' must be >= 0, found -0.01"):
         ClassifierRunConfig(weight_decay=-0.01)
+    # each of these ran before: -5 trained on all but the last 5 examples, [CLS][SEP] windows trained on
+    # nothing, a negative patience stopped at once, '../x' wrote beside runs/, '' failed in the reader
+    for fields, message in [
+        (dict(max_train_examples=-5), "field 'max_train_examples' must be a non-negative integer (0 or unset: "
+                                      "every training example), found -5"),
+        (dict(max_seq_length=2), "field 'max_seq_length' must be at least 3 ([CLS], one token, [SEP]), found 2"),
+        (dict(early_stopping_patience=-1), "field 'early_stopping_patience' must be a non-negative integer"),
+        (dict(run_name="../elsewhere"), "field 'run_name' must be a folder name under runs/ (not a path"),
+        (dict(multi_label=True, label_delimiter=""), "field 'label_delimiter' must be a non-empty string"),
+        (dict(multi_label=True, threshold=5.0), "field 'threshold' must be in (0, 1)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ClassifierRunConfig(**fields)
+    assert ClassifierRunConfig(max_seq_length=3, early_stopping_patience=0, label_delimiter="",
+                               max_train_examples=0).max_seq_length == 3
 
 
 @pytest.mark.slow

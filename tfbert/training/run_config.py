@@ -18,6 +18,8 @@ TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker")  # see tfbert.training.distribution
+TEST_FRACTION_HELP = ("the part of the built-in default data held out for testing (with --train_file there is a test "
+                      "split only from --test_file)")
 # The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
 # value, attention.output.dense, intermediate.dense, output.dense).
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
@@ -91,7 +93,7 @@ class RunConfig:
     tfds_data_dir: str | None = None
     skip_bad_rows: bool = False
     validation_fraction: float = 0.1
-    test_fraction: float = 0.1
+    test_fraction: float = dataclasses.field(default=0.1, metadata={"help": TEST_FRACTION_HELP})
     max_train_examples: int | None = None
     # inputs
     max_seq_length: int = 128
@@ -192,6 +194,19 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(name, "a positive integer", value)
+        if self.max_seq_length < 3:
+            fail("max_seq_length", "at least 3 ([CLS], one token, [SEP])", self.max_seq_length)
+        if self.max_train_examples is not None and (not isinstance(self.max_train_examples, int)
+                                                    or self.max_train_examples < 0):
+            fail("max_train_examples", "a non-negative integer (0 or unset: every training example)",
+                 self.max_train_examples)
+        if self.early_stopping_patience is not None and (not isinstance(self.early_stopping_patience, int)
+                                                         or self.early_stopping_patience < 0):
+            fail("early_stopping_patience", "a non-negative integer (0 or unset: no early stopping)",
+                 self.early_stopping_patience)
+        if self.run_name is not None and (not self.run_name.strip() or self.run_name in (".", "..")
+                                          or "/" in self.run_name or os.sep in self.run_name):
+            fail("run_name", "a folder name under runs/ (not a path: --output_dir takes a path)", self.run_name)
         if not isinstance(self.backup_every_n_steps, int) or self.backup_every_n_steps < 0:
             fail("backup_every_n_steps", "a non-negative integer (0: at epoch ends only)", self.backup_every_n_steps)
         if not 0 < self.learning_rate < 1:
@@ -381,6 +396,12 @@ class ClassifierRunConfig(RunConfig):
     def validate(self, source: str = "run config") -> None:
         if self.problem_type not in PROBLEM_TYPES:
             self.fail(source, "problem_type", " | ".join(PROBLEM_TYPES), self.problem_type)
+        if self.task == "multi_label" and not self.label_delimiter:
+            self.fail(source, "label_delimiter", "a non-empty string (it separates a text's labels)",
+                      self.label_delimiter)
+        if not 0 < self.threshold < 1:
+            self.fail(source, "threshold", "in (0, 1) (a label is predicted when its sigmoid is above it)",
+                      self.threshold)
         super().validate(source)
 
     @property
@@ -447,7 +468,7 @@ class QARunConfig(RunConfig):
     epochs: int = 3
     batch_size: int = 16
     validation_fraction: float = 0.15
-    test_fraction: float = 0.15
+    test_fraction: float = dataclasses.field(default=0.15, metadata={"help": TEST_FRACTION_HELP})
     doc_stride: int = dataclasses.field(default=128, metadata={
         "help": "tokens shared by consecutive windows of a long context"})
     max_query_length: int = dataclasses.field(default=64, metadata={"help": "questions are cut to this many tokens"})
