@@ -39,3 +39,22 @@ def test_rest_client_and_errors_load_without_tensorflow():
               "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_pipeline_reports_a_user_error_or_ctrl_c_in_one_line(capsys):
+    """`run_pipeline` (every training and search script): bad input is one `<prog>: error:` line and exit
+    status 1; Ctrl-C is one line saying how to resume and status 130, not a traceback through TensorFlow."""
+    from tfbert.cli import run_pipeline
+    from tfbert.config import ConfigError
+    from tfbert.training.run_config import ClassifierRunConfig
+
+    def refused(config):
+        raise ConfigError("batch_size: too large")
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    assert run_pipeline(ClassifierRunConfig, refused, [], "", "train_cls.py") == 1
+    assert capsys.readouterr().err == "train_cls.py: error: batch_size: too large\n"
+    assert run_pipeline(ClassifierRunConfig, interrupted, [], "", "train_cls.py") == 130
+    assert capsys.readouterr().err == "\ntrain_cls.py: interrupted; run the same command to resume\n"

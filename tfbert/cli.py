@@ -84,7 +84,8 @@ def quiet_native_logs(argv: list[str] | None = None) -> bool:
 def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog: str) -> int:
     """The body of a training or search pipeline: flags (and `--config`) -> `config_cls`, then
     `run(config)`; a `TfbertError` (bad data, config, checkpoint, vocabulary...) is printed as one line
-    `<prog>: error: <what and where>` and gives exit status 1."""
+    `<prog>: error: <what and where>` and gives exit status 1. Ctrl-C (SIGINT) ends it with one line
+    saying how to resume, and exit status 130, as a shell reports an interrupted command."""
     from tfbert.errors import TfbertError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -94,4 +95,7 @@ def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog
     except TfbertError as e:  # the message says where and what to do
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the backups are written whole; nothing to clean up
+        print(f"\n{prog}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
     return 0
