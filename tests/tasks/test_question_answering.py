@@ -33,6 +33,27 @@ def test_default_data_is_xquad_split_by_article():
     assert other.validation.ids != data.validation.ids
 
 
+def test_detected_v2_and_an_empty_held_out_split_are_said(tmp_path, caplog):
+    """Both passed silently: one question without answers in v1.1 data turned the whole run into a SQuAD
+    v2.0 one, and a file of one article (the split is by title) left the run without validation."""
+    from tfbert.tasks.question_answering import QuestionAnsweringTask
+    from tfbert.training.run_config import QARunConfig
+
+    def qa(i, answered=True):
+        answers = {"text": ["Paris"], "answer_start": [0]} if answered else {"text": [], "answer_start": []}
+        return {"id": f"q{i}", "title": "Paris", "question": "Which city?", "context": "Paris is big.",
+                "answers": answers}
+
+    path = tmp_path / "one_article.jsonl"
+    path.write_text("".join(json.dumps(qa(i, answered=i != 2)) + "\n" for i in range(4)), encoding="utf-8")
+    data = QuestionAnsweringTask().load_data(QARunConfig(train_file=str(path)))
+    assert data.version_2 and data.validation is None and len(data.train) == 4
+    said = caplog.text
+    assert f"SQuAD v2.0 detected in {path} (questions without answers: train 1)" in said
+    assert "--version_2_with_negative false refuses such questions" in said
+    assert f"{path}: --validation_fraction 0.15 held out nothing" in said and "give --validation_file" in said
+
+
 @pytest.mark.slow
 def test_train_qa_runs_on_its_default_data(tmp_path, tiny_model_dir):
     out = tmp_path / "run"

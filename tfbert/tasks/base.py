@@ -344,6 +344,10 @@ def read_file_splits(config, read, split_off):
         validation = read(config.validation_file)
     elif config.validation_fraction > 0:
         train, validation = split_off(train)
+        if not len(validation):
+            logger.warning("%s: --validation_fraction %s held out nothing (too few examples, or articles for a split "
+                           "by title): the run has no validation and keeps its last epoch; give --validation_file "
+                           "for one", config.train_file, config.validation_fraction)
     else:
         validation = None  # --validation_fraction 0: train on everything, keep the last epoch
     return train, validation, test
