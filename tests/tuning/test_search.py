@@ -96,6 +96,9 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     assert exported["validation"]["macro_f1"] == result["best_value"]
     assert exported["optimizer_steps"] == int(best["steps"])
     assert (search / "best_model" / "saved_model" / "1" / "saved_model.pb").exists()
+    # the paths printed are where the files end up, not the hidden folder they are written in first
+    assert f"SavedModel for TF Serving: {search / 'best_model' / 'saved_model' / '1'}\n" in out
+    assert f"outputs: {search / 'best_model'} (metrics.json, " in out and ".best_model-" not in out
     assert not (search / "trials" / f"trial_{1 - int(best['trial_id'])}" / "checkpoint.weights.h5").exists()
 
     # TensorBoard: one HParams session per trial, with the sampled values and the final metrics
@@ -184,6 +187,7 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     exported = json.loads((best / "metrics.json").read_text())
     assert exported["export"] == "retrain" and exported["epochs_run"] == 1
     assert os.listdir(best / "saved_model") == ["2"]  # a new number: a polling server loads it
+    assert f"SavedModel for TF Serving: {best / 'saved_model' / '2'}\n" in out and f"outputs: {best} (" in out
     assert exported["saved_model"] == str(best / "saved_model" / "2")
     assert exported["config"]["output_dir"] == str(best)  # the files name where they are, not the hidden folder
     assert ClassifierRunConfig.from_args(["--config", str(best / "config.yaml")]).output_dir == str(best)

@@ -358,7 +358,7 @@ def train(config: RunConfig) -> dict:
 def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
                      best_weights: str | None = None, extra_callbacks: tuple = (), write_exports: bool = True,
                      evaluate_test: bool = True, started: float | None = None,
-                     export_version: int | None = None) -> dict:
+                     export_version: int | None = None, shown_as: str | None = None) -> dict:
     """Trains, picks the best epoch, evaluates and writes the run's outputs: the body of a train_cls run.
 
     Args:
@@ -373,6 +373,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         evaluate_test: evaluate on the test split too, if there is one (a search trial does not:
             the test set plays no part in choosing hyperparameters).
         export_version: the SavedModel's version under `saved_model/` (default: the next free one).
+        shown_as: the folder the outputs are moved to once written (a search's best model, written in a
+            hidden folder and swapped in whole): the paths printed name it instead of `output_dir`.
 
     Returns:
         The run summary, also written to `<output_dir>/metrics.json`.
@@ -390,11 +392,12 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
             fileio.remove_leftovers(output_dir)  # a killed run's temporary files
         return _fit_and_evaluate(config, prepared, inputs, best_weights=best_weights,
                                  extra_callbacks=extra_callbacks, write_exports=write_exports,
-                                 evaluate_test=evaluate_test, started=started, export_version=export_version)
+                                 evaluate_test=evaluate_test, started=started, export_version=export_version,
+                                 shown_as=shown_as)
 
 
 def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs, *, best_weights, extra_callbacks,
-                      write_exports, evaluate_test, started, export_version) -> dict:
+                      write_exports, evaluate_test, started, export_version, shown_as) -> dict:
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
     model, steps = inputs.model, inputs.steps_per_epoch
     strategy = model.distribute_strategy
@@ -501,7 +504,7 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         export_version = recorded_export_version(backup_dir, os.path.join(output_dir, "saved_model"), export_version)
     summary = finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
                          write_exports=write_exports, evaluate_test=evaluate_test, started=started,
-                         with_loss=with_loss, export_version=export_version)
+                         with_loss=with_loss, export_version=export_version, shown_as=shown_as)
     fileio.remove_dir(backup_dir)  # every output is written: nothing left to resume
     return summary
 
@@ -562,11 +565,12 @@ def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: 
 def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, summary: dict, *,
                validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
                evaluate_test: bool = True, started: float | None = None, with_loss: bool = False,
-               export_version: int | None = None) -> dict:
+               export_version: int | None = None, shown_as: str | None = None) -> dict:
     """Evaluates a trained model on validation (and test) and writes the run's outputs.
 
     `fit_and_evaluate` ends with it; a search calls it on the best trial's weights to export them
     as a train_cls run directory. `summary` holds the training facts (steps, epochs run, ...).
+    `shown_as`: as in `fit_and_evaluate`.
     """
     started = time.time() if started is None else started
     output_dir = config.resolved_output_dir()
@@ -599,21 +603,31 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
     if write_exports:
-        write_outputs(model, prepared, config, results)
+        write_outputs(model, prepared, config, results, shown_as)
         written = (os.path.abspath(os.path.join(output_dir, "saved_model", str(export_version)))
                    if export_version is not None else None)
         if written and os.path.isdir(written):  # written whole (exports are atomic) before the run was killed
             summary["saved_model"] = written
-            print(f"SavedModel for TF Serving: {written} (written before the run was stopped)", flush=True)
+            print(f"SavedModel for TF Serving: {_shown(written, output_dir, shown_as)} (written before the run was "
+                  "stopped)", flush=True)
         else:
             summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
                                                  os.path.join(output_dir, "saved_model"), version=export_version)
-            print(f"SavedModel for TF Serving: {summary['saved_model']}", flush=True)
+            print(f"SavedModel for TF Serving: {_shown(summary['saved_model'], output_dir, shown_as)}", flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
 
 
-def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig, results: dict) -> None:
+def _shown(path: str, output_dir: str, shown_as: str | None) -> str:
+    """`path` (in `output_dir`) as it will be named once the folder is moved to `shown_as`."""
+    if not shown_as:
+        return path
+    moved = os.path.join(shown_as, os.path.relpath(path, output_dir))
+    return os.path.abspath(moved) if os.path.isabs(path) else os.path.normpath(moved)
+
+
+def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig, results: dict,
+                  shown_as: str | None = None) -> None:
     """config.yaml, model.keras, the HF-format model, TensorBoard summaries and the task's own files."""
     data, task = prepared.data, prepared.task
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
@@ -636,7 +650,7 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     shown = ["metrics.json"] + [name for name in ("best.weights.h5", "model.keras", "hf_model/", "adapters/",
                                                   "labels.txt")
                                 if os.path.exists(os.path.join(output_dir, name))]
-    print(f"outputs: {output_dir} ({', '.join(shown + ['saved_model/'])}); "
+    print(f"outputs: {_shown(output_dir, output_dir, shown_as)} ({', '.join(shown + ['saved_model/'])}); "
           f"TensorBoard: tensorboard --logdir {os.path.dirname(log_dir) or log_dir}", flush=True)
 
 

@@ -292,7 +292,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
     if mode == "retrain":
         print(f"best model: retraining with the best values into {export_dir}", flush=True)
         summary = runner.fit_and_evaluate(export_config, hypermodel.prepared, runner.start_run(
-            export_config, hypermodel.prepared), export_version=version)
+            export_config, hypermodel.prepared), export_version=version, shown_as=export_dir)
     else:
         print(f"best model: exporting the weights of trial {best.trial_id} into {export_dir}", flush=True)
         hypermodel.run_overrides = dict(output_dir=staging, log_dir=export_config.log_dir,
@@ -309,7 +309,8 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         facts = {k: trial_summary[k] for k in ("best_metric", "steps_per_epoch", "resumed_from_epoch", "epochs_run",
                                                 "optimizer_steps", "examples_per_second")}
         summary = runner.finish_run(model, export_config, hypermodel.prepared, facts,
-                                    with_loss=facts["best_metric"] == "val_loss", export_version=version)
+                                    with_loss=facts["best_metric"] == "val_loss", export_version=version,
+                                    shown_as=export_dir)
     # the files name the folder they end up in, not the hidden one they were written in
     summary.update(best_trial=best.trial_id, export=config.export, config=final_config.to_dict())
     if summary.get("saved_model"):
