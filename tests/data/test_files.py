@@ -57,6 +57,22 @@ def test_a_header_of_other_names_read_as_data_is_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="tfbert.data.files"):
         read_examples(write(tmp_path, "plain.csv", rows))  # ... but a first row like the others is not warned about
     assert caplog.text == ""
+    # a small file too (four rows, not warned about before)
+    small = write(tmp_path, "small.csv", "review,sentiment\ngood film,pos\nbad film,neg\ngreat movie,pos\n")
+    with caplog.at_level("WARNING", logger="tfbert.data.files"):
+        read_examples(small)
+    assert "its label 'sentiment' occurs in no other row" in caplog.text
+
+
+def test_columns_given_as_digits_are_indexes(tmp_path):
+    """A command line passes every column as a string: "1" is the column's 0-based index in a file without a
+    header (it was refused as a name no header holds), and in a header that has no column named "1"."""
+    headerless = write(tmp_path, "label_first.csv", "1,good film\n0,bad film\n1,great movie\n")
+    examples = read_examples(headerless, text_column="1", label_column="0")
+    assert examples.texts == ["good film", "bad film", "great movie"] and examples.labels == ["1", "0", "1"]
+    with_header = write(tmp_path, "header.csv", "stars,review\n5,good film\n1,bad film\n")
+    examples = read_examples(with_header, text_column="1", label_column="stars")
+    assert examples.texts == ["good film", "bad film"] and examples.labels == ["5", "1"]
 
 
 def test_csv_without_header_uses_default_columns(tmp_path):

@@ -70,7 +70,8 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
     stripped_first = [field.strip() for field in first_row]
     detected = has_header is None
     if has_header is None:
-        candidates = {c for c in (text_column, pair_column, label_column) if isinstance(c, str)}
+        # (a column given as digits is an index, not a name to find a header by)
+        candidates = {c for c in (text_column, pair_column, label_column) if isinstance(c, str) and not c.isdigit()}
         if text_column is None:
             candidates.update(DEFAULT_TEXT_COLUMNS)
         if label_column is None:
@@ -92,6 +93,8 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                                     f"{len(header)} columns; {found}", header_at)
                 return column
             index = _column_index(header, column)
+            if index is None and column.isdigit():  # "1" from a command line: the column's index
+                return resolve(int(column), role)
             if index is None:
                 raise DataError(f"{role} {column!r} not found in the header; {found}", header_at)
             return index
@@ -114,6 +117,9 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                                   "label column")
         records_to_read: Iterator = records
     else:
+        # "1" from a command line is the column's index (a file without a header has no names)
+        text_column, pair_column, label_column = (int(c) if isinstance(c, str) and c.isdigit() else c
+                                                  for c in (text_column, pair_column, label_column))
         for column, role in ((text_column, "text column"), (pair_column, "text pair column"),
                              (label_column, "label column")):
             if isinstance(column, str):
@@ -174,7 +180,7 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
     examples = collector.finish(empty_reason="the file has a header but no data rows"
                                 if header else "the file has no data rows")
     first_label = examples.labels[0] if label_index is not None and examples.labels else None
-    if (header is None and detected and isinstance(first_label, str) and len(examples.labels) >= 10
+    if (header is None and detected and isinstance(first_label, str) and len(examples.labels) >= 3
             and examples.sources[0] == f"{path}:{first_line}" and examples.labels.count(first_label) == 1):
         logger.warning("%s:%d: the first row was read as data, and its label %r occurs in no other row: if it is a "
                        "header, name the columns (text_column, label_column)", path, first_line, first_label)

@@ -18,6 +18,7 @@ TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker")  # see tfbert.training.distribution
+COLUMN_HELP = "the {}: a CSV/TSV header name or 0-based column index, or a JSON Lines key; unset: {}"
 TEST_FRACTION_HELP = ("the part of the built-in default data held out for testing (with --train_file there is a test "
                       "split only from --test_file)")
 # The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
@@ -372,9 +373,12 @@ class ClassifierRunConfig(RunConfig):
     ARCHITECTURE: typing.ClassVar[str] = "BertForSequenceClassification"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
 
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
+    text_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
+        "texts", "'text' or 'sentence', else column 0")})
+    text_pair_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
+        "second texts of pairs", "single texts")})
+    label_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
+        "labels", "'label', else the column after the text(s)")})
     problem_type: str = dataclasses.field(default="single_label_classification", metadata={
         "choices": PROBLEM_TYPES + TASKS,
         "help": "as transformers names it: one label per text (softmax), any number of labels per text "
