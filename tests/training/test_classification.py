@@ -340,6 +340,25 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
     assert losses[1] == {epoch: losses[0][epoch] for epoch in losses[1]}  # the same figures, to the bit
 
 
+def test_training_a_finished_run_again_is_said_with_what_stays(tmp_path, capsys):
+    """The same command after a run finished trains it again (a new SavedModel version to serve): not
+    silently, since a command repeated by mistake replaces the run's metrics.json and model files."""
+    from tfbert.training.runner import say_finished_run_is_trained_again
+
+    run = tmp_path / "run"
+    say_finished_run_is_trained_again(str(run))  # a new run folder (or an interrupted one): nothing to say
+    (run / "saved_model" / "1").mkdir(parents=True)
+    say_finished_run_is_trained_again(str(run))
+    assert capsys.readouterr().out == ""
+    (run / "metrics.json").write_text("{}")
+    (run / "saved_model" / "2").mkdir()
+    say_finished_run_is_trained_again(str(run))
+    said = capsys.readouterr().out
+    assert said.startswith(f"{run} holds a run that finished on ") and ": training again from the start; its " \
+        "metrics.json and model files are replaced, its SavedModel versions (1, 2) stay and this run's is the " \
+        "next (--output_dir or --run_name for a run folder of its own)\n" in said
+
+
 def test_outputs_are_written_whole_or_not_at_all(tmp_path):
     from tfbert import fileio
 

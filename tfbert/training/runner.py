@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfbert import fileio
 from tfbert.config import ConfigError
 from tfbert.data import pipeline
-from tfbert.export import has_lora, merged_copy, next_version
+from tfbert.export import find_versions, has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
@@ -328,6 +328,20 @@ def validation_metric_names(config: RunConfig, task: Task | None = None) -> list
     return sorted({f"val_{name}" for name in (task or task_for(config)).metric_names(config)} | {"val_loss"})
 
 
+def say_finished_run_is_trained_again(output_dir: str) -> None:
+    """The same command after a run finished trains it again (to serve a new version, say): said, with
+    what is replaced and what stays, so that a command run again by mistake does not pass unnoticed."""
+    finished = os.path.join(output_dir, "metrics.json")  # written last: the run finished
+    if not os.path.exists(finished):
+        return
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(finished)))
+    kept = find_versions(os.path.join(output_dir, "saved_model"))
+    print(f"{output_dir} holds a run that finished on {when}: training again from the start; its metrics.json and "
+          "model files are replaced" + (f", its SavedModel versions ({', '.join(map(str, kept))}) stay and this "
+                                        "run's is the next" if kept else "")
+          + " (--output_dir or --run_name for a run folder of its own)", flush=True)
+
+
 def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
     """`--metric_for_best`, else the task's default (e.g. val_accuracy, val_f1).
 
@@ -420,6 +434,7 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
     if chief and not resuming:
+        say_finished_run_is_trained_again(output_dir)
         move_aside_old_logs(log_dir)
 
     task = prepared.task
