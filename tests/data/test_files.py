@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from reader_helpers import error_of, write
@@ -73,6 +74,15 @@ def test_columns_given_as_digits_are_indexes(tmp_path):
     with_header = write(tmp_path, "header.csv", "stars,review\n5,good film\n1,bad film\n")
     examples = read_examples(with_header, text_column="1", label_column="stars")
     assert examples.texts == ["good film", "bad film"] and examples.labels == ["5", "1"]
+
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
+    path = write(tmp_path, "twice.csv", "text,label,label\ngood film,pos,neg\n")
+    with pytest.raises(DataError, match=re.escape(f"{path}:1: label column 'label' is in the header 2 times "
+                                                  "(columns 1, 2, from 0): rename one, or give the column's index")):
+        read_examples(path)
+    assert read_examples(path, label_column="2").labels == ["neg"]
 
 
 def test_csv_without_header_uses_default_columns(tmp_path):

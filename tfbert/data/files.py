@@ -97,6 +97,11 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                 return resolve(int(column), role)
             if index is None:
                 raise DataError(f"{role} {column!r} not found in the header; {found}", header_at)
+            same = [i for i, name in enumerate(header) if name == header[index]]
+            if len(same) > 1:  # which one is meant? (the first was taken without a word)
+                raise DataError(f"{role} {header[index]!r} is in the header {len(same)} times (columns "
+                                f"{', '.join(map(str, same))}, from 0): rename one, or give the column's index",
+                                header_at)
             return index
 
         if text_column is None:
