@@ -63,3 +63,8 @@ def test_resolve_export_dir_picks_the_highest_version(tmp_path):
         resolve_export_dir(str(tmp_path / "missing"))
     with pytest.raises(ServingClientError, match=re.escape(f"{tmp_path / '12'}: no saved_model.pb here")):
         resolve_export_dir(str(tmp_path / "12"))
+    # a training run's folder stands for its saved_model/ (it was refused: no saved_model.pb there)
+    run = tmp_path / "runs" / "cls-x"
+    (run / "saved_model" / "3").mkdir(parents=True)
+    (run / "saved_model" / "3" / "saved_model.pb").write_bytes(b"")
+    assert resolve_export_dir(str(run)) == str(run / "saved_model" / "3")

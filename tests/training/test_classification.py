@@ -488,6 +488,8 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
                                           "stopped, run its training command again to finish it"):
         runner.export_run(str(run), str(tmp_path / "serving"))
+    with pytest.raises(ExportError, match=re.escape(f"{tmp_path / 'nope'}: no such run folder")):
+        runner.export_run(str(tmp_path / "nope"), str(tmp_path / "serving"))
 
 
 def test_inputs_the_model_cannot_take_are_refused_before_training(tmp_path, tiny_model_dir):

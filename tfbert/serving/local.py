@@ -14,7 +14,8 @@ from tfbert.serving.results import classifications, rows_from_columns
 
 def resolve_export_dir(export_dir: str, version: int | None = None) -> str:
     """The SavedModel folder of an export: `export_dir` itself when it holds `saved_model.pb`,
-    else its numeric version sub-folder `version` (default: the highest one).
+    else its numeric version sub-folder `version` (default: the highest one); a training run's folder
+    stands for its `saved_model/`.
 
     Raises:
         ServingClientError: no such folder, version, or SavedModel (the message says which).
@@ -29,6 +30,8 @@ def resolve_export_dir(export_dir: str, version: int | None = None) -> str:
         return path
     versions = sorted(int(name) for name in os.listdir(path)
                       if re.fullmatch(r"\d+", name) and os.path.isfile(os.path.join(path, name, SAVED_MODEL_FILE)))
+    if not versions and os.path.isdir(os.path.join(path, "saved_model")):  # a run folder: its export
+        return resolve_export_dir(os.path.join(path, "saved_model"), version)
     if not versions:
         raise ServingClientError(f"{path}: no {SAVED_MODEL_FILE} here and no numeric version folders holding one; "
                                  "expected an export written by tfbert.export (<base>/<version>/)", target=path)

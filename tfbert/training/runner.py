@@ -684,6 +684,8 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     """
     from tfbert.export import ExportError
 
+    if not os.path.isdir(run_dir):
+        raise ExportError(f"{run_dir}: no such run folder")
     # metrics.json is written last: a run killed while writing its outputs (labels.txt, ...) has none
     needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model", "metrics.json")]
     missing = [path for path in needed if not os.path.exists(path)]
