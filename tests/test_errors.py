@@ -4,6 +4,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 import tfbert.errors
 from tfbert.errors import TfbertError
 
@@ -41,9 +43,10 @@ def test_rest_client_and_errors_load_without_tensorflow():
     assert result.stdout.strip() == "[]", result.stderr
 
 
-def test_a_pipeline_reports_a_user_error_or_ctrl_c_in_one_line(capsys):
+def test_a_pipeline_reports_a_user_error_or_ctrl_c_in_one_line(capsys, monkeypatch):
     """`run_pipeline` (every training and search script): bad input is one `<prog>: error:` line and exit
-    status 1; Ctrl-C is one line saying how to resume and status 130, not a traceback through TensorFlow."""
+    status 1; Ctrl-C is one line saying how to resume, not a traceback through TensorFlow, and the
+    interrupt goes on (Python then ends by SIGINT, which stops a shell loop around the command)."""
     from tfbert.cli import run_pipeline
     from tfbert.config import ConfigError
     from tfbert.training.run_config import ClassifierRunConfig
@@ -56,5 +59,10 @@ def test_a_pipeline_reports_a_user_error_or_ctrl_c_in_one_line(capsys):
 
     assert run_pipeline(ClassifierRunConfig, refused, [], "", "train_cls.py") == 1
     assert capsys.readouterr().err == "train_cls.py: error: batch_size: too large\n"
-    assert run_pipeline(ClassifierRunConfig, interrupted, [], "", "train_cls.py") == 130
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # (restored after the test)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(ClassifierRunConfig, interrupted, [], "", "train_cls.py")
     assert capsys.readouterr().err == "\ntrain_cls.py: interrupted; run the same command to resume\n"
+    sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)  # what the interpreter calls: prints nothing
+    sys.excepthook(ValueError, ValueError("other"), None)  # other errors still print
+    assert capsys.readouterr().err == "ValueError: other\n"

@@ -85,7 +85,7 @@ def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog
     """The body of a training or search pipeline: flags (and `--config`) -> `config_cls`, then
     `run(config)`; a `TfbertError` (bad data, config, checkpoint, vocabulary...) is printed as one line
     `<prog>: error: <what and where>` and gives exit status 1. Ctrl-C (SIGINT) ends it with one line
-    saying how to resume, and exit status 130, as a shell reports an interrupted command."""
+    saying how to resume instead of a traceback through TensorFlow, still by SIGINT."""
     from tfbert.errors import TfbertError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -97,5 +97,18 @@ def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog
         return 1
     except KeyboardInterrupt:  # the backups are written whole; nothing to clean up
         print(f"\n{prog}: interrupted; run the same command to resume", file=sys.stderr)
-        return 130
+        _quiet_interrupt_traceback()
+        raise  # the interpreter then ends by SIGINT, so a shell loop around the command stops too
     return 0
+
+
+def _quiet_interrupt_traceback() -> None:
+    """An uncaught KeyboardInterrupt ends Python by SIGINT (what a shell needs to stop a loop), after
+    `sys.excepthook` prints its traceback: the hook now skips that one traceback."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+
+    sys.excepthook = hook
