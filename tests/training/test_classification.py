@@ -582,7 +582,8 @@ def test_batching_follows_the_strategy_and_the_task():
                                       "every training example), found -5"),
         (dict(max_seq_length=2), "field 'max_seq_length' must be at least 3 ([CLS], one token, [SEP]), found 2"),
         (dict(early_stopping_patience=-1), "field 'early_stopping_patience' must be a non-negative integer"),
-        (dict(run_name="../elsewhere"), "field 'run_name' must be a folder name under runs/ (not a path"),
+        (dict(run_name="../elsewhere"), "field 'run_name' must be a folder under runs/ (no '..', not absolute"),
+        (dict(run_name="/tmp/x"), "field 'run_name' must be a folder under runs/"),
         (dict(multi_label=True, label_delimiter=""), "field 'label_delimiter' must be a non-empty string"),
         (dict(multi_label=True, threshold=5.0), "field 'threshold' must be in (0, 1)"),
     ]:
@@ -590,6 +591,9 @@ def test_batching_follows_the_strategy_and_the_task():
             ClassifierRunConfig(**fields)
     assert ClassifierRunConfig(max_seq_length=3, early_stopping_patience=0, label_delimiter="",
                                max_train_examples=0).max_seq_length == 3
+    # a run name may name a group of runs (runs/<group>/<name>), and "" is no name (the default one)
+    assert ClassifierRunConfig(run_name="sst2/lr-1e-4").resolved_output_dir() == os.path.join("runs", "sst2/lr-1e-4")
+    assert ClassifierRunConfig(run_name="").resolved_run_name().startswith("cls-")
 
 
 @pytest.mark.slow

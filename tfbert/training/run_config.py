@@ -205,9 +205,8 @@ class RunConfig:
                                                          or self.early_stopping_patience < 0):
             fail("early_stopping_patience", "a non-negative integer (0 or unset: no early stopping)",
                  self.early_stopping_patience)
-        if self.run_name is not None and (not self.run_name.strip() or self.run_name in (".", "..")
-                                          or "/" in self.run_name or os.sep in self.run_name):
-            fail("run_name", "a folder name under runs/ (not a path: --output_dir takes a path)", self.run_name)
+        if self.run_name and (os.path.isabs(self.run_name) or ".." in re.split(r"[/\\]", self.run_name)):
+            fail("run_name", "a folder under runs/ (no '..', not absolute: --output_dir takes any path)", self.run_name)
         if not isinstance(self.backup_every_n_steps, int) or self.backup_every_n_steps < 0:
             fail("backup_every_n_steps", "a non-negative integer (0: at epoch ends only)", self.backup_every_n_steps)
         if not 0 < self.learning_rate < 1:
@@ -374,11 +373,11 @@ class ClassifierRunConfig(RunConfig):
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
 
     text_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
-        "texts", "'text' or 'sentence', else column 0")})
+        "texts", "the header's 'text' or 'sentence' (column 0 in a file without a header)")})
     text_pair_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
         "second texts of pairs", "single texts")})
     label_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
-        "labels", "'label', else the column after the text(s)")})
+        "labels", "the header's 'label' (the column after the text(s) in a file without a header)")})
     problem_type: str = dataclasses.field(default="single_label_classification", metadata={
         "choices": PROBLEM_TYPES + TASKS,
         "help": "as transformers names it: one label per text (softmax), any number of labels per text "
