@@ -63,6 +63,10 @@ def test_a_header_of_other_names_read_as_data_is_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="tfbert.data.files"):
         read_examples(small)
     assert "its label 'sentiment' occurs in no other row" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tfbert.data.files"):  # every label once: nothing to tell by
+        read_examples(write(tmp_path, "three.csv", "good film,pos\nbad film,neg\nso so,neutral\n"))
+    assert caplog.text == ""
 
 
 def test_columns_given_as_digits_are_indexes(tmp_path):
@@ -74,6 +78,10 @@ def test_columns_given_as_digits_are_indexes(tmp_path):
     with_header = write(tmp_path, "header.csv", "stars,review\n5,good film\n1,bad film\n")
     examples = read_examples(with_header, text_column="1", label_column="stars")
     assert examples.texts == ["good film", "bad film"] and examples.labels == ["5", "1"]
+    # pandas writes unnamed columns as a header "0,1": found by the digits at their own index
+    pandas = write(tmp_path, "pandas.csv", "0,1\ngood film,pos\nbad film,neg\n")
+    examples = read_examples(pandas, text_column="0", label_column="1")
+    assert examples.texts == ["good film", "bad film"] and examples.sources[0] == f"{pandas}:2"
 
 
 

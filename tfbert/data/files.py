@@ -70,13 +70,16 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
     stripped_first = [field.strip() for field in first_row]
     detected = has_header is None
     if has_header is None:
-        # (a column given as digits is an index, not a name to find a header by)
+        # A column given as digits is an index: it finds a header only at that index ("0,1", as pandas
+        # writes unnamed columns), not a data cell "1" elsewhere in the first row.
         candidates = {c for c in (text_column, pair_column, label_column) if isinstance(c, str) and not c.isdigit()}
         if text_column is None:
             candidates.update(DEFAULT_TEXT_COLUMNS)
         if label_column is None:
             candidates.add(DEFAULT_LABEL_COLUMN)
-        has_header = any(_column_index(stripped_first, name) is not None for name in candidates)
+        has_header = (any(_column_index(stripped_first, name) is not None for name in candidates)
+                      or any(isinstance(c, str) and c.isdigit() and int(c) < len(stripped_first)
+                             and stripped_first[int(c)] == c for c in (text_column, pair_column, label_column)))
 
     header: list[str] | None = None
     if has_header:
@@ -185,7 +188,9 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
     examples = collector.finish(empty_reason="the file has a header but no data rows"
                                 if header else "the file has no data rows")
     first_label = examples.labels[0] if label_index is not None and examples.labels else None
-    if (header is None and detected and isinstance(first_label, str) and len(examples.labels) >= 3
+    rest = examples.labels[1:]
+    if (header is None and detected and isinstance(first_label, str) and len(rest) >= 2
+            and len(set(rest)) < len(rest)  # the other rows share labels (all different: too few to tell)
             and examples.sources[0] == f"{path}:{first_line}" and examples.labels.count(first_label) == 1):
         logger.warning("%s:%d: the first row was read as data, and its label %r occurs in no other row: if it is a "
                        "header, name the columns (text_column, label_column)", path, first_line, first_label)
