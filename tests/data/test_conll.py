@@ -180,10 +180,16 @@ def test_a_line_with_another_number_of_columns_is_refused(tmp_path):
     path = tmp_path / "conll03.txt"
     path.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP\ncall NN I-NP O\n",
                     encoding="utf-8")
-    with pytest.raises(DataError, match=r"conll03.txt:5: expected 4 columns as on line 3 \(the first token line\), "
-                                        r"found 3: 'German JJ B-NP'"):
+    with pytest.raises(DataError, match=r"conll03.txt:5: expected 4 columns as most token lines have \(line 3, "
+                                        r"...\), found 3: 'German JJ B-NP'"):
         read_tagged(str(path))
     tabs = tmp_path / "tabs.conll"
     tabs.write_text("New York\tB-LOC\nis\tO\n\nnice\tNN\tO\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"tabs.conll:4: expected 2 columns as on line 1"):
+    with pytest.raises(DataError, match=r"tabs.conll:4: expected 2 columns as most token lines have \(line 1"):
         read_tagged(str(tabs))
+    # the first line is the odd one: it is blamed, not every line after it
+    first = tmp_path / "first.txt"
+    first.write_text("New York B-LOC\nis O\nbig O\n\nyes O\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"first.txt:1: expected 2 columns as most token lines have \(line 2, "):
+        read_tagged(str(first))
+    assert read_tagged(str(first), skip_bad_rows=True).words == [["yes"]]

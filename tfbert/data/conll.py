@@ -1,7 +1,7 @@
 """Tagged sentences for token classification: CoNLL files, JSON Lines, tag schemes.
 
 CoNLL: one token per line, its columns separated by a tab (or, in files without tabs, by spaces),
-every token line with as many columns as the first, a blank line between sentences, `-DOCSTART-`
+every token line with as many columns as most of them, a blank line between sentences, `-DOCSTART-`
 lines ignored; lines end at \n, \r\n or \r (a BOM is dropped). The token is the first column and the
 tag the last unless `token_column` / `tag_column` say otherwise (CoNLL-2003 has 4 columns:
 token, POS, chunk, NER). JSON Lines: one sentence per line, `{"tokens": [...], "tags": [...]}`
@@ -15,6 +15,7 @@ and `to_iob2` converts IOB1 and BIOES to IOB2, the scheme the model is trained o
 from __future__ import annotations
 
 import codecs
+import collections
 import dataclasses
 import json
 import os
@@ -74,7 +75,7 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
 
     Raises:
         DataError: `path:line: ...` for a line with too few columns, or another number of columns than
-            the first token line, a tag that is not `O` or `B-/I-/E-/S-<type>`, a JSON line without
+            most token lines, a tag that is not `O` or `B-/I-/E-/S-<type>`, a JSON line without
             tokens/tags of the same length, or a file with no sentences.
     """
     if scheme not in SCHEMES:
@@ -121,7 +122,12 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
                 skip_bad_rows: bool) -> TaggedSentences:
     words, tags, sources, skipped = [], [], [], []
     current_words, current_tags, start, bad = [], [], None, None
-    width, width_line = None, None  # the column count of the file's first token line, and that line
+    rows = [(number, _columns(line)) for number, line in enumerate(lines, 1) if line.strip()]
+    # The file's column count: most of its token lines' (its first line may be the bad one), and a line that has it.
+    counts = collections.Counter(len(columns) for _, columns in rows if columns[0] != "-DOCSTART-")
+    width = counts.most_common(1)[0][0] if counts else None
+    width_line = next((number for number, columns in rows if len(columns) == width and columns[0] != "-DOCSTART-"),
+                      None)
 
     def close():
         nonlocal current_words, current_tags, start, bad
@@ -135,19 +141,15 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
         if not line.strip():
             close()
             continue
-        # Spaces only (not str.split()): a token may hold U+0085, U+2028, U+00A0, ...
-        columns = line.split("\t") if "\t" in line else [c for c in line.split(" ") if c]
-        columns = [c.strip() for c in columns]
+        columns = _columns(line)
         if columns[0] == "-DOCSTART-":
             close()
             continue
         try:
             if len(columns) < 2:
                 raise ValueError(f"expected a token and a tag separated by a tab, found {line!r}")
-            if width is None:
-                width, width_line = len(columns), number
-            elif len(columns) != width:  # e.g. `German JJ B-NP`: the NER column is missing, B-NP would be the tag
-                raise ValueError(f"expected {width} columns as on line {width_line} (the first token line), "
+            if len(columns) != width:  # e.g. `German JJ B-NP`: the NER column is missing, B-NP would be the tag
+                raise ValueError(f"expected {width} columns as most token lines have (line {width_line}, ...), "
                                  f"found {len(columns)}: {line!r}")
             try:
                 token, tag = columns[token_column], columns[tag_column]
@@ -170,6 +172,13 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
         current_tags.append(tag)
     close()
     return TaggedSentences(words, tags, sources, skipped=skipped)
+
+
+def _columns(line: str) -> list[str]:
+    """A CoNLL line's columns: split at tabs, or in a line without tabs at spaces (only: not str.split(),
+    as a token may hold U+0085, U+2028, U+00A0, ...)."""
+    columns = line.split("\t") if "\t" in line else [c for c in line.split(" ") if c]
+    return [c.strip() for c in columns]
 
 
 def _read_jsonl(path: str, lines: list[str], skip_bad_rows: bool) -> TaggedSentences:
