@@ -61,8 +61,8 @@ def test_bad_flags_and_files_fail_with_a_clear_message(tmp_path):
     train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=1)
     result = subprocess.run([sys.executable, script, "--train_file", train, "--model", str(tmp_path),
                              "--metric_for_best", "val_f1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 1 and ("train_cls.py: error: metric_for_best: val_f1 is not a validation metric of "
-                                       "a classification run; choose one of val_accuracy, ") in result.stderr
+    assert result.returncode == 1 and ("train_cls.py: error: metric_for_best: val_f1 is not a metric of a "
+                                       "classification run; choose one of val_accuracy, ") in result.stderr
     assert "val_macro_f1" in result.stderr and not (tmp_path / "runs").exists()
 
 

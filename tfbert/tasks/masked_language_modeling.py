@@ -28,6 +28,7 @@ from tfbert.tasks.fill_mask_serving import fill_mask_signatures
 from tfbert.tasks.masked_lm import IGNORE_LABEL, BertMaskedLM
 from tfbert.tasks.mlm_data import batched, block_dataset
 from tfbert.text import BertTokenizer
+from tfbert.text.tokenizer import read_vocab
 
 logger = logging.getLogger("tfbert")
 
@@ -142,8 +143,8 @@ class MaskedLanguageModelingTask(Task):
 
     @staticmethod
     def _vocab_size(config) -> int:
-        with open(os.path.join(config.resolved_output_dir(), "vocab", "vocab.txt"), encoding="utf-8") as f:
-            return len(f.read().splitlines())
+        # as the tokenizer reads it (lines end at \n only: a token may hold U+2028, which splitlines() cuts at)
+        return len(read_vocab(os.path.join(config.resolved_output_dir(), "vocab", "vocab.txt")))
 
     def metric_names(self, config) -> list[str]:
         return ["loss", "accuracy", "perplexity"]

@@ -144,9 +144,9 @@ class QuestionAnsweringTask(Task):
         if version_2 and config.version_2_with_negative is None:  # detected: say from what
             unanswerable = {name: split.has_answers.count(False) for name, split
                             in (("train", train), ("validation", validation), ("test", test)) if split is not None}
-            logger.warning("SQuAD v2.0 detected in %s (questions without answers: %s): the model learns to answer "
+            logger.warning("SQuAD v2.0 detected (questions without answers: %s): the model learns to answer "
                            "nothing and is scored on it; --version_2_with_negative false refuses such questions "
-                           "instead", description, ", ".join(f"{n} {c}" for n, c in unanswerable.items()))
+                           "instead", ", ".join(f"{n} {c}" for n, c in unanswerable.items()))
         # Detected once and kept in the run's config.yaml, so a resumed run and `export_run` agree.
         config.version_2_with_negative = version_2
         if config.max_train_examples and len(train) > config.max_train_examples:

@@ -348,8 +348,9 @@ def best_metric_of(config: RunConfig, task: Task | None = None) -> str:
     Raises:
         ConfigError: `--metric_for_best` is not a metric the run reports (names the ones it does).
     """
-    if config.metric_for_best and config.metric_for_best not in (known := validation_metric_names(config, task)):
-        raise ConfigError(f"metric_for_best: {config.metric_for_best} is not a validation metric of a "
+    known = validation_metric_names(config, task) + ["loss"]  # (the training loss, as Keras logs it, too)
+    if config.metric_for_best and config.metric_for_best not in known:
+        raise ConfigError(f"metric_for_best: {config.metric_for_best} is not a metric of a "
                           f"{(task or task_for(config)).name} run; choose one of {', '.join(known)}")
     return config.metric_for_best or (task or task_for(config)).default_best_metric(config)
 
