@@ -190,7 +190,8 @@ class BertTokenizer(tf.Module):
         `bytes.decode("utf-8", "replace")`).
 
         The ops are traced once per tokenizer (about 2,000 of them, a second of Python): every
-        `tf.data` map, `tf.function` and eager call after the first one calls that graph.
+        `tf.data` map, `tf.function` and eager call after the first one calls that graph, so the
+        settings it was traced with stay (make a new tokenizer to change `do_lower_case` and the like).
         """
         if self._traced is None:
             self._traced = _Traced(tf.function(self._tokenize_with_offsets, autograph=False,
