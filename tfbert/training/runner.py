@@ -389,7 +389,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
             the test set plays no part in choosing hyperparameters).
         export_version: the SavedModel's version under `saved_model/` (default: the next free one).
         shown_as: the folder the outputs are moved to once written (a search's best model, written in a
-            hidden folder and swapped in whole): the paths printed name it instead of `output_dir`.
+            hidden folder and swapped in whole): the paths printed, and the summary's `saved_model`,
+            name it instead of `output_dir`.
 
     Returns:
         The run summary, also written to `<output_dir>/metrics.json`.
@@ -622,14 +623,13 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
         write_outputs(model, prepared, config, results, shown_as)
         written = (os.path.abspath(os.path.join(output_dir, "saved_model", str(export_version)))
                    if export_version is not None else None)
-        if written and os.path.isdir(written):  # written whole (exports are atomic) before the run was killed
-            summary["saved_model"] = written
-            print(f"SavedModel for TF Serving: {_shown(written, output_dir, shown_as)} (written before the run was "
-                  "stopped)", flush=True)
-        else:
-            summary["saved_model"] = task.export(model, prepared.tokenizer, data, config,
-                                                 os.path.join(output_dir, "saved_model"), version=export_version)
-            print(f"SavedModel for TF Serving: {_shown(summary['saved_model'], output_dir, shown_as)}", flush=True)
+        before = bool(written and os.path.isdir(written))  # written whole (exports are atomic), then killed
+        if not before:
+            written = task.export(model, prepared.tokenizer, data, config, os.path.join(output_dir, "saved_model"),
+                                  version=export_version)
+        summary["saved_model"] = _shown(written, output_dir, shown_as)  # where it is served from
+        print(f"SavedModel for TF Serving: {summary['saved_model']}"
+              + (" (written before the run was stopped)" if before else ""), flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
 

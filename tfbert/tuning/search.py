@@ -312,10 +312,8 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
                                     with_loss=facts["best_metric"] == "val_loss", export_version=version,
                                     shown_as=export_dir)
     # the files name the folder they end up in, not the hidden one they were written in
+    # (the runner's summary names best_model/saved_model/<version> already: shown_as)
     summary.update(best_trial=best.trial_id, export=config.export, config=final_config.to_dict())
-    if summary.get("saved_model"):
-        summary["saved_model"] = os.path.join(os.path.abspath(export_dir),
-                                              os.path.relpath(summary["saved_model"], staging))
     if os.path.exists(os.path.join(staging, "config.yaml")):
         final_config.save_yaml(os.path.join(staging, "config.yaml"))
     fileio.write_json(os.path.join(staging, "metrics.json"), summary, default=float)
