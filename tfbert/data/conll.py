@@ -122,12 +122,12 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
                 skip_bad_rows: bool) -> TaggedSentences:
     words, tags, sources, skipped = [], [], [], []
     current_words, current_tags, start, bad = [], [], None, None
-    rows = [(number, _columns(line)) for number, line in enumerate(lines, 1) if line.strip()]
+    split = [_columns(line) if line.strip() else None for line in lines]  # None: a blank line
+    tokens = [(number, columns) for number, columns in enumerate(split, 1) if columns and columns[0] != "-DOCSTART-"]
     # The file's column count: most of its token lines' (its first line may be the bad one), and a line that has it.
-    counts = collections.Counter(len(columns) for _, columns in rows if columns[0] != "-DOCSTART-")
+    counts = collections.Counter(len(columns) for _, columns in tokens)
     width = counts.most_common(1)[0][0] if counts else None
-    width_line = next((number for number, columns in rows if len(columns) == width and columns[0] != "-DOCSTART-"),
-                      None)
+    width_line = next((number for number, columns in tokens if len(columns) == width), None)
 
     def close():
         nonlocal current_words, current_tags, start, bad
@@ -137,11 +137,10 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
             sources.append(f"{path}:{start}")
         current_words, current_tags, start, bad = [], [], None, None
 
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for number, (line, columns) in enumerate(zip(lines, split), 1):
+        if columns is None:
             close()
             continue
-        columns = _columns(line)
         if columns[0] == "-DOCSTART-":
             close()
             continue
