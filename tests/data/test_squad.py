@@ -161,6 +161,36 @@ def test_json_lines_with_raw_line_separators_in_strings(tmp_path):
     assert examples.sources == [f"{path}:1", f"{path}:2"]
 
 
+def test_json_lines_with_old_mac_line_ends(tmp_path):
+    # lone \r ends a line too (a raw \r is never inside a JSON string): each record is read, its line named
+    rows = [{"id": "a", "context": "abc def", "question": "q?", "answers": {"text": ["def"], "answer_start": [4]}},
+            {"id": "b", "context": "ghi jkl", "question": "r?", "answers": {"text": ["ghi"], "answer_start": [0]}}]
+    path = tmp_path / "mac.jsonl"
+    path.write_text("\r".join(json.dumps(r) for r in rows) + "\r", encoding="utf-8", newline="")
+    examples = read_squad(str(path))
+    assert examples.ids == ["a", "b"] and examples.sources == [f"{path}:1", f"{path}:2"]
+    path.write_text(json.dumps(rows[0]) + "\r" + '{"id": "b"', encoding="utf-8", newline="")
+    assert error_of(str(path)).startswith(f"{path}:2: invalid JSON")
+
+
+def test_an_empty_question_or_context_is_not_accepted(tmp_path):
+    # v2.0 data accepted them as unanswerable questions (and v1.1 an empty question with an answer)
+    cases = [("", "hello world", [], "an empty question"),
+             ("which?", " ", [], "an empty context"),
+             ("  ", "", [], "an empty question and an empty context"),
+             ("", "hello world", [{"text": "world", "answer_start": 6}], "an empty question")]
+    for question, context, answers, problem in cases:
+        document = {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+            {"id": "x", "question": question, "answers": answers}]}]},
+            {"title": "u", "paragraphs": [{"context": "abc def", "qas": [
+                {"id": "y", "question": "q?", "answers": [{"text": "def", "answer_start": 4}]}]}]}]}
+        path = write_json(tmp_path, document)
+        where = f"{path}: data[0].paragraphs[0].qas[0] (id x)"
+        assert error_of(path, version_2=True) == f"{where}: {problem}; --skip_bad_rows drops such questions"
+        examples = read_squad(path, version_2=True, skip_bad_rows=True)
+        assert examples.ids == ["y"] and examples.skipped == [f"{where}: {problem}"]
+
+
 def test_missing_field_names_the_entry_path(tmp_path):
     document = v1_document()
     del document["data"][0]["paragraphs"][0]["qas"][1]["question"]

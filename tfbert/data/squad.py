@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -170,9 +171,9 @@ def _squad_rows(path: str, text: str) -> list[tuple[str, dict]]:
 
 def _jsonl_rows(path: str, text: str) -> list[tuple[str, dict]]:
     rows = []
-    # Lines end at \n only: JSON strings may hold a raw U+2028 or U+0085, where str.splitlines() would split.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+    # Lines end at \n, \r\n or \r (a raw \r is never inside a JSON string), not at U+2028 or U+0085, which
+    # a JSON string may hold and where str.splitlines() would split.
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -231,10 +232,13 @@ def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, sk
             raise DataError(f"duplicate question id {row['id']!r} (first at {seen[row['id']]})", where)
         seen[row["id"]] = where
         answers = [] if row["is_impossible"] else row["answers"]
-        if not answers and not version_2:
+        empty = [name for name in ("question", "context") if not row[name].strip()]
+        if empty:
+            problem = f"an empty {' and an empty '.join(empty)}"
+        elif not answers and not version_2:
             problem = ("a question without answers in SQuAD v1.1 data; pass --version_2_with_negative for data "
                        "with unanswerable questions")
-        for answer_text, start in answers:
+        for answer_text, start in ([] if problem else answers):
             if not answer_text.strip():
                 problem = (f"an empty answer text (at answer_start {start}): an answer is a span of the context; "
                            "an unanswerable question has no answers (SQuAD v2.0, --version_2_with_negative)")
