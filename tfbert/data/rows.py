@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 from tfbert.data.examples import DataError, Examples
@@ -107,11 +108,22 @@ def _parse_label(value: Any, name: str, options: _RowOptions) -> Any:
             parts = _scalar_label(value, name).split(options.label_delimiter)
             if not any(part.strip() for part in parts) and options.require_labels:
                 raise _RowError(f"missing label in {name}")
-        return list(dict.fromkeys(part.strip() for part in parts if part.strip()))
+        return list(dict.fromkeys(_class_name(part) for part in parts if part.strip()))
     if isinstance(value, (list, tuple)):
         raise _RowError(f"expected one label in {name}, found a list {value!r}; use "
                         "task='multi_label' for several labels per example")
-    return _scalar_label(value, name).strip()
+    return _class_name(_scalar_label(value, name))
+
+
+def _class_name(label: str) -> str:
+    """A label as the class it names: stripped, and "1.0" (a CSV written from a float column) is the
+    class of "1", as JSON's 1.0 is."""
+    label = label.strip()
+    whole = _WHOLE_NUMBER.fullmatch(label)
+    return str(int(whole.group(1))) if whole else label
+
+
+_WHOLE_NUMBER = re.compile(r"([+-]?\d+)\.0+")
 
 
 def _scalar_label(value: Any, name: str) -> str:
