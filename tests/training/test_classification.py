@@ -396,6 +396,36 @@ def test_every_split_is_checked_before_training(tmp_path):
         task.load_data(ClassifierRunConfig(train_file=str(tmp_path / "train.tsv")))
 
 
+def test_has_header_flag_reads_a_header_of_other_names(tmp_path):
+    # a header naming no column the run reads, with the columns given by index: the first row was read
+    # as data (trained as a class 'sentiment'); --has_header says it is a header, --has_header false
+    # that a first row naming columns is data
+    from tfbert.tasks.classification import ClassificationTask
+    from tfbert.tasks.masked_language_modeling import MaskedLanguageModelingTask
+    from tfbert.training.run_config import MaskedLMRunConfig
+
+    rows = [("a fine film", "pos"), ("a dull film", "neg")] * 6
+    path = tmp_path / "reviews.csv"
+    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
+    args = ["--train_file", str(path), "--text_column", "0", "--label_column", "1", "--validation_fraction", "0"]
+    task = ClassificationTask()
+    detected = task.load_data(ClassifierRunConfig.from_args(args))
+    assert detected.label_vocab.labels == ["neg", "pos", "sentiment"]
+    config = ClassifierRunConfig.from_args(args + ["--has_header"])
+    assert config.has_header is True
+    assert task.load_data(config).label_vocab.labels == ["neg", "pos"]
+    (tmp_path / "named.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
+    data = task.load_data(ClassifierRunConfig.from_args(["--train_file", str(tmp_path / "named.csv"),
+                                                         "--validation_fraction", "0", "--has_header", "false"]))
+    assert data.label_vocab.labels == ["label", "neg", "pos"]
+    # pretrain_mlm.py reads the same way: without the flag the header is a document of its own
+    mlm_args = ["--train_file", str(path), "--text_column", "0", "--validation_fraction", "0"]
+    texts = MaskedLanguageModelingTask().load_data(MaskedLMRunConfig.from_args(mlm_args)).train.texts
+    assert texts[0] == "review" and len(texts) == 13
+    texts = MaskedLanguageModelingTask().load_data(MaskedLMRunConfig.from_args(mlm_args + ["--has_header"])).train.texts
+    assert texts[0] == "a fine film" and len(texts) == 12
+
+
 def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=2)
     with pytest.raises(ValueError, match="early_stopping_patience' must be unset when there is no validation data"):

@@ -132,8 +132,8 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                              (label_column, "label column")):
             if isinstance(column, str):
                 raise DataError(f"{role} {column!r} is given by name, but the file has no header "
-                                f"(first row: {_join(stripped_first)}); pass has_header=True if "
-                                "the first row is a header, or give a 0-based column index",
+                                f"(first row: {_join(stripped_first)}); pass has_header=True (--has_header) "
+                                "if the first row is a header, or give a 0-based column index",
                                 f"{path}:{first_line}")
         text_index = 0 if text_column is None else text_column
         pair_index = pair_column
@@ -193,7 +193,8 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
             and len(set(rest)) < len(rest)  # the other rows share labels (all different: too few to tell)
             and examples.sources[0] == f"{path}:{first_line}" and examples.labels.count(first_label) == 1):
         logger.warning("%s:%d: the first row was read as data, and its label %r occurs in no other row: if it is a "
-                       "header, name the columns (text_column, label_column)", path, first_line, first_label)
+                       "header, pass has_header=True (--has_header) or name the columns (text_column, label_column)",
+                       path, first_line, first_label)
     return examples
 
 

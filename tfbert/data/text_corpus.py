@@ -37,11 +37,12 @@ class Documents:
 
 
 def read_documents(path: str, line_by_line: bool = False, text_column: str | int | None = None,
-                   data_dir: str | None = None, skip_bad_rows: bool = False) -> Documents:
+                   data_dir: str | None = None, skip_bad_rows: bool = False,
+                   has_header: bool | None = None) -> Documents:
     """The documents of a file, folder or `tfds:` dataset (see the module docstring). In JSON Lines,
     CSV or TSV, a row with an empty or missing text is passed over (as a blank line of a text file),
     with a warning; any other bad row (invalid JSON, a text that is not a string) is an error, or,
-    with `skip_bad_rows`, skipped with a warning.
+    with `skip_bad_rows`, skipped with a warning. `has_header` is `read_examples`' (CSV/TSV).
 
     Raises:
         DataError: a missing path, a file that is not UTF-8 (names file and line), a missing text
@@ -63,7 +64,7 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
 
         # Rows without text are skipped (as blank lines of a text file are), and reported.
         examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir,
-                                 skip_bad_rows=True)
+                                 skip_bad_rows=True, has_header=has_header)
         for skipped in examples.skipped:
             location, reason = skipped.split(": ", 1)
             if not (skip_bad_rows or reason.startswith("empty text in ")):

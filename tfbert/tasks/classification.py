@@ -107,7 +107,7 @@ class ClassificationTask(Task):
             description = f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
-                config, lambda path: readers.read_examples(path, **read),
+                config, lambda path: readers.read_examples(path, has_header=config.has_header, **read),
                 lambda examples: readers.train_validation_split(examples, config.validation_fraction, config.seed))
             description = config.train_file
         else:

@@ -59,7 +59,7 @@ class MaskedLanguageModelingTask(Task):
 
     def load_data(self, config) -> TextData:
         read = dict(line_by_line=config.line_by_line, text_column=config.text_column, data_dir=config.tfds_data_dir,
-                    skip_bad_rows=config.skip_bad_rows)
+                    skip_bad_rows=config.skip_bad_rows, has_header=config.has_header)
         source = config.dataset or config.train_file
         if source:
             train = text_corpus.read_documents(source, **read)

@@ -21,6 +21,8 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker"
 COLUMN_HELP = "the {}: a CSV/TSV header name or 0-based column index, or a JSON Lines key; unset: {}"
 TEST_FRACTION_HELP = ("the part of the built-in default data held out for testing (with --train_file there is a test "
                       "split only from --test_file)")
+HAS_HEADER_HELP = ("CSV/TSV: whether the first row is a header; unset: it is one when it names a column the run reads "
+                   "(or holds a column flag's digits at that index, as pandas writes unnamed columns)")
 # The dense layers of a `BertEncoderBlock` LoRA may adapt (transformers/PEFT names: attention.self.query/key/
 # value, attention.output.dense, intermediate.dense, output.dense).
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
@@ -378,6 +380,7 @@ class ClassifierRunConfig(RunConfig):
         "second texts of pairs", "single texts")})
     label_column: str | None = dataclasses.field(default=None, metadata={"help": COLUMN_HELP.format(
         "labels", "the header's 'label' (the column after the text(s) in a file without a header)")})
+    has_header: bool | None = dataclasses.field(default=None, metadata={"help": HAS_HEADER_HELP})
     problem_type: str = dataclasses.field(default="single_label_classification", metadata={
         "choices": PROBLEM_TYPES + TASKS,
         "help": "as transformers names it: one label per text (softmax), any number of labels per text "
@@ -514,6 +517,7 @@ class MaskedLMRunConfig(RunConfig):
     test_fraction: float = 0.0
     text_column: str | None = dataclasses.field(default=None, metadata={
         "help": "JSON Lines / CSV / TSV / TFDS: the text field (default: text or sentence)"})
+    has_header: bool | None = dataclasses.field(default=None, metadata={"help": HAS_HEADER_HELP})
     line_by_line: bool = dataclasses.field(default=False, metadata={
         "help": "plain text: one document per line, each its own example (default: documents separated by blank "
                 "lines, concatenated and cut into max_seq_length blocks)"})
