@@ -1,6 +1,7 @@
 """End-to-end fine-tuning runs on tiny models and toy data the tests write."""
 
 import json
+import logging
 import os
 import re
 
@@ -475,11 +476,12 @@ def test_a_run_stopped_after_training_resumes_at_its_outputs(tmp_path, tiny_mode
 
 
 def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_refused(tmp_path, tiny_model_dir,
-                                                                                       monkeypatch, capsys):
+                                                                                       monkeypatch, capsys, caplog):
     """Killed after its export but before its backup was removed, the rerun keeps the version it wrote (a
     copy under the next number would make a server switch to it); a second run on a folder in use, a
     backup with an epoch count but no weights (it would resume onto the untrained model) and the export
-    of a run that did not finish (no metrics.json: labels.txt may be missing too) are refused."""
+    of a run that did not finish (no metrics.json: labels.txt may be missing too) are refused; the export
+    of a finished run says that a later one there was stopped."""
     from tfbert import fileio
     from tfbert.config import ConfigError
     from tfbert.export import ExportError
@@ -514,6 +516,11 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     with pytest.raises(ConfigError, match=r"backup: an incomplete backup \(no latest.weights.h5\): it cannot be "
                                           r"resumed; delete .*backup to train from the start"):
         runner.fit_and_evaluate(config, runner.prepare(config))
+    # the export of the finished run says that a later one there was stopped (it exports the finished one)
+    caplog.set_level(logging.WARNING, logger="tfbert")
+    assert os.path.isdir(runner.export_run(str(run), str(tmp_path / "serving")))
+    assert f"{run} holds an interrupted run besides the finished one: this exports the run that finished on " \
+        in caplog.text
     (run / "metrics.json").unlink()
     with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
                                           "stopped, run its training command again to finish it"):

@@ -693,6 +693,11 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     if missing:
         raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)}); if it was "
                           "stopped, run its training command again to finish it")
+    if os.path.isdir(os.path.join(run_dir, "backup")):  # a later run there (the same command again) was stopped
+        finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(needed[-1])))
+        logger.warning("%s holds an interrupted run besides the finished one: this exports the run that finished "
+                       "on %s; run the training command again to finish the later one and export that",
+                       run_dir, finished)
     with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
         config_cls = config_class_for(json.load(f).get("architectures") or [])
     try:
