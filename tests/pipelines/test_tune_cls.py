@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from conftest import write_sentiment_csv
 
@@ -75,6 +76,16 @@ def test_kill_9_then_the_same_command_continues_the_grid(tmp_path, tiny_model_di
         _kill([process])
         log.close()
     assert [r["status"] for r in _rows(tmp_path)] == ["COMPLETED"]  # written as trial 0 ended
+    # started by a tfbert without the has_header field (added since): the search, the interrupted trial's run
+    # and its backup resume as they are, the field at its default (a fresh trial run would lose trial 1's epoch)
+    trial_1 = tmp_path / "search" / "trials" / "trial_1"
+    for path in (tmp_path / "search" / "search.json", trial_1 / "run_config.json",
+                 trial_1 / "backup" / "run_config.yaml"):
+        text = path.read_text(encoding="utf-8")
+        saved = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        fields = saved["run"] if path.name == "search.json" else saved
+        assert fields.pop("has_header") is None
+        path.write_text(json.dumps(saved) if path.suffix == ".json" else yaml.safe_dump(saved), encoding="utf-8")
 
     # resumed on other devices: the trials go on under the --strategy of the new command
     mirrored = ["--strategy", "mirrored", "--devices", "CPU:0,CPU:1"]

@@ -40,6 +40,13 @@ def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in PLACEMENT_FIELDS + BACKUP_FIELDS and k not in also}
 
 
+def with_new_fields(cls: type, saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`saved` (run fields an earlier tfbert recorded, e.g. for a resume) with every field of `current` it
+    lacks at the `cls` dataclass' default: a field added to tfbert since the run started is unchanged."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
+
+
 def contents_fingerprint(path: str) -> str:
     """"sha256:<hex>" of a file's bytes, or of a folder's files (relative paths and bytes, in path order)."""
     import hashlib

@@ -32,7 +32,7 @@ from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution, parameter_efficient, resume
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import RunConfig, config_class_for, without_placement
+from tfbert.training.run_config import RunConfig, config_class_for, with_new_fields, without_placement
 
 logger = logging.getLogger("tfbert")
 
@@ -241,11 +241,10 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = yaml.safe_load(f) or {}
-        # A field the saved config lacks was added to tfbert since the run started: at its default, unchanged.
-        defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
         saved_contents = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+        saved = with_new_fields(type(config), saved, current)
         moved = config.moved_data_files(saved, current, saved_contents, contents)
-        changed = sorted(k for k in current if saved.get(k, defaults.get(k)) != current[k] and k not in moved
+        changed = sorted(k for k in current if saved.get(k) != current[k] and k not in moved
                          and not (k.startswith(prefix) and k not in saved))
         if changed:
             raise ConfigError(

@@ -27,6 +27,7 @@ from tfbert.checkpoints import read_config
 from tfbert.config import ConfigError
 from tfbert.export import next_version
 from tfbert.training import distribution, parameter_efficient, runner
+from tfbert.training.run_config import with_new_fields
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
 from tfbert.tuning.hypermodel import BertHyperModel
 from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
@@ -46,6 +47,8 @@ def _check_settings(config: TuneRunConfig, space, output_dir: str, project_dir: 
     if (worker or os.path.exists(os.path.join(project_dir, "oracle.json"))) and os.path.exists(settings_file):
         with open(settings_file, encoding="utf-8") as f:
             previous = json.load(f)
+        if isinstance(previous.get("run"), dict):  # (run fields added to tfbert since: at their defaults)
+            previous["run"] = with_new_fields(config.BASE_CONFIG, previous["run"], settings["run"])
         # ("data" is compared where the search recorded it: searches started before it was, resume as they did)
         moved = config.moved_data_files(previous.get("run", {}), settings["run"], previous.get("data", {}),
                                         settings["data"])

@@ -14,7 +14,7 @@ import keras_tuner
 import numpy as np
 
 from tfbert import fileio
-from tfbert.training.run_config import without_placement
+from tfbert.training.run_config import with_new_fields, without_placement
 from tfbert.tuning.hypermodel import BertHyperModel, trial_metrics
 from tfbert.tuning.oracles import best_completed, last_line, planned_trials
 from tfbert.tuning.progress import Progress
@@ -129,7 +129,8 @@ class BertTuner(keras_tuner.Tuner):
             with open(marker, encoding="utf-8") as f:
                 previous = json.load(f)
         metrics_file = os.path.join(run_dir, "metrics.json")
-        if previous is None or without_placement(previous) != without_placement(config.to_dict()):
+        current = without_placement(config.to_dict())
+        if previous is None or without_placement(with_new_fields(type(config), previous, current)) != current:
             shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
             for name in ("metrics.json", "best.weights.h5"):
                 if os.path.exists(os.path.join(run_dir, name)):
