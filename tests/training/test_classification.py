@@ -529,6 +529,54 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
         runner.export_run(str(tmp_path / "nope"), str(tmp_path / "serving"))
 
 
+def test_a_run_killed_while_writing_its_first_epoch_backup_resumes(tmp_path, tiny_model_dir, capsys):
+    """Keras writes an epoch backup's weights in place, then its epoch count: killed in between at the first
+    epoch, the run left weights (here half a file) without a count, and every rerun was refused as an
+    incomplete backup (a search recorded the trial as failed). Now the weights are discarded and the run
+    resumes from its step backup within the epoch."""
+    from tfbert.training import runner
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 48, seed=3)
+    config = _config(tmp_path, tiny_model_dir, train_file=train, epochs=1, backup_every_n_steps=2)
+    with pytest.raises(Interrupt):
+        runner.fit_and_evaluate(config, runner.prepare(config), extra_callbacks=(stop_before_epoch(1, batch=5),),
+                                write_exports=False)
+    backup = tmp_path / "run" / "backup"
+    assert (backup / "step.weights.h5").exists() and not (backup / "training_metadata.json").exists()
+    (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 88)  # cut short
+    capsys.readouterr()
+    summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
+    out = capsys.readouterr().out
+    assert f"{backup}: the first epoch's backup was being written when the run was stopped; it is discarded" in out
+    assert (summary["resumed_from_epoch"], summary["resumed_from_batch"]) == (0, 4)
+    assert summary["epochs_run"] == 1 and not backup.exists()
+
+
+def test_an_epoch_count_cut_short_falls_back_to_the_previous_epoch(tmp_path):
+    from tfbert.config import ConfigError
+    from tfbert.training.runner import check_backup_complete
+
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"epoch 3")
+    (backup / "latest.weights.h5.bkp").write_bytes(b"epoch 2")
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
+    (backup / "training_metadata.json").write_text("")  # killed as Keras wrote it
+    check_backup_complete(str(backup))
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 2"
+    assert json.loads((backup / "training_metadata.json").read_text()) == {"epoch": 2, "batch": 0}
+    # weights without a count beside a previous count: deleted by hand, not a state Keras leaves
+    (backup / "training_metadata.json").unlink()
+    with pytest.raises(ConfigError, match=r"an incomplete backup \(no training_metadata.json\)"):
+        check_backup_complete(str(backup))
+    # a count cut short at the first epoch (no previous pair): the backup is discarded
+    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        (backup / name).unlink()
+    (backup / "training_metadata.json").write_text('{"epo')
+    check_backup_complete(str(backup))
+    assert os.listdir(backup) == []
+
+
 def test_inputs_the_model_cannot_take_are_refused_before_training(tmp_path, tiny_model_dir):
     from tfbert.config import ConfigError
 

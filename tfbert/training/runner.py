@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Callable
 
@@ -526,20 +527,51 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
 
 
 def check_backup_complete(backup_dir: str) -> None:
-    """Refuses a backup that holds an epoch count without the weights (Keras would resume onto the
-    untrained model), or weights without an epoch count (Keras would train them again from epoch 0),
-    e.g. after files were deleted by hand.
+    """Mends or refuses an epoch backup (Keras' `BackupAndRestore`) that lacks a part.
+
+    Keras writes an epoch's weights in place, then `training_metadata.json` (after copying both to
+    `.bkp`). A run killed while it wrote its first epoch's backup leaves weights (whole or not) without
+    an epoch count: they are discarded (the run resumes from its step backup or from the start); one
+    killed while writing an epoch count leaves a file that is not JSON: the previous epoch's pair (the
+    `.bkp` copies) is put back, or, with none, the backup is discarded too. Both are said. An epoch
+    count without any weights (Keras would resume onto the untrained model), or weights without an epoch
+    count beside a previous one (not a state Keras leaves: files deleted by hand) are refused.
 
     Raises:
         ConfigError: naming the backup and what to do.
     """
     weights = [os.path.join(backup_dir, name) for name in ("latest.weights.h5", "latest.weights.h5.bkp")]
     metadata = os.path.join(backup_dir, "training_metadata.json")
+    previous = metadata + ".bkp"
+    if os.path.exists(metadata) and _epoch_count(metadata) is None:
+        if _epoch_count(previous) is not None and os.path.exists(weights[1]):
+            shutil.copyfile(weights[1], weights[0])
+            shutil.copyfile(previous, metadata)
+            print(f"{metadata}: cut short when the run was stopped; resuming from the epoch before it "
+                  f"({os.path.basename(weights[1])})", flush=True)
+            return
+        os.remove(metadata)
     has_weights, has_metadata = any(map(os.path.exists, weights)), os.path.exists(metadata)
+    if has_weights and not has_metadata and not os.path.exists(previous):
+        for path in weights:  # the first epoch's backup, being written when the run was stopped
+            if os.path.exists(path):
+                os.remove(path)
+        print(f"{backup_dir}: the first epoch's backup was being written when the run was stopped; it is "
+              f"discarded (the run resumes from a backup within that epoch if it has one)", flush=True)
+        return
     if has_weights != has_metadata:
         lacking = "latest.weights.h5" if has_metadata else "training_metadata.json"
         raise ConfigError(f"{backup_dir}: an incomplete backup (no {lacking}): it cannot be resumed; delete "
                           f"{backup_dir} to train from the start")
+
+
+def _epoch_count(path: str) -> int | None:
+    """The epoch of a `training_metadata.json` (or its `.bkp`), or None: missing, or not whole."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def recorded_export_version(backup_dir: str, base_dir: str, version: int | None) -> int:
