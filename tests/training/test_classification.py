@@ -521,6 +521,10 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     assert os.path.isdir(runner.export_run(str(run), str(tmp_path / "serving")))
     assert f"{run} holds an interrupted run besides the finished one: this exports the run that finished on " \
         in caplog.text
+    # a length given to the export is checked as given (0 was taken for "not given"), not blamed on config.yaml
+    for length, expected in ((0, "a positive integer"), (2, "at least 3")):
+        with pytest.raises(ExportError, match=rf"^max_seq_length given: field 'max_seq_length' must be {expected}"):
+            runner.export_run(str(run), str(tmp_path / "serving"), max_seq_length=length)
     (run / "metrics.json").unlink()
     with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
                                           "stopped, run its training command again to finish it"):

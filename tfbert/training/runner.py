@@ -732,12 +732,15 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
         config_cls = config_class_for(json.load(f).get("architectures") or [])
     try:
-        values = config_cls.load_yaml(os.path.join(run_dir, "config.yaml"))
-        if max_seq_length:
-            values["max_seq_length"] = int(max_seq_length)
-        config = config_cls(**values)
+        config = config_cls(**config_cls.load_yaml(os.path.join(run_dir, "config.yaml")))
     except (TypeError, ValueError) as e:
         raise ExportError(f"{os.path.join(run_dir, 'config.yaml')}: {e}") from None
+    if max_seq_length is not None:  # (0 too is a value given, and refused, not the run's length)
+        config.max_seq_length = max_seq_length
+        try:
+            config.validate(source="max_seq_length given")
+        except ValueError as e:
+            raise ExportError(str(e)) from None
     task = task_for(config)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
