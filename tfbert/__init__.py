@@ -14,12 +14,12 @@ if _platform.machine().lower() in ("x86_64", "amd64"):
 
 __version__ = "0.1.0"
 
-__all__ = ["BertConfig", "ConfigError", "BertBackbone", "BertTokenizer"]
+__all__ = ["BertConfig", "ConfigError", "BertBackbone", "BertTokenizer", "load_model"]
 
 # Imported on first use: `import tfbert.serving` (the REST client) or `tfbert.errors` must
 # not load TensorFlow and Keras.
 _LAZY = {"BertConfig": "tfbert.config", "ConfigError": "tfbert.config", "BertBackbone": "tfbert.backbone",
-         "BertTokenizer": "tfbert.text"}
+         "BertTokenizer": "tfbert.text", "load_model": "tfbert.training.model_file"}
 
 
 def __getattr__(name):

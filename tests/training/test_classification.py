@@ -118,6 +118,14 @@ def test_single_label_run_writes_everything_a_user_opens(tmp_path, tiny_model_di
                                                 LocalPredictor(summary["saved_model"]).predict(["good film", "awful movie"])]
     result = subprocess.run([sys.executable, script, "--checkpoint", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 1 and "not a finished training run" in result.stderr
+    # model.keras loads back in a new process after `import tfbert` alone (Keras finds the classes by name),
+    # with its optimizer and that optimizer's state (as at the best epoch, whose weights it holds), to train further
+    loaded = subprocess.run([sys.executable, "-c", "import sys, tfbert; m = tfbert.load_model(sys.argv[1]); "
+                             "print(type(m).__name__, type(m.optimizer).__name__, int(m.optimizer.iterations))",
+                             str(run)], capture_output=True, text=True, timeout=300)
+    assert loaded.stdout.split()[:2] == ["BertClassifier", "BertAdamW"], loaded.stderr[-2000:]
+    steps = int(loaded.stdout.split()[2])
+    assert 0 < steps <= summary["optimizer_steps"] and steps % summary["steps_per_epoch"] == 0
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from tfbert.export import find_versions, has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
-from tfbert.training import distribution, parameter_efficient, resume
+from tfbert.training import distribution, model_file, parameter_efficient, resume
 from tfbert.training.optimization import create_optimizer
 from tfbert.training.run_config import RunConfig, config_class_for, with_new_fields, without_placement
 
@@ -742,7 +742,7 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
         except ValueError as e:
             raise ExportError(str(e)) from None
     task = task_for(config)
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    model = model_file.load_model(run_dir, compile=False)
     tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
     return task.export(model, tokenizer, task.data_for_export(run_dir, config), config,
                        base_dir or os.path.join(run_dir, "saved_model"), version, overwrite=overwrite)
