@@ -612,6 +612,16 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, field):
         ClassifierRunConfig(**{field: str(tmp_path / "afile")})
 
 
+def test_help_keeps_the_examples_lines_and_lists_each_choice_once():
+    from tfbert.training.run_config import build_parser
+
+    text = build_parser(ClassifierRunConfig, description="Fine-tune.\n\n    python a.py\n    python a.py --x 1\n")
+    help_text = text.format_help()
+    assert "\n    python a.py\n    python a.py --x 1\n" in help_text  # not one reflowed line
+    assert "--problem_type {single_label_classification,multi_label_classification,regression,classification," \
+           "multi_label}" in help_text
+
+
 def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, capsys):
     assert ClassifierRunConfig().problem_type == "single_label_classification"
     assert ClassifierRunConfig(problem_type="regression").task == "regression"

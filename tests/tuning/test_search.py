@@ -115,6 +115,12 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     out = capsys.readouterr().out
     assert again["best_trial"] == result["best_trial"] and "all 2 trials are done" in out
     assert "exported before" in out and "started on" not in out
+    # with --max_trials below the trials done (it printed "2 of 1 trials done" and "all 1 trials are done")
+    import dataclasses
+
+    assert run_search(dataclasses.replace(config, max_trials=1))["best_trial"] == result["best_trial"]
+    out = capsys.readouterr().out
+    assert ": 2 trials done, more than --max_trials 1\n" in out and "\n2 trials are done; nothing to run" in out
     # other settings are refused instead of silently mixing two searches
     with pytest.raises(tuning.SearchError, match=r"other settings \(objective: 'val_macro_f1' -> 'val_accuracy'\)"):
         run_search(_tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", export="none"))

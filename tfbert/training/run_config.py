@@ -389,7 +389,7 @@ class ClassifierRunConfig(RunConfig):
         "labels", "the header's 'label' (the column after the text(s) in a file without a header)")})
     has_header: bool | None = dataclasses.field(default=None, metadata={"help": HAS_HEADER_HELP})
     problem_type: str = dataclasses.field(default="single_label_classification", metadata={
-        "choices": PROBLEM_TYPES + TASKS,
+        "choices": list(dict.fromkeys(PROBLEM_TYPES + TASKS)),  # ("regression" is both)
         "help": "as transformers names it: one label per text (softmax), any number of labels per text "
                 "(sigmoid each), or one number per text; the short names classification, multi_label and "
                 "regression are accepted too"})
@@ -626,8 +626,8 @@ def _parse_bool(value: str) -> bool:
 
 
 def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description or cls.__doc__,
-                                     argument_default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=description or cls.__doc__, argument_default=argparse.SUPPRESS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # (examples keep lines)
     parser.add_argument("--config", help="YAML file with run fields (e.g. a previous run's config.yaml); "
                                          "flags given on the command line override it")
     parser.add_argument("--verbose", action="store_true",

@@ -156,11 +156,13 @@ def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, a
         done = done_count(oracle)
         interrupted = len(oracle._retry_queue)
         if resuming:
-            print(f"resuming the search in {output_dir}: {done} of {planned} trials done"
+            counted = (f"{done} of {planned} trials done" if planned is None or done <= planned else
+                       f"{done} trials done, more than --max_trials {planned}")
+            print(f"resuming the search in {output_dir}: {counted}"
                   + (f", {interrupted} interrupted trial(s) run again" if interrupted else ""), flush=True)
         if planned is not None and done >= planned and not interrupted:
-            print(f"all {planned} trials are done; nothing to run (raise --max_trials to run more, "
-                  f"--overwrite to start over)", flush=True)
+            print(f"{'all ' if done == planned else ''}{done} trials are done; nothing to run (raise --max_trials "
+                  f"to run more, --overwrite to start over)", flush=True)
     print(f"search {config.resolved_run_name()}: {config.tuner}, {planned} trials, objective {objective.name} "
           f"({objective.direction}); trials in {project_dir}, TensorBoard: tensorboard --logdir {log_dir}", flush=True)
 
