@@ -189,6 +189,8 @@ def test_an_empty_question_or_context_is_not_accepted(tmp_path):
         assert error_of(path, version_2=True) == f"{where}: {problem}; --skip_bad_rows drops such questions"
         examples = read_squad(path, version_2=True, skip_bad_rows=True)
         assert examples.ids == ["y"] and examples.skipped == [f"{where}: {problem}"]
+        # a skipped question without answers does not make v1.1 data v2.0 (no-answer predictions)
+        assert not read_squad(path, skip_bad_rows=True).version_2
 
 
 def test_missing_field_names_the_entry_path(tmp_path):

@@ -222,7 +222,9 @@ def _field(path: str, where: str, obj: Any, key: str, kind) -> Any:
 def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, skip_bad_rows: bool) -> QAExamples:
     if not rows:
         raise DataError("no questions in this file", path)
-    detected = any(row["is_impossible"] or not row["answers"] for _, row in rows)
+    # (a question refused for an empty question or context does not make the data v2.0)
+    detected = any((row["is_impossible"] or not row["answers"]) and row["question"].strip() and row["context"].strip()
+                   for _, row in rows)
     version_2 = detected if version_2 is None else version_2
     out = QAExamples([], [], [], [], [], [], version_2=version_2)
     seen: dict[str, str] = {}
