@@ -38,9 +38,9 @@ def test_whole_float_json_labels_are_the_integer_class(tmp_path):
     assert read_examples(path, task="multi_label").labels == [["1"], ["1"], ["0.5"], ["-2"]]
     assert read_examples(path, task="regression").labels == [1.0, 1.0, 0.5, -2.0]
     # the same in CSV, where every cell is a string: "1.0" (pandas writes a float column so) is "1"
-    path = write(tmp_path, "num.csv", "text,label\ngood film,1\ngreat movie, 1.0\nmeh,0.50\nbad,-2.00\nfine,+3.0\n"
+    path = write(tmp_path, "num.csv", "text,label\ngood film,1\ngreat movie, 1.0\nmeh,0.50\nbad,-2.00\nfine,03.0\n"
                                        'many,"1.0,2"\nversion,v1.0\n')
-    assert read_examples(path).labels == ["1", "1", "0.50", "-2", "3", "1.0,2", "v1.0"]
+    assert read_examples(path).labels == ["1", "1", "0.50", "-2", "03", "1.0,2", "v1.0"]
     assert read_examples(path, task="multi_label").labels[5] == ["1", "2"]
 
 

@@ -120,10 +120,10 @@ def _class_name(label: str) -> str:
     class of "1", as JSON's 1.0 is."""
     label = label.strip()
     whole = _WHOLE_NUMBER.fullmatch(label)
-    return str(int(whole.group(1))) if whole else label
+    return whole.group(1) if whole else label  # (the digits as written: "01.0" is "01", as "01" is)
 
 
-_WHOLE_NUMBER = re.compile(r"([+-]?\d+)\.0+")
+_WHOLE_NUMBER = re.compile(r"(-?\d+)\.0+")
 
 
 def _scalar_label(value: Any, name: str) -> str:
