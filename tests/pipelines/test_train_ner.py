@@ -73,6 +73,10 @@ def test_train_kill_resume_and_serve(tmp_path, tiny_model_dir):
     hf = transformers.BertForTokenClassification.from_pretrained(out / "hf_model").eval()
     assert hf.config.id2label == {0: "O", 1: "B-LOC", 2: "B-PER", 3: "I-PER"}
     model = keras.models.load_model(out / "model.keras", compile=False)
+    # with its compile settings too (NER's token accuracy metric, unregistered, could not be found by name)
+    import tfbert
+
+    assert type(tfbert.load_model(out).optimizer).__name__ == "BertAdamW"
     ids = np.array([[2, 25, 26, 29, 3, 0]], np.int32)
     inputs = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": (ids > 0).astype(np.int32)}
     with torch.no_grad():

@@ -169,6 +169,7 @@ def features_dataset(encoded: Encoded, order: np.ndarray | None = None) -> tf.da
     return tf.data.Dataset.from_tensor_slices((ids, labels)).map(features)
 
 
+@keras.saving.register_keras_serializable(package="tfbert")
 class MaskedTokenAccuracy(keras.metrics.Mean):
     """Accuracy over the labelled tokens only (labels != -100): the progress-bar metric of NER."""
 

@@ -9,6 +9,7 @@ import keras
 
 import tfbert.tasks  # noqa: F401  (registers BertClassifier, BertTokenClassifier, ... and the backbone's layers)
 import tfbert.training.optimization  # noqa: F401  (registers BertAdamW and its schedule)
+from tfbert.tasks.token_classification import MaskedTokenAccuracy  # (NER's training metric)
 
 MODEL_FILE = "model.keras"
 
@@ -25,4 +26,6 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     if not os.path.isfile(file):
         raise FileNotFoundError(f"{file}: no such file" + (" (the run has not finished)" if os.path.isdir(path)
                                                            else ""))
-    return keras.models.load_model(file, compile=compile)
+    # (by its bare name too: an NER model.keras saved before the metric was registered names it so)
+    return keras.models.load_model(file, compile=compile,
+                                   custom_objects={"MaskedTokenAccuracy": MaskedTokenAccuracy})
