@@ -43,7 +43,9 @@ def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
 def with_new_fields(cls: type, saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """`saved` (run fields an earlier tfbert recorded, e.g. for a resume) with every field of `current` it
     lacks at the `cls` dataclass' default: a field added to tfbert since the run started is unchanged."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     return {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
 
 
