@@ -533,6 +533,12 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     for length, expected in ((0, "a positive integer"), (2, "at least 3")):
         with pytest.raises(ExportError, match=rf"^max_seq_length given: field 'max_seq_length' must be {expected}"):
             runner.export_run(str(run), str(tmp_path / "serving"), max_seq_length=length)
+    # a later run stopped while writing its outputs (config.yaml first, metrics.json last): not exported as a mix
+    finished_at = os.path.getmtime(run / "metrics.json")
+    os.utime(run / "config.yaml", (finished_at + 5, finished_at + 5))
+    with pytest.raises(ExportError, match=r"a later run there was stopped while writing its outputs \(.*config.yaml "
+                                          r"newer than metrics.json\): run its training command again"):
+        runner.export_run(str(run), str(tmp_path / "serving"))
     (run / "metrics.json").unlink()
     with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
                                           "stopped, run its training command again to finish it"):
@@ -559,12 +565,15 @@ def test_a_run_killed_while_writing_its_first_epoch_backup_resumes(tmp_path, tin
     capsys.readouterr()
     summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
     out = capsys.readouterr().out
-    assert f"{backup}: the first epoch's backup was being written when the run was stopped; it is discarded" in out
+    assert f"{backup}: weights without an epoch count, as a run stopped while writing its first epoch's backup " \
+        "leaves them: discarded" in out
     assert (summary["resumed_from_epoch"], summary["resumed_from_batch"]) == (0, 4)
     assert summary["epochs_run"] == 1 and not backup.exists()
 
 
-def test_an_epoch_count_cut_short_falls_back_to_the_previous_epoch(tmp_path):
+def test_an_epoch_count_cut_short_is_written_again_for_the_weights_beside_it(tmp_path, capsys):
+    """Keras opens training_metadata.json after the epoch's weights are written: a count cut short by a kill
+    sits beside whole weights of one epoch more than the previous count (.bkp), or of epoch 1."""
     from tfbert.config import ConfigError
     from tfbert.training.runner import check_backup_complete
 
@@ -575,18 +584,24 @@ def test_an_epoch_count_cut_short_falls_back_to_the_previous_epoch(tmp_path):
     (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
     (backup / "training_metadata.json").write_text("")  # killed as Keras wrote it
     check_backup_complete(str(backup))
-    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 2"
-    assert json.loads((backup / "training_metadata.json").read_text()) == {"epoch": 2, "batch": 0}
+    assert (backup / "latest.weights.h5").read_bytes() == b"epoch 3"  # the finished epoch is kept
+    assert json.loads((backup / "training_metadata.json").read_text()) == {"epoch": 3, "batch": 0}
+    assert "cut short when the run was stopped, after that epoch's weights were written: written again (3 epoch" \
+        in capsys.readouterr().out
     # weights without a count beside a previous count: deleted by hand, not a state Keras leaves
     (backup / "training_metadata.json").unlink()
     with pytest.raises(ConfigError, match=r"an incomplete backup \(no training_metadata.json\)"):
         check_backup_complete(str(backup))
-    # a count cut short at the first epoch (no previous pair): the backup is discarded
+    # at the first epoch (no previous count)
     for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
         (backup / name).unlink()
     (backup / "training_metadata.json").write_text('{"epo')
     check_backup_complete(str(backup))
-    assert os.listdir(backup) == []
+    assert json.loads((backup / "training_metadata.json").read_text()) == {"epoch": 1, "batch": 0}
+    # a count (whole or not) without weights is refused, as before
+    (backup / "latest.weights.h5").unlink()
+    with pytest.raises(ConfigError, match=r"an incomplete backup \(no latest.weights.h5\)"):
+        check_backup_complete(str(backup))
 
 
 def test_inputs_the_model_cannot_take_are_refused_before_training(tmp_path, tiny_model_dir):

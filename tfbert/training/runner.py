@@ -15,8 +15,8 @@ import contextlib
 import dataclasses
 import json
 import logging
+import operator
 import os
-import shutil
 import time
 from typing import Callable
 
@@ -531,11 +531,12 @@ def check_backup_complete(backup_dir: str) -> None:
 
     Keras writes an epoch's weights in place, then `training_metadata.json` (after copying both to
     `.bkp`). A run killed while it wrote its first epoch's backup leaves weights (whole or not) without
-    an epoch count: they are discarded (the run resumes from its step backup or from the start); one
-    killed while writing an epoch count leaves a file that is not JSON: the previous epoch's pair (the
-    `.bkp` copies) is put back, or, with none, the backup is discarded too. Both are said. An epoch
-    count without any weights (Keras would resume onto the untrained model), or weights without an epoch
-    count beside a previous one (not a state Keras leaves: files deleted by hand) are refused.
+    an epoch count: they are discarded (the run resumes from its step backup or from the start). One
+    killed while writing an epoch count leaves a file that is not JSON beside whole weights (Keras
+    opens it once they are written): the count is written again, one more than the previous one (the
+    `.bkp`), or 1 with none. Both are said. An epoch count without any weights (Keras would resume onto
+    the untrained model), or weights without an epoch count beside a previous one (not a state Keras
+    leaves: files deleted by hand) are refused.
 
     Raises:
         ConfigError: naming the backup and what to do.
@@ -543,21 +544,20 @@ def check_backup_complete(backup_dir: str) -> None:
     weights = [os.path.join(backup_dir, name) for name in ("latest.weights.h5", "latest.weights.h5.bkp")]
     metadata = os.path.join(backup_dir, "training_metadata.json")
     previous = metadata + ".bkp"
-    if os.path.exists(metadata) and _epoch_count(metadata) is None:
-        if _epoch_count(previous) is not None and os.path.exists(weights[1]):
-            shutil.copyfile(weights[1], weights[0])
-            shutil.copyfile(previous, metadata)
-            print(f"{metadata}: cut short when the run was stopped; resuming from the epoch before it "
-                  f"({os.path.basename(weights[1])})", flush=True)
-            return
-        os.remove(metadata)
+    if os.path.exists(metadata) and _epoch_count(metadata) is None and os.path.exists(weights[0]):
+        epoch = (_epoch_count(previous) or 0) + 1
+        fileio.write_json(metadata, {"epoch": epoch, "batch": 0})
+        print(f"{metadata}: cut short when the run was stopped, after that epoch's weights were written: "
+              f"written again ({epoch} epoch(s) done)", flush=True)
+        return
     has_weights, has_metadata = any(map(os.path.exists, weights)), os.path.exists(metadata)
     if has_weights and not has_metadata and not os.path.exists(previous):
         for path in weights:  # the first epoch's backup, being written when the run was stopped
             if os.path.exists(path):
                 os.remove(path)
-        print(f"{backup_dir}: the first epoch's backup was being written when the run was stopped; it is "
-              f"discarded (the run resumes from a backup within that epoch if it has one)", flush=True)
+        print(f"{backup_dir}: weights without an epoch count, as a run stopped while writing its first epoch's "
+              f"backup leaves them: discarded (the run resumes from a backup within that epoch if it has one)",
+              flush=True)
         return
     if has_weights != has_metadata:
         lacking = "latest.weights.h5" if has_metadata else "training_metadata.json"
@@ -724,11 +724,19 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     if missing:
         raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)}); if it was "
                           "stopped, run its training command again to finish it")
-    if os.path.isdir(os.path.join(run_dir, "backup")):  # a later run there (the same command again) was stopped
-        finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(needed[-1])))
+    # metrics.json is the finished run's last file: a later run there (the same command again) stopped while
+    # writing its outputs left newer ones beside it, and one stopped in training, a newer backup
+    finished_at = os.path.getmtime(needed[-1])
+    newer = [path for path in needed[:-1] if os.path.getmtime(path) > finished_at]
+    if newer:
+        raise ExportError(f"{run_dir}: a later run there was stopped while writing its outputs ({', '.join(newer)} "
+                          f"newer than metrics.json): run its training command again to finish it")
+    backup = os.path.join(run_dir, "backup")
+    if os.path.isdir(backup) and any(os.path.getmtime(os.path.join(backup, name)) > finished_at
+                                     for name in os.listdir(backup)):
         logger.warning("%s holds an interrupted run besides the finished one: this exports the run that finished "
-                       "on %s; run the training command again to finish the later one and export that",
-                       run_dir, finished)
+                       "on %s; run the training command again to finish the later one and export that", run_dir,
+                       time.strftime("%Y-%m-%d %H:%M", time.localtime(finished_at)))
     with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
         config_cls = config_class_for(json.load(f).get("architectures") or [])
     try:
@@ -736,11 +744,11 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     except (TypeError, ValueError) as e:
         raise ExportError(f"{os.path.join(run_dir, 'config.yaml')}: {e}") from None
     if max_seq_length is not None:  # (0 too is a value given, and refused, not the run's length)
-        config.max_seq_length = max_seq_length
         try:
+            config.max_seq_length = operator.index(max_seq_length)  # (an int of numpy's too)
             config.validate(source="max_seq_length given")
-        except ValueError as e:
-            raise ExportError(str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise ExportError(f"max_seq_length given: {e}" if isinstance(e, TypeError) else str(e)) from None
     task = task_for(config)
     model = model_file.load_model(run_dir, compile=False)
     tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
