@@ -219,12 +219,15 @@ def _field(path: str, where: str, obj: Any, key: str, kind) -> Any:
     return value
 
 
+def _empty_fields(row: dict) -> list[str]:
+    return [name for name in ("question", "context") if not row[name].strip()]
+
+
 def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, skip_bad_rows: bool) -> QAExamples:
     if not rows:
         raise DataError("no questions in this file", path)
     # (a question refused for an empty question or context does not make the data v2.0)
-    detected = any((row["is_impossible"] or not row["answers"]) and row["question"].strip() and row["context"].strip()
-                   for _, row in rows)
+    detected = any((row["is_impossible"] or not row["answers"]) and not _empty_fields(row) for _, row in rows)
     version_2 = detected if version_2 is None else version_2
     out = QAExamples([], [], [], [], [], [], version_2=version_2)
     seen: dict[str, str] = {}
@@ -234,7 +237,7 @@ def _collect(path: str, rows: list[tuple[str, dict]], version_2: bool | None, sk
             raise DataError(f"duplicate question id {row['id']!r} (first at {seen[row['id']]})", where)
         seen[row["id"]] = where
         answers = [] if row["is_impossible"] else row["answers"]
-        empty = [name for name in ("question", "context") if not row[name].strip()]
+        empty = _empty_fields(row)
         if empty:
             problem = f"an empty {' and an empty '.join(empty)}"
         elif not answers and not version_2:

@@ -419,14 +419,11 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     strategy = model.distribute_strategy
     chief, worker = distribution.is_chief(strategy), distribution.worker_index(strategy)
     backup_dir = os.path.join(output_dir, "backup" if chief else f"backup-worker-{worker}")
-    epochs_done = 0
     metadata = os.path.join(backup_dir, "training_metadata.json")
     fileio.remove_leftovers(backup_dir)  # a backup being written when the run was killed
     check_backup_complete(backup_dir)
     check_backup_matches(backup_dir, config)
-    if os.path.exists(metadata):
-        with open(metadata, encoding="utf-8") as f:
-            epochs_done = int(json.load(f).get("epoch", 0))
+    epochs_done = _epoch_count(metadata) or 0  # (whole: check_backup_complete mended or refused it)
     start = resume.read_position(backup_dir, epochs_done)
     check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata) or start.batch > 0)
     # the workers of a cluster resume from the point they all hold (else from an earlier one, together)
@@ -499,8 +496,7 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         print(f"worker {worker}: training done; the chief (worker 0) writes the outputs", flush=True)
         return {"worker": worker, "epochs_run": len(history.epoch), "optimizer_steps": optimizer_steps}
     if os.path.exists(metadata):  # (an early-stopped run, resumed, must not train on where it stopped)
-        with open(metadata, encoding="utf-8") as f:
-            fileio.write_json(trained, {"epochs": json.load(f).get("epoch")})
+        fileio.write_json(trained, {"epochs": _epoch_count(metadata)})
     if validating and os.path.exists(best_weights):
         model.load_weights(best_weights)
     summary = {
