@@ -435,6 +435,26 @@ def test_has_header_flag_reads_a_header_of_other_names(tmp_path):
     assert texts[0] == "a fine film" and len(texts) == 12
 
 
+def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
+    # a previous run's config.yaml records has_header / version_2_with_negative (given or detected);
+    # `--<flag> auto` returns to detection over it, and a wrong word names what the flag takes
+    from tfbert.training.run_config import QARunConfig, build_parser
+
+    (tmp_path / "config.yaml").write_text("has_header: true\n", encoding="utf-8")
+    config = ["--config", str(tmp_path / "config.yaml")]
+    assert ClassifierRunConfig.from_args(config).has_header is True
+    assert ClassifierRunConfig.from_args(config + ["--has_header", "auto"]).has_header is None
+    assert ClassifierRunConfig.from_args(config + ["--has_header", "false"]).has_header is False
+    (tmp_path / "qa.yaml").write_text("version_2_with_negative: false\n", encoding="utf-8")
+    qa = QARunConfig.from_args(["--config", str(tmp_path / "qa.yaml"), "--version_2_with_negative", "AUTO"])
+    assert qa.version_2_with_negative is None
+    with pytest.raises(SystemExit):
+        ClassifierRunConfig.from_args(["--has_header", "maybe"])
+    assert "expected true/false/auto, found 'maybe'" in capsys.readouterr().err
+    help_text = build_parser(ClassifierRunConfig).format_help()
+    assert "--has_header auto` unsets a value from --config" in " ".join(help_text.split())
+
+
 def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 40, seed=2)
     with pytest.raises(ValueError, match="early_stopping_patience' must be unset when there is no validation data"):

@@ -627,6 +627,17 @@ def _parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, found {value!r}")
 
 
+def _parse_bool_or_auto(value: str) -> bool | None:
+    """A flag whose unset value means "detect" (e.g. --has_header): `auto` unsets it again, over a value
+    from --config (a previous run's config.yaml records what was detected or given)."""
+    if value.lower() in ("auto", "none", "null"):
+        return None
+    try:
+        return _parse_bool(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected true/false/auto, found {value!r}") from None
+
+
 def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description or cls.__doc__, argument_default=argparse.SUPPRESS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # (examples keep lines)
@@ -641,7 +652,10 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
         default = field.default
         # Subclasses (e.g. tfbert.tuning.TuneRunConfig) describe their own flags in the field metadata.
         help_text = f"{field.metadata['help']} (default: {default})" if "help" in field.metadata else f"default: {default}"
-        if kind is bool:
+        if kind is bool and default is None:
+            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool_or_auto,
+                                help=f"{help_text}; `{flag} auto` unsets a value from --config")
+        elif kind is bool:
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, help=help_text)
         else:
             parser.add_argument(flag, type=kind, choices=choices.get(field.name) or field.metadata.get("choices"),
