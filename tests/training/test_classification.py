@@ -442,15 +442,29 @@ def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
 
     (tmp_path / "config.yaml").write_text("has_header: true\n", encoding="utf-8")
     config = ["--config", str(tmp_path / "config.yaml")]
-    assert ClassifierRunConfig.from_args(config).has_header is True
+    csv = ["--train_file", "train.csv"]
+    assert ClassifierRunConfig.from_args(config + csv).has_header is True
     assert ClassifierRunConfig.from_args(config + ["--has_header", "auto"]).has_header is None
-    assert ClassifierRunConfig.from_args(config + ["--has_header", "false"]).has_header is False
+    assert ClassifierRunConfig.from_args(config + csv + ["--has_header", "false"]).has_header is False
     (tmp_path / "qa.yaml").write_text("version_2_with_negative: false\n", encoding="utf-8")
     qa = QARunConfig.from_args(["--config", str(tmp_path / "qa.yaml"), "--version_2_with_negative", "AUTO"])
     assert qa.version_2_with_negative is None
     with pytest.raises(SystemExit):
         ClassifierRunConfig.from_args(["--has_header", "maybe"])
     assert "expected true/false/auto, found 'maybe'" in capsys.readouterr().err
+    # given where it changes nothing (no CSV/TSV file; .txt is plain text for pretrain_mlm.py): refused
+    for cls, files, reads in ((ClassifierRunConfig, [], "the built-in data"),
+                              (ClassifierRunConfig, ["--train_file", "train.jsonl"], "train.jsonl"),
+                              (ClassifierRunConfig, ["--dataset", "tfds:imdb_reviews"], "--dataset tfds:imdb_reviews"),
+                              (MaskedLMRunConfig, ["--train_file", "corpus.txt"], "corpus.txt")):
+        with pytest.raises(SystemExit):
+            cls.from_args(config + files)
+        said = " ".join(capsys.readouterr().err.split())
+        assert "field 'has_header' must be unset (`auto`): it is for CSV/TSV files" in said, said
+        assert f"and the run reads {reads}" in said, said
+    for cls, files in ((ClassifierRunConfig, ["--train_file", "a.jsonl", "--test_file", "b.TXT"]),
+                       (MaskedLMRunConfig, ["--train_file", "corpus.tsv"])):
+        assert cls.from_args(config + files).has_header is True
     help_text = build_parser(ClassifierRunConfig).format_help()
     assert "--has_header auto` unsets a value from --config" in " ".join(help_text.split())
 

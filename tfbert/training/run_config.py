@@ -417,6 +417,7 @@ class ClassifierRunConfig(RunConfig):
         if not 0 < self.threshold < 1:
             self.fail(source, "threshold", "in (0, 1) (a label is predicted when its sigmoid is above it)",
                       self.threshold)
+        _check_has_header(self, source, (".csv", ".tsv", ".txt"))
         super().validate(source)
 
     @property
@@ -554,7 +555,22 @@ class MaskedLMRunConfig(RunConfig):
         if self.dropout is not None:
             self.fail(source, "dropout", "unset: the masked-LM head has no dropout (the encoder's comes from its "
                       "config)", self.dropout)
+        _check_has_header(self, source, (".csv", ".tsv"))  # (.txt is plain text here)
         super().validate(source)
+
+
+def _check_has_header(config: RunConfig, source: str, tabular: tuple[str, ...]) -> None:
+    """`has_header` given for a run that reads no CSV/TSV file (by its extension, as the readers tell the
+    format) would change nothing: refused, as the user meant some file to be read otherwise."""
+    if config.has_header is None:
+        return
+    files = [path for path in (config.train_file, config.validation_file, config.test_file) if path]
+    if any(os.path.splitext(path)[1].lower() in tabular for path in files if not path.startswith("tfds:")):
+        return
+    reads = (f"--dataset {config.dataset}" if config.dataset else ", ".join(files) if files
+             else "the built-in data (no --train_file)")
+    config.fail(source, "has_header", f"unset (`auto`): it is for CSV/TSV files ({', '.join(tabular)}), and the "
+                f"run reads {reads}", config.has_header)
 
 
 def config_class_for(architectures: list[str]) -> type:
