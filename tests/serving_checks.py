@@ -59,7 +59,7 @@ def closed_port() -> int:
 
 
 def load_predict_cli():
-    """`pipelines/predict.py` as a module (its input reading and output formats are the CLI's own)."""
+    """`pipelines/predict.py` as a module, to call its `run` and `main` in this process."""
     spec = importlib.util.spec_from_file_location("predict_cli", PREDICT_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

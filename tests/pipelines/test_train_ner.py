@@ -148,12 +148,7 @@ print(json.dumps({{"tags": dec(out["tags"]), "words": dec(out["words"]), "entity
         assert [(e["text"], e["type"], e["start"], e["end"]) for e in record["entities"]] == [
             (got["entity_text"][i][k], got["entity_type"][i][k], got["start"][i][k], got["end"][i][k])
             for k in range(got["n"][i])]
-    from serving_checks import load_predict_cli
-
-    from tfbert.serving import LocalPredictor, parse_rest_predictions
-
-    cli = load_predict_cli()
-    format_jsonl, format_table = cli.format_jsonl, cli.format_table
+    from tfbert.serving import LocalPredictor, format_jsonl, format_table, parse_rest_predictions
 
     rows = LocalPredictor(saved).predict(texts[:5])
     as_rest = parse_rest_predictions(json.loads(json.dumps({"predictions": rows})), 5)

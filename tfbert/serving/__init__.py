@@ -21,11 +21,17 @@ for multi-label); `classify(texts)` returns one list of `(class, score)` per tex
 
 Request builders (`rest_predict_request`, `rest_classify_request`, `grpc_predict_request`,
 `grpc_classify_request`) are public so other clients can send exactly the same payloads.
+
+`pipelines/predict.py` is these predictors with what it reads and prints, both public too:
+`load_texts`, `load_text_pairs`, `load_questions` (arguments, a file or stdin; `tfbert.serving.inputs`)
+and `format_table`, `format_jsonl`, `format_answers`, `format_fills` (`tfbert.serving.formats`).
 """
 
 from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Classification, Predictor, Result,
                                  ServingClientError, make_example)
+from tfbert.serving.formats import format_answers, format_fills, format_jsonl, format_table, warn_cut_masks
 from tfbert.serving.grpc_client import GrpcPredictor, grpc_classify_request, grpc_inputs_request, grpc_predict_request
+from tfbert.serving.inputs import load_questions, load_text_pairs, load_texts, read_sources
 from tfbert.serving.local import LocalPredictor, read_export_metadata, resolve_export_dir
 from tfbert.serving.rest import (RestPredictor, parse_rest_classifications, parse_rest_predictions,
                                  rest_classify_request, rest_inputs_request, rest_predict_request)
@@ -33,6 +39,9 @@ from tfbert.serving.results import entities_of, is_tagging, rows_from_columns, t
 
 __all__ = ["ServingClientError", "Predictor", "LocalPredictor", "RestPredictor", "GrpcPredictor", "Result",
            "Classification", "DEFAULT_SIGNATURE", "CLASSIFY_SIGNATURE", "rest_predict_request",
-           "rest_classify_request", "rest_inputs_request", "grpc_predict_request", "grpc_inputs_request", "grpc_classify_request", "parse_rest_predictions",
+           "rest_classify_request", "rest_inputs_request", "grpc_predict_request", "grpc_inputs_request",
+           "grpc_classify_request", "parse_rest_predictions",
            "parse_rest_classifications", "make_example", "resolve_export_dir", "read_export_metadata",
-           "rows_from_columns", "is_tagging", "entities_of", "tagged_words"]
+           "rows_from_columns", "is_tagging", "entities_of", "tagged_words", "load_texts", "load_text_pairs",
+           "load_questions", "read_sources", "format_table", "format_jsonl", "format_answers", "format_fills",
+           "warn_cut_masks"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_inputs, check_texts,
-                                 make_example)
+from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_inputs,
+                                 check_texts, make_example)
 from tfbert.serving.results import rows_from_columns
 
 

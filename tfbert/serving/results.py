@@ -61,8 +61,9 @@ def entities_of(result: Result) -> list[dict[str, Any]]:
     """The entities of an NER export's row: [{"text", "type", "start", "end", "score"}], in text order
     (`start`/`end`: character offsets into the input, or word indices for the `tokens` signature)."""
     count = int(result.get("num_entities", 0))
-    return [{"text": result["entity_text"][i], "type": result["entity_type"][i], "start": int(result["entity_start"][i]),
-             "end": int(result["entity_end"][i]), "score": float(result["entity_score"][i])} for i in range(count)]
+    return [{"text": result["entity_text"][i], "type": result["entity_type"][i],
+             "start": int(result["entity_start"][i]), "end": int(result["entity_end"][i]),
+             "score": float(result["entity_score"][i])} for i in range(count)]
 
 
 def tagged_words(result: Result) -> list[tuple[str, str]]:

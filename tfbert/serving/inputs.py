@@ -1,0 +1,145 @@
+"""The texts a prediction reads, as `pipelines/predict.py` takes them: command-line arguments, a UTF-8
+file with one text per line, or stdin; sentence pairs as `text<TAB>text_pair` lines; questions for a
+question-answering export as --question/--context pairs or `{"question", "context"}` JSON lines.
+
+Each text keeps where it came from ("argument 2", "reviews.txt:14", "<stdin>:3"), which errors name.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import sys
+from typing import IO, Sequence
+
+from tfbert.data.readers import DataError
+from tfbert.serving.base import preview
+
+STDIN_NAME = "<stdin>"
+
+
+def load_texts(texts: Sequence[str] | None = None, file: str | None = None, stdin: IO | None = None) -> list[str]:
+    """The texts to predict: the given ones, then one per line of `file`, else of `stdin`.
+
+    Lines are decoded as UTF-8 (a leading byte-order mark is dropped); the line end ("\\n" or
+    "\\r\\n") is removed and blank lines are skipped (with a warning naming them on stderr). `stdin`
+    is read only when neither `texts` nor `file` gives anything and it is not a terminal.
+
+    For sentence-pair models each line holds the text, a TAB, then the text pair
+    (`"A man sleeps.\\tA person rests."`); `load_text_pairs` splits them at the first TAB.
+    `load_texts` keeps such lines whole.
+
+    Args:
+        texts: texts given directly (e.g. command-line arguments).
+        file: a UTF-8 text file with one text per line.
+        stdin: a stream read like `file` when nothing else is given (e.g. `sys.stdin`).
+
+    Returns:
+        The texts in order; empty when nothing was given.
+
+    Raises:
+        DataError: the file cannot be read, or a line is not valid UTF-8 (names `file:line`).
+    """
+    return [text for _, text in read_sources(texts, file, stdin)]
+
+
+def load_text_pairs(texts: Sequence[str] | None = None, file: str | None = None,
+                    stdin: IO | None = None) -> tuple[list[str], list[str]]:
+    """Like `load_texts`, for sentence-pair models: each text or line is `text<TAB>text_pair`.
+
+    Returns:
+        (texts, text_pairs), split at the first TAB of each line.
+
+    Raises:
+        DataError: as `load_texts`, or a line without a TAB (names `file:line`).
+    """
+    firsts, seconds = [], []
+    for location, line in read_sources(texts, file, stdin):
+        if "\t" not in line:
+            raise DataError(f"expected a text, a TAB and its text pair, found no TAB in {preview(line)!r}", location)
+        first, second = line.split("\t", 1)
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
+def read_sources(texts, file, stdin) -> list[tuple[str, str]]:
+    """(location, text) for every text `load_texts` reads: its location is "argument N", "file:line" or
+    "<stdin>:line", for messages about a text."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    found = [(f"argument {i + 1}", text) for i, text in enumerate(texts or [])]
+    if file is not None:
+        try:
+            with open(file, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise DataError("no such file", file) from None
+        except IsADirectoryError:
+            raise DataError("is a folder; expected a text file with one text per line", file) from None
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror or e}", file) from None
+        found += _decode_lines(data, file)
+    elif not found and stdin is not None and not _is_terminal(stdin):
+        data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        found += _decode_lines(data, STDIN_NAME)
+    return found
+
+
+def _decode_lines(data: bytes, name: str) -> list[tuple[str, str]]:
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    lines, blank = [], []
+    rows = data.split(b"\n")
+    if rows and not rows[-1]:
+        rows.pop()  # the final line end
+    for number, raw in enumerate(rows, start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"invalid UTF-8: byte 0x{raw[e.start]:02x} at byte offset {e.start} of the line; "
+                            "save the file as UTF-8", f"{name}:{number}") from None
+        if line.strip():
+            lines.append((f"{name}:{number}", line))
+        else:
+            blank.append(number)
+    if blank:  # the outputs are one per text: say which lines have none
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        print(f"warning: {name}: skipped {len(blank)} blank line(s) ({shown}); the outputs follow the other "
+              "lines", file=sys.stderr)
+    return lines
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | None, file: str | None = None,
+                   stdin: IO | None = None) -> tuple[list[str], list[str]]:
+    """(questions, contexts) for a question-answering export: from --question/--context pairs, else one
+    JSON object per line of `file` (or stdin) with "question" and "context" strings.
+
+    Raises:
+        DataError: unequal --question/--context counts, or a line that is not such an object
+            (names `file:line`).
+    """
+    questions, contexts = list(questions or []), list(contexts or [])
+    if len(questions) != len(contexts):
+        raise DataError(f"{len(questions)} --question but {len(contexts)} --context; give a context for each "
+                        "question")
+    for location, line in (read_sources(None, file, stdin) if file is not None or not questions else []):
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"expected a JSON object with question and context: {getattr(e, 'msg', e)}",
+                            location) from None
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("question", "context")):
+            raise DataError('expected {"question": "...", "context": "..."} (both strings)', location)
+        questions.append(record["question"])
+        contexts.append(record["context"])
+    return questions, contexts
