@@ -27,3 +27,15 @@ def test_library_example_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "(2, 9, 384) (2, 384)"
     assert os.path.exists("/tmp/minilm-copy/model.safetensors")
+
+
+def test_serving_example_runs_as_written(tiny_sentiment_export, tmp_path):
+    # README's Python serving example, on a tiny export in place of the BBC News run's
+    code = re.search(r"```python\n(from tfbert.serving import .*?)```", README, re.S).group(1)
+    assert code.count("runs/cls-bbc_news-minilm-l6/saved_model") == 1
+    code = code.replace("runs/cls-bbc_news-minilm-l6/saved_model", tiny_sentiment_export["base_dir"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.strip().splitlines()
+    assert table[0].split() == ["text", "label", "probability"] and len(table) == 4
+    assert table[2].startswith("Shares rose 5% after the results.") and table[3].startswith("The striker scored")
