@@ -2,6 +2,7 @@
 JSON Lines / CSV / TSV columns and TFDS, with `path:line` sources and clear errors."""
 
 import json
+import re
 
 import pytest
 
@@ -169,6 +170,14 @@ def test_blank_rows_of_a_table_are_skipped_like_blank_lines(tmp_path):
     assert docs.texts == ["one", "three"] and docs.sources == [f"{jsonl}:1", f"{jsonl}:3"]
     csv = write(tmp_path / "rows.csv", "id,text\n1,one\n2,\n3,three\n")
     assert read_documents(csv).texts == ["one", "three"]
+    # a folder whose name holds ": " (the skipped row's location is "<path>:<line>"): still an empty row
+    folder = tmp_path / "notes: 2026"
+    folder.mkdir()
+    empty_row = write(folder / "rows.jsonl", json.dumps({"text": "one"}) + "\n" + json.dumps({"text": ""}) + "\n")
+    assert read_documents(empty_row).texts == ["one"]
+    bad_row = write(folder / "bad.jsonl", json.dumps({"text": "one"}) + "\n" + json.dumps({"text": 5}) + "\n")
+    with pytest.raises(DataError, match=re.escape(f"{bad_row}:2: ")):
+        read_documents(bad_row)
     blank = write(tmp_path / "blank.jsonl", json.dumps({"text": " "}) + "\n")
     with pytest.raises(DataError, match=r"blank.jsonl: no examples left after skipping 1 bad rows.*empty text"):
         read_documents(blank)

@@ -66,7 +66,9 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
         examples = read_examples(path, text_column=text_column, require_labels=False, data_dir=data_dir,
                                  skip_bad_rows=True, has_header=has_header)
         for skipped in examples.skipped:
-            location, reason = skipped.split(": ", 1)
+            # "<path>:<line>: <reason>", where the path itself may hold ": "
+            head, reason = (skipped[len(path):] if skipped.startswith(path) else skipped).split(": ", 1)
+            location = path + head if skipped.startswith(path) else head
             if not (skip_bad_rows or reason.startswith("empty text in ")):
                 raise DataError(reason + "; --skip_bad_rows skips such rows", location)
             logger.warning("skipped %s", skipped)
