@@ -165,3 +165,45 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
     assert resumed["epochs_run"] == 2  # the rest of epoch 2, and epoch 3
     assert resumed["optimizer_steps"] == 3 * resumed["steps_per_epoch"] == 48
     assert not any(name.startswith("backup") for name in os.listdir(out))
+
+
+@pytest.mark.slow
+def test_a_chief_killed_after_training_writes_the_outputs_when_resumed_without_training(tmp_path, tiny_model_dir):
+    """The chief killed while it evaluates the test split or exports, after every worker finished
+    training (Keras removes the other workers' backups when their training ends): the same commands
+    write the outputs from the chief's backup and train nothing, where the backups of different epochs
+    were refused and the run had to start over."""
+    import signal
+    import time
+
+    files = [str(write_sentiment_csv(tmp_path / f"{split}.csv", n, seed=seed))
+             for split, n, seed in (("train", 64, 5), ("dev", 16, 6), ("test", 16, 7))]
+    out = tmp_path / "run"
+    command = _command(tiny_model_dir, files, out, tmp_path / "tb")
+    hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (out / "backup" / "training_done.json").exists():
+            assert time.time() < deadline and workers[0].poll() is None, "the chief did not finish training in time"
+            time.sleep(0.02)
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _, worker_err = workers[1].communicate(timeout=300)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    assert workers[1].returncode == 0, worker_err[-3000:]
+    assert not (out / "metrics.json").exists() and not (out / "backup-worker-1").exists()
+
+    results = _run_workers(command, hosts)
+    for code, stdout, err in results:
+        assert code == 0, stdout[-2000:] + err[-3000:]
+    (_, chief_out, _), (_, worker_out, _) = results
+    assert "training had finished (2 epoch(s)); evaluating and writing the outputs" in chief_out
+    assert "worker 1: training had finished (2 epoch(s)) on the chief; nothing to train" in worker_out
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert (resumed["resumed_from_epoch"], resumed["epochs_run"], resumed["optimizer_steps"]) == (2, 0, 32)
+    assert os.path.isdir(out / "saved_model" / "1")
+    assert not any(name.startswith("backup") for name in os.listdir(out))

@@ -66,13 +66,17 @@ def test_the_batches_from_a_point_are_the_uninterrupted_runs():
 
 
 def test_the_workers_resume_from_the_point_they_all_hold(capsys):
-    assert distribution.agreed_position([(1, 30, 1), (1, 30, 1)], 1, "backup") == (1, 30)
+    assert distribution.agreed_position([(1, 30, 1, 0), (1, 30, 1, 0)], 1, "backup") == (1, 30, False)
     # one worker was killed while writing its step backup: both go back to the epoch's start
-    assert distribution.agreed_position([(1, 30, 1), (1, 20, 1)], 1, "backup") == (1, 0)
+    assert distribution.agreed_position([(1, 30, 1, 0), (1, 20, 1, 0)], 1, "backup") == (1, 0, False)
     assert "the workers' backups within epoch 2 differ" in capsys.readouterr().out
     with pytest.raises(distribution.ClusterError, match=r"backups hold different epochs \(1, 2 done; this worker's, "
                                                         r"backup-worker-1, holds 2\)"):
-        distribution.agreed_position([(1, 0, 1), (2, 0, 2)], 2, "backup-worker-1")
+        distribution.agreed_position([(1, 0, 1, 0), (2, 0, 2, 0)], 2, "backup-worker-1")
+    # the chief's backup says training finished (the other workers' backups went with their training):
+    # every worker goes to its point and trains nothing
+    assert distribution.agreed_position([(3, 0, 3, 1), (0, 0, 0, 0)], 0, "backup-worker-1") == (3, 0, True)
+    assert not capsys.readouterr().out
 
 
 def test_the_backup_frequency_is_checked_and_may_change_on_resume():

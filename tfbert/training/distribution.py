@@ -154,34 +154,42 @@ def _multi_worker(worker_hosts: str | None, task_index: int | None) -> tf.distri
 
 
 def same_position(strategy: tf.distribute.Strategy, position: tuple[int, int], epochs_done: int,
-                  backup_dir: str) -> tuple[int, int]:
-    """Where the workers of a multi-worker run resume, together: each compares the point its own backup
-    holds, (epochs done, batches of the next epoch done), with the others' (one collective) before
-    training starts (`agreed_position`)."""
+                  backup_dir: str, training_done: bool = False) -> tuple[int, int, bool]:
+    """Where the workers of a multi-worker run resume, together, and whether training had finished: each
+    compares the point its own backup holds, (epochs done, batches of the next epoch done), with the
+    others' (one collective) before training starts (`agreed_position`). `training_done`: this worker's
+    backup says the run finished training (the chief's, kept until the outputs are written)."""
     if not is_multi_worker(strategy):
-        return position
+        return position[0], position[1], training_done
     mine = strategy.experimental_distribute_values_from_function(
-        lambda _: tf.constant([[position[0], position[1], epochs_done]], tf.int64))
+        lambda _: tf.constant([[position[0], position[1], epochs_done, int(training_done)]], tf.int64))
     points = [tuple(int(x) for x in row) for row in strategy.gather(mine, axis=0).numpy()]
     return agreed_position(points, epochs_done, backup_dir)
 
 
-def agreed_position(points: list[tuple[int, int, int]], epochs_done: int, backup_dir: str) -> tuple[int, int]:
-    """The point every worker resumes from, given each worker's (epoch, batch, epochs done): the one
-    they all hold; else, when their backups within an epoch differ (a worker was stopped while
-    writing its own) and their epoch backups agree, the start of that epoch.
+def agreed_position(points: list[tuple[int, int, int, int]], epochs_done: int,
+                    backup_dir: str) -> tuple[int, int, bool]:
+    """The point every worker resumes from, given each worker's (epoch, batch, epochs done, training
+    done), and whether training had finished: the point of a backup that says training finished (the
+    chief's: the other workers' backups are removed when their training ends, so a chief stopped while
+    writing the outputs finds them gone), where every worker trains nothing; else the one they all hold;
+    else, when their backups within an epoch differ (a worker was stopped while writing its own) and
+    their epoch backups agree, the start of that epoch.
 
     Raises:
         ClusterError: on every worker, when the epoch backups differ too, naming the epochs and how to
             start over.
     """
+    finished = [p for p in points if p[3]]
+    if finished:
+        return finished[0][0], finished[0][1], True
     if len({p[:2] for p in points}) == 1:
-        return points[0][:2]
+        return points[0][0], points[0][1], False
     epochs = sorted({p[2] for p in points})
     if len(epochs) == 1:
         print(f"--strategy multi_worker: the workers' backups within epoch {epochs[0] + 1} differ (a worker was "
               "stopped while writing its own); every worker resumes from the start of the epoch", flush=True)
-        return epochs[0], 0
+        return epochs[0], 0, False
     raise ClusterError(f"--strategy multi_worker: the workers' backups hold different epochs "
                        f"({', '.join(map(str, epochs))} done; this worker's, {backup_dir}, holds {epochs_done}), so "
                        "they cannot resume in step: a worker was stopped while writing its backup; delete every "

@@ -426,11 +426,21 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     epochs_done = _epoch_count(metadata) or 0  # (whole: check_backup_complete mended or refused it)
     start = resume.read_position(backup_dir, epochs_done)
     check_backup_fits(backup_dir, model, resuming=os.path.exists(metadata) or start.batch > 0)
-    # the workers of a cluster resume from the point they all hold (else from an earlier one, together)
-    start = resume.Position(*distribution.same_position(strategy, (start.epoch, start.batch), epochs_done, backup_dir))
+    # The chief keeps its backup until the outputs are written (Keras would delete it when training
+    # ends): a run killed during the test evaluation or the export resumes there, without training again.
+    trained = os.path.join(backup_dir, "training_done.json")
+    # the workers of a cluster resume from the point they all hold (else from an earlier one, together),
+    # or, when the chief's backup says training had finished, from there, training nothing
+    finished_here = chief and os.path.exists(trained) and os.path.exists(metadata)
+    *position, training_done = distribution.same_position(strategy, (start.epoch, start.batch), epochs_done,
+                                                          backup_dir, finished_here)
+    start = resume.Position(*position)
     resumed_from_epoch = start.epoch
     resuming = start != resume.Position(0)
-    if resuming:
+    if training_done and not chief:
+        print(f"worker {worker}: training had finished ({resumed_from_epoch} epoch(s)) on the chief; nothing to "
+              "train", flush=True)
+    elif resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
     if chief and not resuming:
         say_finished_run_is_trained_again(output_dir)
@@ -444,12 +454,10 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     # The validation loss is computed only when it picks the best epoch (the default metrics omit it).
     with_loss = best_metric == "val_loss"
     best_weights = best_weights or os.path.join(output_dir, "best.weights.h5")
-    # The chief keeps its backup until the outputs are written (Keras would delete it when training
-    # ends): a run killed during the test evaluation or the export resumes there, without training again.
-    trained = os.path.join(backup_dir, "training_done.json")
     epochs = config.epochs
-    if chief and os.path.exists(trained) and os.path.exists(metadata):
-        epochs = resumed_from_epoch  # fit restores the last epoch's weights and trains none
+    if training_done:
+        epochs = resumed_from_epoch  # fit restores the last epoch's weights (on the chief) and trains none
+    if training_done and chief:
         print(f"training had finished ({resumed_from_epoch} epoch(s)); evaluating and writing the outputs",
               flush=True)
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", double_checkpoint=True,
