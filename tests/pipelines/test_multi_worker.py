@@ -53,6 +53,28 @@ def _run_workers(command, hosts, timeout=600):
     return [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
 
 
+def _kill_one_when(command, hosts, killed, ready, not_ready, timeout=300):
+    """Starts the two workers, kills worker `killed` (SIGKILL) once `ready()` holds, and waits for the other
+    to end; returns the workers and the other's stderr."""
+    import signal
+    import time
+
+    workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert time.time() < deadline and workers[killed].poll() is None, not_ready
+            time.sleep(0.02)
+        os.kill(workers[killed].pid, signal.SIGKILL)
+        _, err = workers[1 - killed].communicate(timeout=timeout)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    return workers, err
+
+
 def _files(root):
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
@@ -98,8 +120,6 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
     """Killed within epoch 2, after a backup within it: the cluster resumes there (every worker from
     its own backup), not from the epoch's start."""
     import shutil
-    import signal
-    import time
 
     import h5py
 
@@ -117,19 +137,8 @@ def test_a_killed_worker_fails_the_cluster_cleanly_and_the_same_commands_resume(
         except (OSError, KeyError):
             return None
 
-    workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while (step_backup("backup-worker-1") or (0, 0))[0] < 1:
-            assert time.time() < deadline and workers[1].poll() is None, "no backup within epoch 2 in time"
-            time.sleep(0.05)
-        os.kill(workers[1].pid, signal.SIGKILL)
-        _, chief_err = workers[0].communicate(timeout=300)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
+    workers, chief_err = _kill_one_when(command, hosts, 1, lambda: (step_backup("backup-worker-1") or (0, 0))[0] >= 1,
+                                        "no backup within epoch 2 in time")
     # The chief reports the lost worker in one line (no traceback) and keeps its backup.
     assert workers[0].returncode == 1, chief_err[-3000:]
     assert "train_cls.py: error: --strategy multi_worker: lost contact with another worker" in chief_err
@@ -173,27 +182,14 @@ def test_a_chief_killed_after_training_writes_the_outputs_when_resumed_without_t
     training (Keras removes the other workers' backups when their training ends): the same commands
     write the outputs from the chief's backup and train nothing, where the backups of different epochs
     were refused and the run had to start over."""
-    import signal
-    import time
 
     files = [str(write_sentiment_csv(tmp_path / f"{split}.csv", n, seed=seed))
              for split, n, seed in (("train", 64, 5), ("dev", 16, 6), ("test", 16, 7))]
     out = tmp_path / "run"
     command = _command(tiny_model_dir, files, out, tmp_path / "tb")
     hosts = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    workers = _start_workers(command, hosts, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (out / "backup" / "training_done.json").exists():
-            assert time.time() < deadline and workers[0].poll() is None, "the chief did not finish training in time"
-            time.sleep(0.02)
-        os.kill(workers[0].pid, signal.SIGKILL)
-        _, worker_err = workers[1].communicate(timeout=300)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-            worker.wait()
+    workers, worker_err = _kill_one_when(command, hosts, 0, (out / "backup" / "training_done.json").exists,
+                                         "the chief did not finish training in time")
     assert workers[1].returncode == 0, worker_err[-3000:]
     assert not (out / "metrics.json").exists() and not (out / "backup-worker-1").exists()
 
