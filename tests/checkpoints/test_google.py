@@ -57,7 +57,7 @@ def test_google_checkpoint_matches_transformers(tmp_path):
     _save_tf1(variables, str(directory / "bert_model.ckpt"))
     (directory / "bert_config.json").write_text(json.dumps(config))
     backbone, report = BertBackbone.from_pretrained(str(directory), return_report=True)
-    assert report.unexpected == ["cls.predictions.output_bias"]
+    assert report.unexpected == ["cls.predictions.bias"]
     state = backbone_state(backbone)
     np.testing.assert_array_equal(state["encoder.layer.1.attention.self.query.weight"],
                                   model.state_dict()["encoder.layer.1.attention.self.query.weight"].numpy())
@@ -67,6 +67,52 @@ def test_google_checkpoint_matches_transformers(tmp_path):
     with torch.no_grad():
         ref = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}).last_hidden_state.numpy()
     assert np.abs(backbone(batch)["sequence_output"].numpy() - ref).max() < 1e-4
+
+
+def test_google_pretraining_checkpoint_keeps_its_masked_lm_head(tmp_path, caplog):
+    # Google's pre-training checkpoints hold the MLM head as cls/predictions/{transform/..., output_bias}
+    # (the bias was read as an unknown 'output_bias', and the whole head started fresh) and the
+    # next-sentence head as cls/seq_relationship/output_{weights,bias}
+    from tfbert.tasks.masked_lm import BertMaskedLM
+
+    config = dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
+                  max_position_embeddings=32, type_vocab_size=2, hidden_act="gelu")
+    torch.manual_seed(1)
+    model = transformers.BertForPreTraining(transformers.BertConfig(**config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    variables = {}
+    for key, value in model.state_dict().items():
+        value = value.numpy()
+        if key.startswith("bert.") and not key.endswith("position_ids"):
+            name = _hf_to_google(key[len("bert."):])
+            variables[name] = value.T if name.endswith("/kernel") else value
+        elif key.startswith("cls.predictions.transform."):
+            name = _hf_to_google(key)[len("bert/"):]
+            variables[name] = value.T if name.endswith("/kernel") else value
+    head = model.state_dict()
+    variables["cls/predictions/output_bias"] = head["cls.predictions.bias"].numpy()
+    variables["cls/seq_relationship/output_weights"] = head["cls.seq_relationship.weight"].numpy()  # [2, hidden]
+    variables["cls/seq_relationship/output_bias"] = head["cls.seq_relationship.bias"].numpy()
+    assert sorted(google_to_hf_name(name) for name in variables if name.startswith("cls/")) == sorted(
+        key for key in head if key.startswith("cls.") and key != "cls.predictions.decoder.weight"
+        and key != "cls.predictions.decoder.bias")
+    directory = tmp_path / "uncased_L-2_H-24_A-3"
+    directory.mkdir()
+    _save_tf1(variables, str(directory / "bert_model.ckpt"))
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING"):
+        mlm = BertMaskedLM.from_pretrained(str(directory))
+    assert "head starts fresh" not in caplog.text and "lacks" not in caplog.text
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, (2, 9))
+    positions = np.tile(np.arange(9), (2, 1))
+    logits = mlm({"input_ids": ids.astype("int32"), "token_type_ids": np.zeros((2, 9), "int32"),
+                  "attention_mask": np.ones((2, 9), "int32"), "masked_positions": positions.astype("int32")})
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids)).prediction_logits.numpy()
+    assert np.abs(np.asarray(logits) - ref).max() < 1e-4
 
 
 def _save_tf1(variables, prefix):

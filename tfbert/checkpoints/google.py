@@ -13,6 +13,10 @@ from tfbert.checkpoints.mapping import CheckpointError
 # Google name pieces -> HF name pieces; kernels are [in, out] there and [out, in] in HF.
 _RENAMES = [
     (r"^bert/", ""),
+    # the pre-training heads: the masked-LM output bias, the next-sentence classifier (already [out, in])
+    (r"^cls/predictions/output_bias$", "cls/predictions/bias"),
+    (r"^cls/seq_relationship/output_weights$", "cls/seq_relationship/weight"),
+    (r"^cls/seq_relationship/output_bias$", "cls/seq_relationship/bias"),
     (r"/layer_(\d+)/", r"/layer/\1/"),
     (r"/kernel$", "/weight"),
     (r"/gamma$", "/weight"),
