@@ -26,7 +26,8 @@ def test_library_example_runs_as_written(tmp_path):
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "(2, 9, 384) (2, 384)"
-    assert os.path.exists("/tmp/minilm-copy/model.safetensors")
+    assert all(os.path.exists(f"/tmp/minilm-copy/{name}") for name in ("model.safetensors", "vocab.txt",
+                                                                       "tokenizer_config.json"))
 
 
 def test_serving_example_runs_as_written(tiny_sentiment_export, tmp_path):

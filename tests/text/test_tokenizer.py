@@ -235,3 +235,67 @@ def test_save_pretrained_is_read_by_transformers(tmp_path, minilm_tokenizers):
     hf = transformers.BertTokenizerFast.from_pretrained(tmp_path)
     texts = ["Hello [MASK] wörld!", "ΟΔΟΣ"]
     _assert_same(ours(texts), _hf(hf, texts), texts)
+
+
+def test_a_tokenizer_json_without_vocab_txt_is_read(tmp_path, monkeypatch, minilm_tokenizers):
+    # transformers 5 saves a BERT tokenizer as tokenizer.json (+ tokenizer_config.json), no vocab.txt:
+    # the vocabulary and normaliser settings come from its WordPiece model, the ids equal transformers'
+    monkeypatch.setenv("TFBERT_CACHE", str(tmp_path / "cache"))
+    _, hf = minilm_tokenizers
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    hf.backend_tokenizer.save(str(saved / "tokenizer.json"))
+    ours = BertTokenizer.from_pretrained(str(saved))
+    assert ours.vocab == minilm_tokenizers[0].vocab and ours.do_lower_case
+    assert os.path.dirname(os.path.dirname(ours.vocab_file)) == str(tmp_path / "cache" / "vocab")
+    texts = corpus()
+    _assert_same(ours(texts, max_length=64), _hf(hf, texts, max_length=64), texts)
+    # the same file again: the cached vocab.txt is reused
+    assert BertTokenizer.from_pretrained(str(saved)).vocab_file == ours.vocab_file
+    # its BertNormalizer says cased (no tokenizer_config.json), and a tokenizer_config.json overrides it
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Hello", "hello", "world", "!", "Über", "U", "##ber"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cased = transformers.BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=False)
+    (tmp_path / "cased").mkdir()
+    cased.backend_tokenizer.save(str(tmp_path / "cased" / "tokenizer.json"))
+    texts = ["Hello world!", "Über hello", "HELLO"]
+    _assert_same(BertTokenizer.from_pretrained(str(tmp_path / "cased"))(texts), _hf(cased, texts), texts)
+    (tmp_path / "cased" / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    assert BertTokenizer.from_pretrained(str(tmp_path / "cased")).do_lower_case
+    # what cannot be read is named
+    data = json.loads((tmp_path / "cased" / "tokenizer.json").read_text(encoding="utf-8"))
+    for change, message in ((lambda d: d["model"].update(type="BPE"), "expected a WordPiece model with its vocab "
+                                                                      "\\(BERT's\\), found model type 'BPE'"),
+                            (lambda d: d["model"]["vocab"].update(world=3), "vocab token 'world' has id 3, also given "
+                                                                           "to '\\[SEP\\]'"),
+                            (lambda d: d["model"]["vocab"].pop("hello"),
+                             "vocab ids must be 0..10, each once; no token has id 6")):
+        broken = json.loads(json.dumps(data))
+        change(broken)
+        (tmp_path / "cased" / "tokenizer.json").write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(TokenizerError, match=f"tokenizer.json: {message}"):
+            BertTokenizer.from_pretrained(str(tmp_path / "cased"))
+    os.remove(tmp_path / "cased" / "tokenizer.json")
+    with pytest.raises(TokenizerError, match="no vocab.txt or tokenizer.json"):
+        BertTokenizer.from_pretrained(str(tmp_path / "cased"))
+
+
+def test_a_google_directory_takes_its_casing_from_the_folder_name_and_says_so(tmp_path, caplog):
+    vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Hello", "hello"]) + "\n"
+    for name, lower, guessed in (("uncased_L-2_H-64_A-4", True, False), ("cased_L-2_H-64_A-4", False, False),
+                                 ("my_bert", True, True)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "vocab.txt").write_text(vocab, encoding="utf-8")
+        (tmp_path / name / "bert_config.json").write_text("{}", encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level("INFO", logger="tfbert"):
+            tokenizer = BertTokenizer.from_pretrained(str(tmp_path / name))
+        assert tokenizer.do_lower_case is lower
+        record = next(r for r in caplog.records if "has no tokenizer config" in r.getMessage())
+        assert (record.levelname == "WARNING") is guessed, record.getMessage()
+        assert ("lower-casing" if lower else "keeping case") + " by its folder name" in record.getMessage()
+        if guessed:
+            assert 'write tokenizer_config.json with {"do_lower_case": false} beside vocab.txt' in record.getMessage()
+    # the advice works: a tokenizer_config.json beside vocab.txt is read instead of the folder name
+    (tmp_path / "my_bert" / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")
+    assert BertTokenizer.from_pretrained(str(tmp_path / "my_bert")).do_lower_case is False

@@ -8,6 +8,7 @@ and in an exported SavedModel that stock TF Serving runs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from tfbert.errors import TfbertError
 from tfbert.text import normalization
 
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+logger = logging.getLogger("tfbert")
 DEFAULT_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                           "cls_token": "[CLS]", "mask_token": "[MASK]"}
 
@@ -51,6 +53,64 @@ def read_vocab(vocab_file: str) -> list[str]:
     if not tokens:
         raise TokenizerError(f"{vocab_file}: vocabulary file is empty")
     return tokens
+
+
+def vocab_from_tokenizer_json(path: str) -> tuple[str, dict]:
+    """The vocabulary of a `tokenizers` WordPiece `tokenizer.json` (as transformers saves a BERT tokenizer),
+    written once as a `vocab.txt` under tfbert's cache folder (keyed by its contents; a SavedModel takes
+    it as its asset), and the tokenizer settings the file holds (its `BertNormalizer`'s, the word limit).
+
+    Raises:
+        TokenizerError: not valid JSON, not a WordPiece model with "##" continuations, or ids that are
+            not 0..n-1 once each (names the file).
+    """
+    import hashlib
+
+    from tfbert import fileio
+    from tfbert.checkpoints.presets import cache_dir
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+        found = model.get("type") if isinstance(model, dict) else None
+        raise TokenizerError(f"{path}: expected a WordPiece model with its vocab (BERT's), found model type {found!r}")
+    if model.get("continuing_subword_prefix", "##") != "##":
+        raise TokenizerError(f"{path}: continuing_subword_prefix must be '##' (BERT's), found "
+                             f"{model['continuing_subword_prefix']!r}")
+    by_id = {}
+    for token, index in model["vocab"].items():
+        if not isinstance(index, int) or isinstance(index, bool) or index in by_id:
+            raise TokenizerError(f"{path}: vocab token {token!r} has id {index!r}, "
+                                 + ("also given to " + repr(by_id[index]) if index in by_id else "not an integer"))
+        by_id[index] = token
+    if sorted(by_id) != list(range(len(by_id))):
+        gap = next(i for i in range(len(by_id) + 1) if i not in by_id)
+        raise TokenizerError(f"{path}: vocab ids must be 0..{len(by_id) - 1}, each once; no token has id {gap}")
+    if any("\n" in token or "\r" in token for token in by_id.values()):
+        raise TokenizerError(f"{path}: a vocab token holds a line break, which vocab.txt cannot")
+    text = "".join(by_id[i] + "\n" for i in range(len(by_id)))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    vocab_file = os.path.join(cache_dir(), "vocab", digest, "vocab.txt")
+    if not os.path.isfile(vocab_file):
+        os.makedirs(os.path.dirname(vocab_file), exist_ok=True)
+        with fileio.atomic_write(vocab_file, newline="") as f:
+            f.write(text)
+    kwargs = {}
+    if isinstance(model.get("max_input_chars_per_word"), int):
+        kwargs["max_input_chars_per_word"] = model["max_input_chars_per_word"]
+    if isinstance(model.get("unk_token"), str):
+        kwargs["unk_token"] = model["unk_token"]
+    normalizer = data.get("normalizer")
+    if isinstance(normalizer, dict) and normalizer.get("type") == "BertNormalizer":
+        for key, name in (("lowercase", "do_lower_case"), ("strip_accents", "strip_accents"),
+                          ("handle_chinese_chars", "tokenize_chinese_chars")):
+            if key in normalizer:
+                kwargs[name] = normalizer[key]
+    return vocab_file, kwargs
 
 
 class BertTokenizer(tf.Module):
@@ -120,15 +180,20 @@ class BertTokenizer(tf.Module):
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_preset: str | os.PathLike, **overrides) -> "BertTokenizer":
-        """Builds the tokenizer of a HF directory (`vocab.txt` + `tokenizer_config.json`),
-        a Google BERT directory (`vocab.txt`) or a preset name such as "minilm-l6"."""
+        """Builds the tokenizer of a HF directory (`vocab.txt` or, as transformers 5 saves it, `tokenizer.json`,
+        with `tokenizer_config.json`), a Google BERT directory (`vocab.txt`) or a preset name such as
+        "minilm-l6"."""
         from tfbert.checkpoints.presets import resolve
 
         directory = resolve(path_or_preset)
         vocab_file = os.path.join(directory, "vocab.txt")
-        if not os.path.isfile(vocab_file):
-            raise TokenizerError(f"{directory}: no vocab.txt (tfbert builds WordPiece tokenizers from vocab.txt)")
         kwargs = {}
+        if not os.path.isfile(vocab_file):
+            if not os.path.isfile(os.path.join(directory, "tokenizer.json")):
+                raise TokenizerError(f"{directory}: no vocab.txt or tokenizer.json (tfbert builds WordPiece "
+                                     "tokenizers from either)")
+            # transformers 5 saves a fast tokenizer as tokenizer.json alone: its WordPiece model holds the vocabulary
+            vocab_file, kwargs = vocab_from_tokenizer_json(os.path.join(directory, "tokenizer.json"))
         config_file = os.path.join(directory, "tokenizer_config.json")
         if os.path.isfile(config_file):
             try:
@@ -147,10 +212,18 @@ class BertTokenizer(tf.Module):
                     value = value.get("content")
                 if value:
                     kwargs[key] = value
-        elif os.path.isfile(os.path.join(directory, "bert_config.json")):
+        elif os.path.isfile(os.path.join(directory, "bert_config.json")) and "do_lower_case" not in overrides:
             # Google checkpoints say nothing about casing; their folder names do ("uncased_L-12_...").
             folder = os.path.basename(os.path.normpath(directory)).lower()
             kwargs["do_lower_case"] = not folder.startswith(("cased", "multi_cased", "wwm_cased"))
+            named = folder.startswith(("cased", "multi_cased", "wwm_cased", "uncased", "multilingual_uncased",
+                                       "multi_uncased", "wwm_uncased"))
+            (logger.info if named else logger.warning)(
+                "%s: a Google BERT directory has no tokenizer config; %s by its folder name%s", directory,
+                "lower-casing" if kwargs["do_lower_case"] else "keeping case",
+                "" if named else (" (not Google's cased_*/uncased_*: lower-casing, as uncased models do); for a "
+                                  'cased model write tokenizer_config.json with {"do_lower_case": false} beside '
+                                  "vocab.txt"))
         kwargs.update(overrides)
         return cls(vocab_file, **kwargs)
 
