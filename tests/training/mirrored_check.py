@@ -31,7 +31,6 @@ def optimizer_cases():
 
     from conftest import tiny_config
     from tfbert import BertBackbone
-    from tfbert.tasks import BertClassifier
     from tfbert.training.optimization import create_optimizer
 
     rng = np.random.default_rng(0)
@@ -40,28 +39,36 @@ def optimizer_cases():
                 "token_type_ids": np.zeros((n, seq), "int32"), "attention_mask": np.ones((n, seq), "int32")}
     features["attention_mask"][::3, 9:] = 0
     labels = rng.integers(0, 3, n).astype("int32")
-    dataset = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
+    # per-token labels, -100 on padding and on a random third of the tokens: each replica's half of a
+    # batch holds another number of labelled tokens
+    tags = np.where((features["attention_mask"] == 1) & (rng.random((n, seq)) < 0.67),
+                    rng.integers(0, 3, (n, seq)), -100).astype("int32")
+    datasets = {head: tf.data.Dataset.from_tensor_slices((features, y)).batch(8)
+                for head, y in (("classifier", labels), ("tagger", tags))}
 
-    def train(strategy, clipnorm, accumulation, llrd, dtype):
+    def train(strategy, clipnorm, accumulation, llrd, dtype, head):
         with strategy.scope():
             keras.utils.set_random_seed(0)
             backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
                                     dtype=dtype)
-            model = BertClassifier(backbone, num_classes=3, dropout=0.0)
+            model = _head(head, backbone)
             model.compile(optimizer=create_optimizer(
                 model, learning_rate=1e-2, total_steps=6, warmup_ratio=0.2, weight_decay=0.1, clipnorm=clipnorm,
                 layerwise_lr_decay=llrd, gradient_accumulation_steps=accumulation,
                 loss_scale=dtype == "mixed_float16"), loss=model.default_loss())
-        history = model.fit(dataset, epochs=2, verbose=0)
+        history = model.fit(datasets[head], epochs=2, verbose=0)
         return model, history.history["loss"]
 
-    # A clip norm so small that every step clips; with and without accumulation (two code paths in Keras)
-    for clipnorm, accumulation, llrd, dtype in [(1e-3, 3, 0.8, None), (1e-3, 1, None, "mixed_float16")]:
-        one, one_loss = train(tf.distribute.get_strategy(), clipnorm, accumulation, llrd, dtype)
-        two, two_loss = train(mirrored, clipnorm, accumulation, llrd, dtype)
-        moved = max(float(np.abs(a - b).max()) for a, b in zip(one.get_weights(), _initial(one, dtype)))
+    # A clip norm so small that every step clips; with and without accumulation (two code paths in Keras);
+    # a token-level loss (NER's, masked LM's), whose replicas count different numbers of labelled tokens
+    for clipnorm, accumulation, llrd, dtype, head in [(1e-3, 3, 0.8, None, "classifier"),
+                                                      (1e-3, 1, None, "mixed_float16", "classifier"),
+                                                      (None, 1, None, None, "tagger")]:
+        one, one_loss = train(tf.distribute.get_strategy(), clipnorm, accumulation, llrd, dtype, head)
+        two, two_loss = train(mirrored, clipnorm, accumulation, llrd, dtype, head)
+        moved = max(float(np.abs(a - b).max()) for a, b in zip(one.get_weights(), _initial(dtype, head)))
         print(json.dumps({
-            "case": dict(clipnorm=clipnorm, accumulation=accumulation, llrd=llrd, dtype=dtype),
+            "case": dict(clipnorm=clipnorm, accumulation=accumulation, llrd=llrd, dtype=dtype, head=head),
             "replicas": two.distribute_strategy.num_replicas_in_sync,
             "updates": [int(one.optimizer.iterations.numpy()), int(two.optimizer.iterations.numpy())],
             "loss": [one_loss, two_loss], "moved": moved,
@@ -69,16 +76,22 @@ def optimizer_cases():
         }), flush=True)
 
 
-def _initial(model, dtype):
+def _head(head, backbone):
+    from tfbert.tasks import BertClassifier, BertTokenClassifier
+
+    model = (BertClassifier if head == "classifier" else BertTokenClassifier)
+    return model(backbone, **{"num_classes" if head == "classifier" else "num_labels": 3}, dropout=0.0)
+
+
+def _initial(dtype, head):
     import keras
 
     from conftest import tiny_config
     from tfbert import BertBackbone
-    from tfbert.tasks import BertClassifier
 
     keras.utils.set_random_seed(0)
     backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), dtype=dtype)
-    return BertClassifier(backbone, num_classes=3, dropout=0.0).get_weights()
+    return _head(head, backbone).get_weights()
 
 
 def static_case(directory):

@@ -17,10 +17,10 @@ import numpy as np
 from tfbert.backbone import BertBackbone
 from tfbert.layers import LayerNormalization, get_activation
 from tfbert.tasks.base import BertTaskModel, backbone_policy
+from tfbert.tasks.losses import IGNORE_LABEL, MaskedTokenCrossentropy
 
 logger = logging.getLogger("tfbert")
 
-IGNORE_LABEL = -100
 FEATURES = ("input_ids", "token_type_ids", "attention_mask")
 HEAD_PREFIX = "cls.predictions."
 
@@ -89,8 +89,9 @@ class BertMaskedLM(BertTaskModel):
 
     @staticmethod
     def default_loss() -> keras.losses.Loss:
-        """Cross-entropy over the masked positions (labels -100 elsewhere), as `BertForMaskedLM`."""
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)
+        """Cross-entropy over the masked positions (labels -100 elsewhere), as `BertForMaskedLM` (over the
+        whole batch under a distribution strategy too: `MaskedTokenCrossentropy`)."""
+        return MaskedTokenCrossentropy(IGNORE_LABEL)
 
     # ---- checkpoints -----------------------------------------------------------------------------
     @classmethod

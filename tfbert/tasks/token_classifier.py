@@ -11,12 +11,9 @@ import keras
 
 from tfbert.backbone import BertBackbone
 from tfbert.tasks.base import BertTaskModel, check_dropout, check_label_names, label_fields
+from tfbert.tasks.losses import IGNORE_LABEL, MaskedTokenCrossentropy
 
 logger = logging.getLogger("tfbert")
-
-# Label id of the positions that carry no label: special tokens, padding and, by default, every
-# sub-token after a word's first. The loss and the metrics skip it (transformers uses the same value).
-IGNORE_LABEL = -100
 
 
 @keras.saving.register_keras_serializable(package="tfbert")
@@ -78,8 +75,9 @@ class BertTokenClassifier(BertTaskModel):
     @staticmethod
     def default_loss() -> keras.losses.Loss:
         """Cross-entropy per labelled token, averaged over the tokens whose label is not
-        `IGNORE_LABEL` (-100), as transformers' `BertForTokenClassification` computes it."""
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)
+        `IGNORE_LABEL` (-100), as transformers' `BertForTokenClassification` computes it (over the whole
+        batch under a distribution strategy too: `MaskedTokenCrossentropy`)."""
+        return MaskedTokenCrossentropy(IGNORE_LABEL)
 
     @classmethod
     def from_pretrained(cls, path_or_preset: str | os.PathLike, num_labels: int, dtype=None,
