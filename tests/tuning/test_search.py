@@ -157,6 +157,11 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     search, best = tmp_path / "search", tmp_path / "search" / "best_model"
     run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial"))
     assert os.listdir(best / "saved_model") == ["1"]
+    # the best model's metrics.json says what its trial's training did, as a run's does
+    trial = json.loads((search / "trials" / "trial_0" / "metrics.json").read_text())
+    exported = json.loads((best / "metrics.json").read_text())
+    assert {k: exported.get(k) for k in runner.TRAINING_FACTS} == {k: trial.get(k) for k in runner.TRAINING_FACTS}
+    assert exported["parameters"]["trainable"] > 0 and exported["replicas"] == 1
 
     class Killed(Exception):
         pass

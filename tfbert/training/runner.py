@@ -37,6 +37,11 @@ from tfbert.training.run_config import RunConfig, config_class_for, with_new_fie
 
 logger = logging.getLogger("tfbert")
 
+# What training tells metrics.json about itself (before the evaluation results); a search's best model,
+# exported from its trial's weights, takes them from the trial's metrics.json.
+TRAINING_FACTS = ("best_metric", "steps_per_epoch", "replicas", "resumed_from_epoch", "resumed_from_batch",
+                  "epochs_run", "optimizer_steps", "parameters", "examples_per_second", "before_training")
+
 
 def _dtype_policy(config: RunConfig) -> str | None:
     return None if config.mixed_precision == "none" else config.mixed_precision

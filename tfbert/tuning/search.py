@@ -311,8 +311,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         run_dir = os.path.join(trial_dir, f"execution{execution}") if config.executions_per_trial > 1 else trial_dir
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
             trial_summary = json.load(f)
-        facts = {k: trial_summary[k] for k in ("best_metric", "steps_per_epoch", "resumed_from_epoch", "epochs_run",
-                                                "optimizer_steps", "examples_per_second")}
+        facts = {k: trial_summary[k] for k in runner.TRAINING_FACTS if k in trial_summary}
         summary = runner.finish_run(model, export_config, hypermodel.prepared, facts,
                                     with_loss=facts["best_metric"] == "val_loss", export_version=version,
                                     shown_as=export_dir)
