@@ -101,7 +101,14 @@ class BertConfig:
         defaults = cls()
         for f in dataclasses.fields(cls):
             setattr(config, f.name, kwargs.get(f.name, getattr(defaults, f.name)))
-        config.validate(source)
+        try:
+            config.validate(source)
+        except ConfigError as e:  # a value the file does not give is BERT-base's: say so
+            absent = [f"'{name}' is not in the file (BERT-base's {getattr(defaults, name)!r} was taken)"
+                      for name in sorted(fields - set(kwargs)) if f"'{name}'" in str(e)]
+            if not absent:
+                raise
+            raise ConfigError(f"{e}; {'; '.join(absent)}") from None
         return config
 
     def to_dict(self) -> dict[str, Any]:
