@@ -177,7 +177,14 @@ def test_presets_paths_and_hub_ids_resolve_or_fail_clearly(tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="pass a local directory"):
         resolve("google-bert/bert-base-uncased")
-    with pytest.raises(CheckpointError, match="not a BERT checkpoint directory"):
+    with pytest.raises(CheckpointError, match="not a BERT checkpoint directory") as error:
+        BertBackbone.from_pretrained(str(tmp_path))
+    assert "tf_model.h5" not in str(error.value)
+    # transformers' TensorFlow weights alone (transformers 5 reads them no more either): how to convert them
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tf_model.h5").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"tf_model.h5 \(transformers' TensorFlow weights\) is not read: "
+                                              r"convert it once with transformers 4"):
         BertBackbone.from_pretrained(str(tmp_path))
 
 

@@ -50,9 +50,13 @@ def read_checkpoint(path_or_preset: str | os.PathLike, **overrides) -> tuple[Ber
         config = BertConfig.from_json_file(os.path.join(directory, "bert_config.json"))
         state, source = google.read_state(directory)
     else:
+        tf_weights = os.path.isfile(os.path.join(directory, "tf_model.h5"))
         raise CheckpointError(
             f"{directory}: not a BERT checkpoint directory; expected config.json with model.safetensors "
-            "(Hugging Face) or bert_config.json with bert_model.ckpt.index (Google)")
+            "(Hugging Face) or bert_config.json with bert_model.ckpt.index (Google)"
+            + ("; tf_model.h5 (transformers' TensorFlow weights) is not read: convert it once with transformers "
+               "4, BertModel.from_pretrained(dir, from_tf=True).save_pretrained(dir), which writes "
+               "model.safetensors" if tf_weights else ""))
     for key, value in overrides.items():
         if key not in BertConfig.__dataclass_fields__:
             raise TypeError(f"unknown BertConfig field {key!r}")
