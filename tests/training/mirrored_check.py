@@ -164,6 +164,11 @@ def static_case(directory):
         runner.start_run(several, runner.prepare(several))
     except ConfigError as e:
         print(json.dumps({"task": "steps_per_execution", "error": str(e)}), flush=True)
+    try:  # a run is refused so before its data is read (its output folder is made to read the data)
+        runner.train(dataclasses.replace(several, output_dir=os.path.join(directory, "several")))
+    except ConfigError as e:
+        print(json.dumps({"task": "steps_per_execution_run", "error": str(e),
+                          "output_dir": os.path.exists(os.path.join(directory, "several"))}), flush=True)
     for task, config in configs.items():
         prepared = runner.prepare(config)
         inputs = runner.start_run(config, prepared)

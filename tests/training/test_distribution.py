@@ -43,9 +43,11 @@ def test_static_shapes_on_two_replicas_train_on_whole_batches_and_evaluate_every
     # What a TPU needs, checked on two logical CPUs: batch_size x one of a few lengths, always.
     cases = {case["task"]: case for case in _check("static", tmp_path)}
     assert set(cases) == {"classification", "token_classification", "question_answering", "masked_lm",
-                          "steps_per_execution"}
+                          "steps_per_execution", "steps_per_execution_run"}
     assert cases.pop("steps_per_execution")["error"].startswith(
         "steps_per_execution: 2 steps per call fail under MirroredStrategy in Keras 3.")
+    run = cases.pop("steps_per_execution_run")
+    assert run["error"].startswith("steps_per_execution: 2 steps per call fail") and run["output_dir"] is False
     for case in cases.values():
         assert case["replicas"] == 2 and case["distributed_fn"]
         # Training: whole batches of 4 only (45 examples: at most 11 per epoch), of fixed lengths.

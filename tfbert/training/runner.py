@@ -368,7 +368,10 @@ def train(config: RunConfig) -> dict:
     `BackupAndRestore`) and every `backup_every_n_steps` batches within an epoch (`resume.StepBackup`).
     """
     started = time.time()
-    distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
+    strategy = distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
+    # (start_run checks these again, for a search's trials; here before the data is read)
+    distribution.check_batch_size(strategy, config.batch_size)
+    distribution.check_steps_per_execution(strategy, config.steps_per_execution)
     with fileio.made_dirs(config.resolved_output_dir()):  # (data refused here leaves no empty run folder)
         seed_everything(config)
         prepared = prepare(config)
