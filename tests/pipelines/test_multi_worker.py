@@ -192,6 +192,14 @@ def test_a_chief_killed_after_training_writes_the_outputs_when_resumed_without_t
                                          "the chief did not finish training in time")
     assert workers[1].returncode == 0, worker_err[-3000:]
     assert not (out / "metrics.json").exists() and not (out / "backup-worker-1").exists()
+    # the other worker may also hold a backup of the epoch before (stopped before its last epoch's backup):
+    # it must not train that epoch again, alone (Keras' BackupAndRestore would start it there)
+    import shutil
+
+    shutil.copytree(out / "backup", out / "backup-worker-1")
+    os.remove(out / "backup-worker-1" / "training_done.json")
+    metadata = out / "backup-worker-1" / "training_metadata.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "epoch": 1}))  # of the 2
 
     results = _run_workers(command, hosts)
     for code, stdout, err in results:

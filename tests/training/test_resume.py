@@ -76,6 +76,7 @@ def test_the_workers_resume_from_the_point_they_all_hold(capsys):
     # the chief's backup says training finished (the other workers' backups went with their training):
     # every worker goes to its point and trains nothing
     assert distribution.agreed_position([(3, 0, 3, 1), (0, 0, 0, 0)], 0, "backup-worker-1") == (3, 0, True)
+    assert distribution.agreed_position([(3, 0, 3, 1), (2, 0, 2, 0)], 2, "backup-worker-1") == (3, 0, True)
     assert not capsys.readouterr().out
 
 

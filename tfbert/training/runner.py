@@ -445,10 +445,14 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
     start = resume.Position(*position)
     resumed_from_epoch = start.epoch
     resuming = start != resume.Position(0)
-    if training_done and not chief:
+    if training_done and not chief:  # the chief evaluates and exports alone: this worker has nothing to join
         print(f"worker {worker}: training had finished ({resumed_from_epoch} epoch(s)) on the chief; nothing to "
               "train", flush=True)
-    elif resuming:
+        # (a backup of an earlier point, from a worker stopped before its last epoch's backup, would make
+        # Keras' BackupAndRestore train this worker from there, alone)
+        fileio.remove_dir(backup_dir)
+        return {"worker": worker, "epochs_run": 0, "optimizer_steps": None}
+    if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
     if chief and not resuming:
         say_finished_run_is_trained_again(output_dir)
