@@ -436,9 +436,11 @@ def test_has_header_flag_reads_a_header_of_other_names(tmp_path):
 
 
 def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
-    # a previous run's config.yaml records has_header / version_2_with_negative (given or detected);
+    # a previous run's config.yaml records has_header as given, version_2_with_negative as given or detected;
     # `--<flag> auto` returns to detection over it, and a wrong word names what the flag takes
+    from tfbert.config import ConfigError
     from tfbert.training.run_config import QARunConfig, build_parser
+    from tfbert.training.runner import prepare
 
     (tmp_path / "config.yaml").write_text("has_header: true\n", encoding="utf-8")
     config = ["--config", str(tmp_path / "config.yaml")]
@@ -452,19 +454,22 @@ def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ClassifierRunConfig.from_args(["--has_header", "maybe"])
     assert "expected true/false/auto, found 'maybe'" in capsys.readouterr().err
-    # given where it changes nothing (no CSV/TSV file; .txt is plain text for pretrain_mlm.py): refused
+    # given where it changes nothing (no CSV/TSV file; .txt is plain text for pretrain_mlm.py): the run is
+    # refused before its data is read (the config itself loads: a finished run's config.yaml that holds it
+    # still exports)
     for cls, files, reads in ((ClassifierRunConfig, [], "the built-in data"),
                               (ClassifierRunConfig, ["--train_file", "train.jsonl"], "train.jsonl"),
                               (ClassifierRunConfig, ["--dataset", "tfds:imdb_reviews"], "--dataset tfds:imdb_reviews"),
                               (MaskedLMRunConfig, ["--train_file", "corpus.txt"], "corpus.txt")):
-        with pytest.raises(SystemExit):
-            cls.from_args(config + files)
-        said = " ".join(capsys.readouterr().err.split())
-        assert "field 'has_header' must be unset (`auto`): it is for CSV/TSV files" in said, said
-        assert f"and the run reads {reads}" in said, said
+        run = cls.from_args(config + files + ["--output_dir", str(tmp_path / "run")])
+        with pytest.raises(ConfigError, match=re.escape("field 'has_header' must be unset (`auto`): it is for "
+                                                        f"CSV/TSV files")) as error:
+            prepare(run)
+        assert f"and the run reads {reads}" in str(error.value)
     for cls, files in ((ClassifierRunConfig, ["--train_file", "a.jsonl", "--test_file", "b.TXT"]),
                        (MaskedLMRunConfig, ["--train_file", "corpus.tsv"])):
-        assert cls.from_args(config + files).has_header is True
+        with pytest.raises(DataError, match="not found|no such file"):  # past the check, to the reading
+            prepare(cls.from_args(config + files))
     help_text = build_parser(ClassifierRunConfig).format_help()
     assert "--has_header auto` unsets a value from --config" in " ".join(help_text.split())
 

@@ -379,6 +379,7 @@ class ClassifierRunConfig(RunConfig):
     """
 
     TASK: typing.ClassVar[str] = "classification"
+    TABULAR_EXTENSIONS: typing.ClassVar[tuple[str, ...]] = (".csv", ".tsv", ".txt")  # (has_header's)
     RUN_PREFIX: typing.ClassVar[str] = "cls"
     ARCHITECTURE: typing.ClassVar[str] = "BertForSequenceClassification"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
@@ -417,7 +418,6 @@ class ClassifierRunConfig(RunConfig):
         if not 0 < self.threshold < 1:
             self.fail(source, "threshold", "in (0, 1) (a label is predicted when its sigmoid is above it)",
                       self.threshold)
-        _check_has_header(self, source, (".csv", ".tsv", ".txt"))
         super().validate(source)
 
     @property
@@ -518,6 +518,7 @@ class MaskedLMRunConfig(RunConfig):
     """
 
     TASK: typing.ClassVar[str] = "masked_lm"
+    TABULAR_EXTENSIONS: typing.ClassVar[tuple[str, ...]] = (".csv", ".tsv")  # (.txt is plain text here)
     RUN_PREFIX: typing.ClassVar[str] = "mlm"
     ARCHITECTURE: typing.ClassVar[str] = "BertForMaskedLM"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
@@ -555,22 +556,30 @@ class MaskedLMRunConfig(RunConfig):
         if self.dropout is not None:
             self.fail(source, "dropout", "unset: the masked-LM head has no dropout (the encoder's comes from its "
                       "config)", self.dropout)
-        _check_has_header(self, source, (".csv", ".tsv"))  # (.txt is plain text here)
         super().validate(source)
 
 
-def _check_has_header(config: RunConfig, source: str, tabular: tuple[str, ...]) -> None:
+def check_has_header(config: RunConfig) -> None:
     """`has_header` given for a run that reads no CSV/TSV file (by its extension, as the readers tell the
-    format) would change nothing: refused, as the user meant some file to be read otherwise."""
-    if config.has_header is None:
+    format; `TABULAR_EXTENSIONS` of the config's class) would change nothing: refused, as the user meant
+    some file to be read otherwise. Checked when a run reads its data (`runner.prepare`), not with the
+    other fields: a finished run's config.yaml that holds it (accepted before) still loads for export.
+
+    Raises:
+        ConfigError: naming the field and what the run reads.
+    """
+    from tfbert.config import ConfigError
+
+    tabular = getattr(config, "TABULAR_EXTENSIONS", ())
+    if getattr(config, "has_header", None) is None:
         return
     files = [path for path in (config.train_file, config.validation_file, config.test_file) if path]
     if any(os.path.splitext(path)[1].lower() in tabular for path in files if not path.startswith("tfds:")):
         return
     reads = (f"--dataset {config.dataset}" if config.dataset else ", ".join(files) if files
              else "the built-in data (no --train_file)")
-    config.fail(source, "has_header", f"unset (`auto`): it is for CSV/TSV files ({', '.join(tabular)}), and the "
-                f"run reads {reads}", config.has_header)
+    raise ConfigError(f"run config: field 'has_header' must be unset (`auto`): it is for CSV/TSV files "
+                      f"({', '.join(tabular)}), and the run reads {reads}; found {config.has_header!r}")
 
 
 def config_class_for(architectures: list[str]) -> type:
@@ -645,7 +654,8 @@ def _parse_bool(value: str) -> bool:
 
 def _parse_bool_or_auto(value: str) -> bool | None:
     """A flag whose unset value means "detect" (e.g. --has_header): `auto` unsets it again, over a value
-    from --config (a previous run's config.yaml records what was detected or given)."""
+    from --config (a previous run's config.yaml records has_header as given, version_2_with_negative as
+    given or detected)."""
     if value.lower() in ("auto", "none", "null"):
         return None
     try:

@@ -33,7 +33,8 @@ from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution, model_file, parameter_efficient, resume
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import RunConfig, config_class_for, with_new_fields, without_placement
+from tfbert.training.run_config import (RunConfig, check_has_header, config_class_for, with_new_fields,
+                                        without_placement)
 
 logger = logging.getLogger("tfbert")
 
@@ -162,6 +163,7 @@ class RunInputs:
 def prepare(config: RunConfig) -> PreparedData:
     """Reads (and checks) every split and loads the tokenizer a run config names; prints what was read."""
     task = task_for(config)
+    check_has_header(config)
     data = task.load_data(config)
     strategy = distribution.strategy_for(config)
     output_dir = config.resolved_output_dir()
