@@ -463,7 +463,7 @@ def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
                               (MaskedLMRunConfig, ["--train_file", "corpus.txt"], "corpus.txt")):
         run = cls.from_args(config + files + ["--output_dir", str(tmp_path / "run")])
         with pytest.raises(ConfigError, match=re.escape("field 'has_header' must be unset (`auto`): it is for "
-                                                        f"CSV/TSV files")) as error:
+                                                        "CSV/TSV files")) as error:
             prepare(run)
         assert f"and the run reads {reads}" in str(error.value)
     for cls, files in ((ClassifierRunConfig, ["--train_file", "a.jsonl", "--test_file", "b.TXT"]),
