@@ -41,14 +41,14 @@ def test_a_field_missing_from_the_file_is_named_when_its_default_does_not_fit(tm
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=r"'hidden_size' \(64\) must be a multiple of 'num_attention_heads' "
-                                          r"\(12\).*; 'num_attention_heads' is not in the file \(BERT-base's 12 was "
+                                          r"\(12\).*; 'num_attention_heads' is not given \(BERT-base's 12 was "
                                           r"taken\)$"):
         BertConfig.from_json_file(path)
     data["num_attention_heads"] = 5  # given, and wrong: nothing about defaults
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError) as err:
         BertConfig.from_json_file(path)
-    assert "not in the file" not in str(err.value)
+    assert "not given" not in str(err.value)
 
 
 def test_invalid_json_names_the_line(tmp_path):

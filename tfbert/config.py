@@ -104,7 +104,7 @@ class BertConfig:
         try:
             config.validate(source)
         except ConfigError as e:  # a value the file does not give is BERT-base's: say so
-            absent = [f"'{name}' is not in the file (BERT-base's {getattr(defaults, name)!r} was taken)"
+            absent = [f"'{name}' is not given (BERT-base's {getattr(defaults, name)!r} was taken)"
                       for name in sorted(fields - set(kwargs)) if f"'{name}'" in str(e)]
             if not absent:
                 raise

@@ -184,7 +184,7 @@ def test_presets_paths_and_hub_ids_resolve_or_fail_clearly(tmp_path, monkeypatch
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "tf_model.h5").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"tf_model.h5 \(transformers' TensorFlow weights\) is not read: "
-                                              r"convert it once with transformers 4"):
+                                              r"convert it once where transformers 4, torch and tf-keras"):
         BertBackbone.from_pretrained(str(tmp_path))
 
 

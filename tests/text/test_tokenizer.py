@@ -283,7 +283,7 @@ def test_a_tokenizer_json_without_vocab_txt_is_read(tmp_path, monkeypatch, minil
 def test_a_google_directory_takes_its_casing_from_the_folder_name_and_says_so(tmp_path, caplog):
     vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Hello", "hello"]) + "\n"
     for name, lower, guessed in (("uncased_L-2_H-64_A-4", True, False), ("cased_L-2_H-64_A-4", False, False),
-                                 ("my_bert", True, True)):
+                                 ("chinese_L-12_H-768_A-12", True, False), ("my_bert", True, True)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "vocab.txt").write_text(vocab, encoding="utf-8")
         (tmp_path / name / "bert_config.json").write_text("{}", encoding="utf-8")

@@ -54,9 +54,10 @@ def read_checkpoint(path_or_preset: str | os.PathLike, **overrides) -> tuple[Ber
         raise CheckpointError(
             f"{directory}: not a BERT checkpoint directory; expected config.json with model.safetensors "
             "(Hugging Face) or bert_config.json with bert_model.ckpt.index (Google)"
-            + ("; tf_model.h5 (transformers' TensorFlow weights) is not read: convert it once with transformers "
-               "4, BertModel.from_pretrained(dir, from_tf=True).save_pretrained(dir), which writes "
-               "model.safetensors" if tf_weights else ""))
+            + ("; tf_model.h5 (transformers' TensorFlow weights) is not read: convert it once where transformers 4, "
+               "torch and tf-keras are installed, with the class config.json's 'architectures' names (e.g. "
+               "BertForPreTraining, which keeps the pre-training heads): <class>.from_pretrained(dir, "
+               "from_tf=True).save_pretrained(dir) writes model.safetensors" if tf_weights else ""))
     for key, value in overrides.items():
         if key not in BertConfig.__dataclass_fields__:
             raise TypeError(f"unknown BertConfig field {key!r}")

@@ -216,8 +216,8 @@ class BertTokenizer(tf.Module):
             # Google checkpoints say nothing about casing; their folder names do ("uncased_L-12_...").
             folder = os.path.basename(os.path.normpath(directory)).lower()
             kwargs["do_lower_case"] = not folder.startswith(("cased", "multi_cased", "wwm_cased"))
-            named = folder.startswith(("cased", "multi_cased", "wwm_cased", "uncased", "multilingual_uncased",
-                                       "multi_uncased", "wwm_uncased"))
+            named = folder.startswith(("cased", "multi_cased", "wwm_cased", "uncased", "multilingual",
+                                       "multi_uncased", "wwm_uncased", "chinese"))  # Google's release names
             (logger.info if named else logger.warning)(
                 "%s: a Google BERT directory has no tokenizer config; %s by its folder name%s", directory,
                 "lower-casing" if kwargs["do_lower_case"] else "keeping case",
