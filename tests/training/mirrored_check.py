@@ -63,7 +63,8 @@ def optimizer_cases():
     # a token-level loss (NER's, masked LM's), whose replicas count different numbers of labelled tokens
     for clipnorm, accumulation, llrd, dtype, head in [(1e-3, 3, 0.8, None, "classifier"),
                                                       (1e-3, 1, None, "mixed_float16", "classifier"),
-                                                      (None, 1, None, None, "tagger")]:
+                                                      (None, 1, None, None, "tagger"),
+                                                      (1e-3, 3, None, "mixed_float16", "tagger")]:
         one, one_loss = train(tf.distribute.get_strategy(), clipnorm, accumulation, llrd, dtype, head)
         two, two_loss = train(mirrored, clipnorm, accumulation, llrd, dtype, head)
         moved = max(float(np.abs(a - b).max()) for a, b in zip(one.get_weights(), _initial(dtype, head)))

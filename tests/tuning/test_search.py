@@ -161,6 +161,10 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     trial = json.loads((search / "trials" / "trial_0" / "metrics.json").read_text())
     exported = json.loads((best / "metrics.json").read_text())
     assert {k: exported.get(k) for k in runner.TRAINING_FACTS} == {k: trial.get(k) for k in runner.TRAINING_FACTS}
+    # (TRAINING_FACTS names every fact of the runner's summary, in its order: the keys from best_metric on)
+    keys = list(trial)
+    facts = keys[keys.index("best_metric"):][:len(runner.TRAINING_FACTS)]
+    assert facts[:-1] == list(runner.TRAINING_FACTS[:-1]) and facts[-1] not in runner.TRAINING_FACTS[:-1]
     assert exported["parameters"]["trainable"] > 0 and exported["replicas"] == 1
 
     class Killed(Exception):

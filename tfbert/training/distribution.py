@@ -297,6 +297,12 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int, source: 
                           f"of {replicas} (it is the global batch)")
 
 
+def check_run_fits(strategy: tf.distribute.Strategy, batch_size: int, steps_per_execution: int) -> None:
+    """`check_batch_size` and `check_steps_per_execution`: what a run's config asks of the strategy."""
+    check_batch_size(strategy, batch_size)
+    check_steps_per_execution(strategy, steps_per_execution)
+
+
 def check_steps_per_execution(strategy: tf.distribute.Strategy, steps_per_execution: int) -> None:
     """Several steps per call work on one device and on TPUs, but not yet under Keras 3's mirrored
     strategies: their step loop fails inside TensorFlow ("You must feed a value for placeholder

@@ -184,8 +184,7 @@ def prepare(config: RunConfig) -> PreparedData:
 def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     """Seeds everything, builds the run's datasets and its compiled model (see `build_model`)."""
     strategy = distribution.strategy_for(config)
-    distribution.check_batch_size(strategy, config.batch_size)
-    distribution.check_steps_per_execution(strategy, config.steps_per_execution)
+    distribution.check_run_fits(strategy, config.batch_size, config.steps_per_execution)
     print(distribution.describe(strategy, config.batch_size), flush=True)
     seed_everything(config)
 
@@ -371,9 +370,8 @@ def train(config: RunConfig) -> dict:
     """
     started = time.time()
     strategy = distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
-    # (start_run checks these again, for a search's trials; here before the data is read)
-    distribution.check_batch_size(strategy, config.batch_size)
-    distribution.check_steps_per_execution(strategy, config.steps_per_execution)
+    # (start_run checks it again, for a search's trials; here before the data is read)
+    distribution.check_run_fits(strategy, config.batch_size, config.steps_per_execution)
     with fileio.made_dirs(config.resolved_output_dir()):  # (data refused here leaves no empty run folder)
         seed_everything(config)
         prepared = prepare(config)
