@@ -31,7 +31,7 @@ from tfbert.data.readers import DataError  # noqa: E402
 from tfbert.errors import USER_ERRORS  # noqa: E402
 from tfbert.serving import (GrpcPredictor, LocalPredictor, RestPredictor, ServingClientError,  # noqa: E402
                             format_answers, format_fills, format_jsonl, format_table, load_questions, load_text_pairs,
-                            read_export_metadata, read_sources, resolve_export_dir, warn_cut_masks)
+                            mask_token_of, read_export_metadata, read_sources, resolve_export_dir, warn_cut_masks)
 
 PROG = "predict.py"
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace, stdin=None) -> str:
             results = predictor.predict(texts, pairs, signature=args.signature)
     if metadata.get("task") == "masked_lm" or (results and isinstance(results[0], dict) and "num_masks" in results[0]):
         warn_cut_masks(texts, results, locations, metadata)
-        return format_fills(texts, results, args.format == "jsonl")
+        return format_fills(texts, results, args.format == "jsonl", mask_token=mask_token_of(metadata))
     if args.format == "jsonl":
         return format_jsonl(texts, results, pairs)
     return format_table(texts, results, pairs, label_names=metadata.get("labels"))

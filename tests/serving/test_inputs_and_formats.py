@@ -94,7 +94,7 @@ def test_question_answering_input_and_output_formats(tmp_path):
 
 
 def test_fill_mask_output_formats(capsys):
-    from tfbert.serving import format_fills, warn_cut_masks
+    from tfbert.serving import format_fills, mask_token_of, warn_cut_masks
 
     result = {"num_masks": 2, "mask_start": [4, 20], "mask_end": [10, 26],
               "tokens": [["price", "share"], ["monday", "friday"]], "scores": [[0.5, 0.25], [0.4, float("nan")]]}
@@ -110,6 +110,12 @@ def test_fill_mask_output_formats(capsys):
     long = "word " * 60 + "the [MASK] was good"
     table = format_fills(["The [MASK] rose on [MASK].", long], [result, none], jsonl=False).splitlines()
     assert "(its [MASK] was cut off: past max_seq_length)" in table[3]
+    # a model whose mask token is another (a vocabulary with "<mask>"): the notes name that one
+    metadata = {"tokenizer": {"mask_token": "<mask>"}}
+    assert mask_token_of(metadata) == "<mask>" and mask_token_of({}) == "[MASK]"
+    table = format_fills(["x", "the <mask> was good", "the [MASK] was good"], [result, none, none], jsonl=False,
+                         mask_token=mask_token_of(metadata)).splitlines()
+    assert "(its <mask> was cut off: past max_seq_length)" in table[3] and "(no <mask> in the text)" in table[4]
     one = {"num_masks": 1, "mask_start": [4], "mask_end": [10], "tokens": [["price"]], "scores": [[0.5]]}
     warn_cut_masks(["The [MASK] rose on [MASK].", "The [MASK] fell."], [one, one], ["news.txt:3", "news.txt:4"],
                    {"max_seq_length": 32, "tokenizer": {"mask_token": "[MASK]"}})

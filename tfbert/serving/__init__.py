@@ -29,7 +29,8 @@ and `format_table`, `format_jsonl`, `format_answers`, `format_fills` (`tfbert.se
 
 from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Classification, Predictor, Result,
                                  ServingClientError, make_example)
-from tfbert.serving.formats import format_answers, format_fills, format_jsonl, format_table, warn_cut_masks
+from tfbert.serving.formats import (format_answers, format_fills, format_jsonl, format_table, mask_token_of,
+                                    warn_cut_masks)
 from tfbert.serving.grpc_client import GrpcPredictor, grpc_classify_request, grpc_inputs_request, grpc_predict_request
 from tfbert.serving.inputs import load_questions, load_text_pairs, load_texts, read_sources
 from tfbert.serving.local import LocalPredictor, read_export_metadata, resolve_export_dir
@@ -44,4 +45,4 @@ __all__ = ["ServingClientError", "Predictor", "LocalPredictor", "RestPredictor",
            "parse_rest_classifications", "make_example", "resolve_export_dir", "read_export_metadata",
            "rows_from_columns", "is_tagging", "entities_of", "tagged_words", "load_texts", "load_text_pairs",
            "load_questions", "read_sources", "format_table", "format_jsonl", "format_answers", "format_fills",
-           "warn_cut_masks"]
+           "warn_cut_masks", "mask_token_of"]

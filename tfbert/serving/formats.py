@@ -107,8 +107,10 @@ def format_jsonl(texts: Sequence[str], results: Sequence[Result | Classification
     return "\n".join(lines)
 
 
-def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, max_text_width: int = 60) -> str:
-    """A fill-mask export's predictions: per text, each [MASK]'s top tokens with their probabilities."""
+def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, max_text_width: int = 60,
+                 mask_token: str = "[MASK]") -> str:
+    """A fill-mask export's predictions: per text, each mask's top tokens with their probabilities.
+    `mask_token`: the export's (`mask_token_of(metadata)`), named when a text shows none filled."""
     records = []
     for text, result in zip(texts, results):
         masks = [{"start": int(result["mask_start"][m]), "end": int(result["mask_end"][m]),
@@ -123,8 +125,8 @@ def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, m
     for record in records:
         shown = " | ".join(", ".join(f"{f['token']} {f['score']:.2f}" for f in mask["fills"])
                            for mask in record["masks"])
-        missing = ("(its [MASK] was cut off: past max_seq_length)" if "[MASK]" in record["text"]
-                   else "(no [MASK] in the text)")
+        missing = (f"(its {mask_token} was cut off: past max_seq_length)" if mask_token in record["text"]
+                   else f"(no {mask_token} in the text)")
         rows.append({"text": preview(record["text"], max_text_width), "fills": shown or missing})
     widths = {c: max([len(c)] + [len(row[c]) for row in rows]) for c in ("text", "fills")}
     lines = ["text".ljust(widths["text"]) + "  fills", "-" * widths["text"] + "  " + "-" * widths["fills"]]
@@ -132,11 +134,16 @@ def format_fills(texts: Sequence[str], results: Sequence[Result], jsonl: bool, m
     return "\n".join(lines)
 
 
+def mask_token_of(metadata: dict) -> str:
+    """The mask token of the export that `metadata` (tfbert_export.json) describes; "[MASK]" if unsaid."""
+    return (metadata.get("tokenizer") or {}).get("mask_token") or "[MASK]"
+
+
 def warn_cut_masks(texts: Sequence[str], results: Sequence[Result], locations: Sequence[str] | None,
                    metadata: dict) -> None:
     """Warns on stderr about each text with more mask tokens than the model filled: those came after the
     export's `max_seq_length` tokens and were cut off (the table would say the text has none)."""
-    mask = (metadata.get("tokenizer") or {}).get("mask_token") or "[MASK]"
+    mask = mask_token_of(metadata)
     length = metadata.get("max_seq_length")
     for i, (text, result) in enumerate(zip(texts, results)):
         written, filled = text.count(mask), int(result["num_masks"])
