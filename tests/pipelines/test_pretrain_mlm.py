@@ -196,6 +196,18 @@ def test_from_scratch_with_a_trained_vocabulary(tmp_path, tiny_model_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["before_training"]) == set(metrics["validation"]) == {"loss", "accuracy", "perplexity"}
     assert metrics["before_training"]["perplexity"] > 0.5 * len(vocab)  # a random model: about uniform
+    # TensorBoard: the untrained figures one step before the first epoch's, on the same tag
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def perplexities(run):
+        events = EventAccumulator(str(tmp_path / "tb" / run), size_guidance={"tensors": 0})
+        events.Reload()
+        return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors("epoch_perplexity")]
+
+    [(step, value)] = perplexities("before_training")
+    assert step == -1 and value == pytest.approx(metrics["before_training"]["perplexity"], rel=1e-6)
+    assert [step for step, _ in perplexities("validation")] == [0]
 
     transformers = pytest.importorskip("transformers")
     from tfbert.text import BertTokenizer

@@ -603,11 +603,15 @@ def recorded_export_version(backup_dir: str, base_dir: str, version: int | None)
     return version
 
 
+BEFORE_TRAINING_STEP = -1  # TensorBoard's step of the untrained model's figures: the first epoch's is 0
+
+
 def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: RunInputs, backup_dir: str,
                              log_dir: str) -> dict | None:
     """The validation metrics of the untrained model, for tasks that ask (`Task.evaluate_before_training`):
-    printed, written to TensorBoard (`<log_dir>/before_training`, step 0) and kept in the backup folder,
-    so a resumed run reports the same figures."""
+    printed, written to TensorBoard and kept in the backup folder, so a resumed run reports the same figures.
+    TensorBoard: run `<log_dir>/before_training`, the tags of Keras' epoch scalars (`epoch_loss`, ...) at
+    step -1, one before the first epoch's (Keras counts epochs from 0), so the charts put it before it."""
     if not prepared.task.evaluate_before_training:
         return None
     record = os.path.join(backup_dir, "before_training.json")
@@ -621,7 +625,7 @@ def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: 
     print("before training, validation: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
     with tf.summary.create_file_writer(os.path.join(log_dir, "before_training")).as_default():
         for name, value in metrics.items():
-            tf.summary.scalar(f"epoch_{name}", value, step=0)
+            tf.summary.scalar(f"epoch_{name}", value, step=BEFORE_TRAINING_STEP)
     fileio.write_json(record, metrics)
     return metrics
 
