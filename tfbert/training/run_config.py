@@ -125,7 +125,9 @@ class RunConfig:
     layerwise_lr_decay: float | None = None
     adam_epsilon: float = dataclasses.field(default=1e-6, metadata={
         "help": "Adam's epsilon: 1e-6 as the original BERT recipe; 1e-8 as PyTorch and transformers' Trainer"})
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={
+        "help": "one optimizer update per N batches, with the mean of their gradients (an update of N x "
+                "batch_size examples in one batch's memory); warmup and decay count updates"})
     mixed_precision: str = "none"
     jit_compile: bool = False
     skip_padding: bool = dataclasses.field(default=True, metadata={
