@@ -26,6 +26,26 @@ def _hf_to_google(key):
     return name
 
 
+CONFIG = dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
+              max_position_embeddings=32, type_vocab_size=2, hidden_act="gelu")
+
+
+def _perturbed(model_class, seed):
+    """A tiny transformers model of `CONFIG` whose weights are moved off their initial values."""
+    torch.manual_seed(seed)
+    model = model_class(transformers.BertConfig(**CONFIG)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _add_google_variable(variables, key, value, prefix="bert/"):
+    """Adds a transformers weight under its Google name (kernels [in, out], as TF's Dense held them)."""
+    name = prefix + _hf_to_google(key)[len("bert/"):]
+    variables[name] = value.numpy().T if name.endswith("/kernel") else value.numpy()
+
+
 def test_name_mapping():
     assert google_to_hf_name("bert/encoder/layer_3/attention/self/query/kernel") == \
         "encoder.layer.3.attention.self.query.weight"
@@ -34,28 +54,19 @@ def test_name_mapping():
 
 
 def test_google_checkpoint_matches_transformers(tmp_path):
-    config = dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
-                  max_position_embeddings=32, type_vocab_size=2, hidden_act="gelu")
-    torch.manual_seed(0)
-    model = transformers.BertModel(transformers.BertConfig(**config)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = _perturbed(transformers.BertModel, seed=0)
     # Write the weights the way Google's BERT did: TF variables, [in, out] kernels, plus the
     # MLM/NSP heads and Adam slots that pre-training checkpoints carry.
     variables = {}
     for key, value in model.state_dict().items():
-        if key == "embeddings.position_ids":
-            continue
-        value = value.numpy()
-        name = _hf_to_google(key)
-        variables[name] = value.T if name.endswith("/kernel") else value
+        if key != "embeddings.position_ids":
+            _add_google_variable(variables, key, value)
     variables["cls/predictions/output_bias"] = np.zeros(50, "float32")
     variables["bert/embeddings/word_embeddings/adam_m"] = np.zeros((50, 24), "float32")
     directory = tmp_path / "uncased_L-2_H-24_A-3"
     directory.mkdir()
     _save_tf1(variables, str(directory / "bert_model.ckpt"))
-    (directory / "bert_config.json").write_text(json.dumps(config))
+    (directory / "bert_config.json").write_text(json.dumps(CONFIG))
     backbone, report = BertBackbone.from_pretrained(str(directory), return_report=True)
     assert report.unexpected == ["cls.predictions.bias"]
     state = backbone_state(backbone)
@@ -75,22 +86,13 @@ def test_google_pretraining_checkpoint_keeps_its_masked_lm_head(tmp_path, caplog
     # next-sentence head as cls/seq_relationship/output_{weights,bias}
     from tfbert.tasks.masked_lm import BertMaskedLM
 
-    config = dict(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
-                  max_position_embeddings=32, type_vocab_size=2, hidden_act="gelu")
-    torch.manual_seed(1)
-    model = transformers.BertForPreTraining(transformers.BertConfig(**config)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = _perturbed(transformers.BertForPreTraining, seed=1)
     variables = {}
     for key, value in model.state_dict().items():
-        value = value.numpy()
         if key.startswith("bert.") and not key.endswith("position_ids"):
-            name = _hf_to_google(key[len("bert."):])
-            variables[name] = value.T if name.endswith("/kernel") else value
+            _add_google_variable(variables, key[len("bert."):], value)
         elif key.startswith("cls.predictions.transform."):
-            name = _hf_to_google(key)[len("bert/"):]
-            variables[name] = value.T if name.endswith("/kernel") else value
+            _add_google_variable(variables, key, value, prefix="")
     head = model.state_dict()
     variables["cls/predictions/output_bias"] = head["cls.predictions.bias"].numpy()
     variables["cls/seq_relationship/output_weights"] = head["cls.seq_relationship.weight"].numpy()  # [2, hidden]
@@ -101,7 +103,7 @@ def test_google_pretraining_checkpoint_keeps_its_masked_lm_head(tmp_path, caplog
     directory = tmp_path / "uncased_L-2_H-24_A-3"
     directory.mkdir()
     _save_tf1(variables, str(directory / "bert_model.ckpt"))
-    (directory / "bert_config.json").write_text(json.dumps(config))
+    (directory / "bert_config.json").write_text(json.dumps(CONFIG))
     with caplog.at_level("WARNING"):
         mlm = BertMaskedLM.from_pretrained(str(directory))
     assert "head starts fresh" not in caplog.text and "lacks" not in caplog.text
