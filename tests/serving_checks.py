@@ -66,6 +66,26 @@ def load_predict_cli():
     return module
 
 
+def replay_warmup_requests(version_dir, signature=None):
+    """Calls the export's signature with each request of `assets.extra/tf_serving_warmup_requests`, as TF
+    Serving does at load (a request that fails fails the load); returns how many were replayed."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    signature = signature or tf.saved_model.load(version_dir).signatures["serving_default"]
+    path = os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests")
+    replayed = 0
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+        assert sorted(inputs) == sorted(signature.structured_input_signature[1])
+        signature(**inputs)
+        replayed += 1
+    return replayed
+
+
 # ---- fixtures (import them into a test module to use them) ----
 
 

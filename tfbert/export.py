@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -189,7 +190,8 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
                 f.write("\n".join(label_names) + "\n")
         extra = os.path.join(tmp_dir, "assets.extra")
         os.makedirs(extra, exist_ok=True)
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_texts or DEFAULT_WARMUP_TEXTS, text_pair)
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), warmup_texts or DEFAULT_WARMUP_TEXTS,
+                              signature_string_inputs(tmp_dir))
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump({**metadata, "max_seq_length": max_seq_length, "tokenizer": tokenizer.get_config()}, f,
                       indent=2, ensure_ascii=False)
@@ -276,9 +278,11 @@ def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_lengt
             tf.TensorSpec([None, None], dtype, name=n) for n in ("input_ids", "token_type_ids", "attention_mask")])
 
     def serve_examples(inputs):
-        spec = {"text": tf.io.FixedLenFeature([], tf.string, default_value="")}
+        # no default: an Example without the feature (a misspelt name) is refused ("Feature: text ... is
+        # required but could not be found"), not answered as an empty text
+        spec = {"text": tf.io.FixedLenFeature([], tf.string)}
         if text_pair:
-            spec["text_pair"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+            spec["text_pair"] = tf.io.FixedLenFeature([], tf.string)
         parsed = tf.io.parse_example(inputs, spec)
         out = heads(tokenize(parsed["text"], parsed.get("text_pair")))
         if task == "regression":
@@ -292,43 +296,53 @@ def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_lengt
 def _set_example_methods(saved_model_dir: str) -> None:
     """Saving marks every signature as predict; TF Serving's :classify and :regress APIs need
     the `classify` / `regress` signatures to carry their own method names."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = os.path.join(saved_model_dir, "saved_model.pb")
-    proto = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
+    proto = _read_saved_model(saved_model_dir)
     for meta_graph in proto.meta_graphs:
         for name, method in EXAMPLE_METHODS.items():
             if name in meta_graph.signature_def:
                 meta_graph.signature_def[name].method_name = method
-    with open(path, "wb") as f:
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "wb") as f:
         f.write(proto.SerializeToString())
 
 
-def write_warmup_requests(path: str, texts: list[str], text_pair: bool = False) -> None:
+def write_warmup_requests(path: str, texts: list[str], input_names: Sequence[str] = ("text",)) -> None:
     """`assets.extra/tf_serving_warmup_requests`: PredictionLogs TF Serving replays at load
-    (with `--enable_model_warmup`), so the first real request does not pay for tracing."""
+    (`--enable_model_warmup`, on by default), so the first real request does not pay for the first
+    call. A request that does not fit the signature fails the version's load, so `input_names` are
+    the `serving_default` signature's own string inputs (`signature_string_inputs`): `text`, `text`
+    and `text_pair`, `question` and `context`; the i-th input gets the texts turned by i places."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     with tf.io.TFRecordWriter(path) as writer:
         for size in (1, len(texts)):
-            batch = texts[:size]
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
-            request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
-            if text_pair:
-                request.inputs["text_pair"].CopyFrom(tf.make_tensor_proto(batch[::-1], dtype=tf.string))
+            for turn, name in enumerate(input_names):
+                batch = (texts[turn:] + texts[:turn])[:size]
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
 
-def saved_model_op_types(saved_model_dir: str) -> set[str]:
-    """Every op type in a SavedModel's graph and its function library."""
+def signature_string_inputs(saved_model_dir: str, signature: str = "serving_default") -> list[str]:
+    """The names of a SavedModel signature's string inputs, sorted."""
+    from tensorflow.core.framework import types_pb2
+
+    inputs = _read_saved_model(saved_model_dir).meta_graphs[0].signature_def[signature].inputs
+    return sorted(name for name, info in inputs.items() if info.dtype == types_pb2.DT_STRING)
+
+
+def _read_saved_model(saved_model_dir: str):
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
+    return proto
+
+
+def saved_model_op_types(saved_model_dir: str) -> set[str]:
+    """Every op type in a SavedModel's graph and its function library."""
+    proto = _read_saved_model(saved_model_dir)
     ops = set()
     for meta_graph in proto.meta_graphs:
         ops.update(node.op for node in meta_graph.graph_def.node)
@@ -344,4 +358,4 @@ def read_allowlist(path: str = ALLOWLIST_FILE) -> set[str]:
 
 
 __all__ = ["export_saved_model", "next_version", "ExportError", "saved_model_op_types", "read_allowlist",
-           "write_warmup_requests", "find_versions", "float32_copy"]
+           "write_warmup_requests", "signature_string_inputs", "find_versions", "float32_copy"]

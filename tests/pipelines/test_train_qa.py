@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import kill_after_first_epoch
+from serving_checks import replay_warmup_requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "pipelines", "train_qa.py")
@@ -270,6 +271,7 @@ def test_squad_v2_from_json_lines_split_by_title(tmp_path, tiny_model_dir):
     empty = serve(question=tf.constant(["who was the winner ?"]), context=tf.constant([""]))
     assert empty["no_answer"].numpy().tolist() == [True] and empty["start"].numpy().tolist() == [-1]
     assert empty["answer"].numpy().tolist() == [b""] and empty["score"].numpy()[0] == pytest.approx(1.0)
+    assert replay_warmup_requests(metrics["saved_model"], serve) == 2  # question and context, as a server does
     check_serving_ops(metrics["saved_model"])  # last: it may xfail
 
 

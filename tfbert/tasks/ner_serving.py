@@ -78,6 +78,12 @@ def _per_entity(values, mask, index, count):
     return tf.reshape(summed, [batch, width])
 
 
+def _padded_to(values, width, fill):
+    """[b, w] values padded with `fill` to [b, width] columns (width >= w): the word outputs are one column
+    wide when no text of the batch has a word (as the tags are), not zero."""
+    return tf.pad(values, [[0, 0], [0, width - tf.shape(values)[1]]], constant_values=fill)
+
+
 def _cut(text, starts, ends):
     """text [b] cut at [start, end) character offsets [b, k] (-1: "") -> [b, k] strings."""
     texts = tf.tile(text[:, None], [1, tf.shape(starts)[1]])
@@ -160,7 +166,8 @@ def tagging_signatures(label_names: list[str]):
             words, starts, ends = tokenizer.pre_tokenize(text)
             num_words = tf.cast(words.row_lengths(), tf.int32)
             out = predict(tokens, num_words)
-            word_start, word_end = starts.to_tensor(-1), ends.to_tensor(-1)
+            width = tf.shape(out["tags"])[1]
+            word_start, word_end = (_padded_to(offsets.to_tensor(-1), width, -1) for offsets in (starts, ends))
             entities = entity_outputs(out, tf.maximum(word_start, 0), tf.maximum(word_end, 0))
             return {**public(out), **entities, "entity_text": _cut(text, entities["entity_start"], entities["entity_end"]),
                     "words": _cut(text, word_start, word_end), "word_start": word_start, "word_end": word_end}
@@ -170,12 +177,12 @@ def tagging_signatures(label_names: list[str]):
             num_words = tf.cast(words.row_lengths(), tf.int32)
             out = predict(tokenizer.tokenize_words(words), num_words)
             positions = tf.ragged.range(words.row_lengths()).to_tensor(0)
-            positions = tf.cast(positions, tf.int32)
+            positions = _padded_to(tf.cast(positions, tf.int32), tf.shape(out["tags"])[1], 0)
             entities = entity_outputs(out, positions, positions + 1)
             # entity text: its words joined by spaces
             batch, width = tf.shape(positions)[0], tf.shape(entities["entity_start"])[1]
             word_entity = tf.where(out["_index"] >= 0, tf.range(batch)[:, None] * width + out["_index"], batch * width)
-            padded_words = words.to_tensor("")
+            padded_words = _padded_to(words.to_tensor(""), tf.shape(out["tags"])[1], "")
             joined = tf.strings.unsorted_segment_join(padded_words, word_entity, batch * width + 1, separator=" ")
             return {**public(out), **entities, "entity_text": tf.reshape(joined[:-1], [batch, width])}
 

@@ -1,0 +1,105 @@
+"""Every task's export as TF Serving loads it: its warm-up requests fit its `serving_default` signature
+(TF Serving replays them at load, and one that fails fails the load), and a batch in which no text has a
+word is answered."""
+
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_WORDS, tiny_config
+from serving_checks import replay_warmup_requests
+
+NER_LABELS = ["O", "B-PER", "I-PER"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """export(task, text_pair=False) -> the version folder of a tiny random model's export, written once."""
+    tmp_path = tmp_path_factory.mktemp("task_exports")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]) + "\n", encoding="utf-8")
+    done = {}
+
+    def export(task, text_pair=False):
+        if (task, text_pair) not in done:
+            done[task, text_pair] = _export(task, tmp_path / f"{task}-{text_pair}", str(vocab), text_pair)
+        return done[task, text_pair]
+    return export
+
+
+def _export(task, tmp_path, tiny_vocab_file, text_pair=False):
+    import keras
+
+    from tfbert import BertBackbone
+    from tfbert.export import export_saved_model
+    from tfbert.tasks import BertClassifier
+    from tfbert.tasks.fill_mask_serving import fill_mask_signatures
+    from tfbert.tasks.masked_lm import BertMaskedLM
+    from tfbert.tasks.ner_serving import tagging_signatures
+    from tfbert.tasks.qa_serving import qa_signatures
+    from tfbert.tasks.question_answerer import BertQuestionAnswerer
+    from tfbert.tasks.token_classifier import BertTokenClassifier
+    from tfbert.text import BertTokenizer
+
+    keras.utils.set_random_seed(0)
+    backbone = BertBackbone(tiny_config())
+    tokenizer = BertTokenizer(tiny_vocab_file)
+    base = str(tmp_path / task)
+    if task == "classification":
+        return export_saved_model(BertClassifier(backbone, num_classes=2), tokenizer, base, label_names=["a", "b"],
+                                  text_pair=text_pair, max_seq_length=32)
+    model, signatures = {
+        "token_classification": lambda: (BertTokenClassifier(backbone, num_labels=3), tagging_signatures(NER_LABELS)),
+        "question_answering": lambda: (BertQuestionAnswerer(backbone), qa_signatures(8, 8, 10, 5, True)),
+        "masked_lm": lambda: (BertMaskedLM(backbone), fill_mask_signatures()),
+    }[task]()
+    return export_saved_model(model, tokenizer, base, max_seq_length=32, signatures=signatures,
+                              metadata={"task": task}, skip_padding=task != "question_answering")
+
+
+@pytest.mark.parametrize("task, text_pair, inputs", [
+    ("classification", False, ["text"]),
+    ("classification", True, ["text", "text_pair"]),
+    ("token_classification", False, ["text"]),
+    ("question_answering", False, ["context", "question"]),
+    ("masked_lm", False, ["text"]),
+])
+def test_warmup_requests_fit_the_signature(task, text_pair, inputs, exported):
+    version_dir = exported(task, text_pair)
+    serve = tf.saved_model.load(version_dir).signatures["serving_default"]
+    assert sorted(serve.structured_input_signature[1]) == inputs
+    assert replay_warmup_requests(version_dir, serve) == 2  # a batch of one and one of several
+
+
+def test_tagger_answers_a_batch_without_words(exported):
+    # all-empty batches failed in the graph ("data.shape = [1,0] does not start with segment_ids.shape")
+    loaded = tf.saved_model.load(exported("token_classification"))
+    for texts in ([""], ["", "   "], ["\u200b"]):
+        out = loaded.signatures["serving_default"](text=tf.constant(texts))
+        assert out["num_entities"].numpy().tolist() == [0] * len(texts)
+        assert out["tags"].numpy().tolist() == [[b""]] * len(texts)
+        assert out["word_start"].numpy().tolist() == [[-1]] * len(texts)
+        assert out["entity_start"].numpy().tolist() == [[-1]] * len(texts)
+    mixed = loaded.signatures["serving_default"](text=tf.constant(["", "hello world"]))
+    assert mixed["num_entities"].shape == [2] and mixed["words"].numpy().tolist()[1] == [b"hello", b"world"]
+    for tokens in ([[""]], [["", ""], ["", ""]]):
+        out = loaded.signatures["tokens"](tokens=tf.constant(tokens))
+        assert out["num_entities"].numpy().tolist() == [0] * len(tokens)
+        assert out["entity_text"].numpy().tolist() == [[b""]] * len(tokens)
+    empty_row = loaded.signatures["tokens"](tokens=tf.zeros([1, 0], tf.string))
+    assert empty_row["num_entities"].numpy().tolist() == [0]
+
+
+@pytest.mark.parametrize("text_pair", [False, True])
+def test_classify_refuses_an_example_without_its_text_features(text_pair, exported):
+    # a misspelt feature name was answered as an empty text, with plausible scores
+    from tfbert.serving import make_example
+
+    classify = tf.saved_model.load(exported("classification", text_pair)).signatures["classify"]
+    good = make_example("good movie", "a film" if text_pair else None)
+    assert classify(inputs=tf.constant([good.SerializeToString()]))["scores"].shape == [1, 2]
+    misspelt = tf.train.Example(features=tf.train.Features(feature={
+        "sentence": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"good movie"]))}))
+    cases = [("text", misspelt)] + ([("text_pair", make_example("good movie"))] if text_pair else [])
+    for feature, example in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"Feature: {feature} .*required"):
+            classify(inputs=tf.constant([good.SerializeToString(), example.SerializeToString()]))
