@@ -47,6 +47,17 @@ def _run_clean(script: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def test_every_weight_is_stored_once(tmp_path, tokenizer):
+    # Keras' ExportArchive saved each weight twice (its keras.Variable and the tf.Variable inside it,
+    # keras-team/keras#23553): twice the size on disk and in a server's memory
+    model = _model()
+    path = export_saved_model(model, tokenizer, str(tmp_path), label_names=LABELS)
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    stored = sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
+                 if reader.get_variable_to_dtype_map()[name].is_floating)
+    assert stored == model.count_params()
+
+
 @pytest.mark.slow
 def test_layout_versions_and_overwrite(tmp_path, tokenizer):
     model = _model()

@@ -176,13 +176,12 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
                                          threshold)
                 metadata = {"task": task, "labels": label_names, "text_pair": text_pair, "threshold": threshold}
             else:
-                archive = keras.export.ExportArchive()
-                archive.track(serving_model)
-                archive.track(tokenizer.vocab_table)
+                archive = _new_archive(serving_model, tokenizer)
                 signatures(archive, serving_model, tokenizer, max_seq_length)
                 metadata = dict(metadata or {})
                 label_names = metadata.get("labels")
                 text_pair = False
+            _one_copy_per_variable(archive)
             archive.write_out(tmp_dir, verbose=False)
         _set_example_methods(tmp_dir)
         if label_names:
@@ -229,6 +228,28 @@ DEFAULT_WARMUP_TEXTS = ["This is a warm-up request.", "", "Short.",
                         "A longer warm-up request, so that the server also traces a longer sequence length " * 4]
 
 
+def _new_archive(model: keras.Model, tokenizer: BertTokenizer) -> keras.export.ExportArchive:
+    """An ExportArchive tracking the model's variables and the vocabulary (its asset)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer.vocab_table)
+    return archive
+
+
+def _one_copy_per_variable(archive: keras.export.ExportArchive) -> None:
+    """Has the archive save each weight once. On the TensorFlow backend `track()` lists the model's
+    `keras.Variable`s and `write_out` adds the `tf.Variable`s inside them that the endpoints captured,
+    two objects per weight that the checkpoint does not merge: every export held its weights twice, on
+    disk and in a server's memory (keras-team/keras#23553). Listing the `tf.Variable`s themselves makes
+    the two lists name the same objects."""
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        values = [variable.value if isinstance(variable, keras.Variable) else variable
+                  for variable in getattr(trackable, name)]
+        if all(isinstance(value, tf.Variable) for value in values):
+            setattr(trackable, name, values)
+
+
 def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_length, threshold):
     """A `keras.export.ExportArchive` with our signatures.
 
@@ -236,9 +257,7 @@ def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_lengt
     variables restorable by the session-based C++ loader that TF Serving and saved_model_cli
     use; tracking the vocabulary table brings `vocab.txt` in as an asset.
     """
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(tokenizer.vocab_table)
+    archive = _new_archive(model, tokenizer)
     labels = tf.constant(label_names or [""], tf.string)
 
     def heads(features):
