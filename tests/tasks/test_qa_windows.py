@@ -133,6 +133,11 @@ def test_check_lengths():
     message = check_lengths(64, 32, 29)
     assert message == ("max_seq_length 64 leaves 29 context tokens per window after a question of max_query_length 32 "
                        "and 3 special tokens; doc_stride (29) must be smaller, or the windows would not move forward")
+    # no room for context at all: no doc_stride helps, the message names the lengths that do
+    assert check_lengths(64, 64, 16) == ("max_seq_length 64 leaves no context token in a window after a question of "
+                                         "max_query_length 64 and 3 special tokens: raise max_seq_length or lower "
+                                         "max_query_length")
+    assert "leaves no context token" in check_lengths(64, 61, 0) and check_lengths(64, 60, 0) is None
     assert "at least 1" in check_lengths(64, 0, 10)
     assert "doc_stride at least 0" in check_lengths(64, 8, -1)
 

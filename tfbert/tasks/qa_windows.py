@@ -38,6 +38,10 @@ def check_lengths(max_seq_length: int, max_query_length: int, doc_stride: int) -
     room = max_seq_length - max_query_length - 3
     if max_query_length < 1 or doc_stride < 0:
         return "max_query_length must be at least 1 and doc_stride at least 0"
+    if room < 1:
+        return (f"max_seq_length {max_seq_length} leaves no context token in a window after a question of "
+                f"max_query_length {max_query_length} and 3 special tokens: raise max_seq_length or lower "
+                "max_query_length")
     if room <= doc_stride:
         return (f"max_seq_length {max_seq_length} leaves {room} context tokens per window after a question of "
                 f"max_query_length {max_query_length} and 3 special tokens; doc_stride ({doc_stride}) must be "
