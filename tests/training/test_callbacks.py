@@ -39,3 +39,18 @@ def test_the_best_checkpoint_is_replaced_whole_or_not_at_all(tmp_path, monkeypat
     model.load_weights(path)  # still the first epoch's, whole
     for loaded, saved in zip(model.get_weights(), first):
         np.testing.assert_array_equal(loaded, saved)
+
+
+@pytest.mark.parametrize("epochs, every_n_steps, logged", [(2, 100, 1), (2, 3, 2)])
+def test_training_logger_rates(tmp_path, epochs, every_n_steps, logged):
+    # a run with fewer updates than every_n_steps logged no rate, and metrics.json said null
+    import keras
+
+    from tfbert.training.callbacks import TrainingLogger
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((16, 3), "float32"), np.zeros((16, 1), "float32")
+    logger = TrainingLogger(str(tmp_path), batch_size=4, every_n_steps=every_n_steps)
+    model.fit(x, y, batch_size=4, epochs=epochs, callbacks=[logger], verbose=0)  # 4 updates per epoch
+    assert len(logger.examples_per_second) == logged and all(rate > 0 for rate in logger.examples_per_second)

@@ -46,6 +46,8 @@ class TrainingLogger(keras.callbacks.Callback):
 
     Examples/s counts `batch_size` per batch, so the few partial batches (one per length
     bucket) are counted as full; the clock restarts each epoch, so validation time is not in it.
+    `examples_per_second` holds each logged rate; a run too short to log one (fewer updates than
+    `every_n_steps`) gets one rate over all its batches at the end.
     """
 
     def __init__(self, log_dir: str, batch_size: int, every_n_steps: int = 10):
@@ -57,13 +59,21 @@ class TrainingLogger(keras.callbacks.Callback):
         self._examples = 0
         self._last_logged_step = 0
         self._first_batch = 0
+        self._seconds = 0.0  # of the current window, up to its last batch's end
+        self._total_examples, self._total_seconds = 0, 0.0  # of the windows closed so far
         self.examples_per_second: list[float] = []
 
     def on_train_begin(self, logs=None):
         self._last_logged_step = int(self.model.optimizer.iterations.numpy())  # > 0 when resumed
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._examples = None, 0
+        self._close_window()
+        self._start = None
+
+    def _close_window(self):
+        self._total_examples += self._examples
+        self._total_seconds += self._seconds
+        self._start, self._examples, self._seconds = time.perf_counter(), 0, 0.0
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._start is None:
@@ -75,12 +85,12 @@ class TrainingLogger(keras.callbacks.Callback):
         # which on the last call of an epoch may lie past the epoch's end).
         last = min(batch, (self.params.get("steps") or batch + 1) - 1)
         self._examples += self.batch_size * (last - self._first_batch + 1)
+        self._seconds = time.perf_counter() - self._start
         step = int(self.model.optimizer.iterations.numpy())
         if step // self.every_n_steps == self._last_logged_step // self.every_n_steps:
             return
         self._last_logged_step = step
-        elapsed = time.perf_counter() - self._start
-        rate = self._examples / elapsed if elapsed > 0 else 0.0
+        rate = self._examples / self._seconds if self._seconds > 0 else 0.0
         self.examples_per_second.append(rate)
         lr = self.model.optimizer.learning_rate
         with self.writer.as_default(step=step):
@@ -89,9 +99,12 @@ class TrainingLogger(keras.callbacks.Callback):
             tf.summary.scalar("learning_rate", float(np.asarray(lr)))
             tf.summary.scalar("examples_per_second", rate)
         self.writer.flush()
-        self._start, self._examples = time.perf_counter(), 0
+        self._close_window()
 
     def on_train_end(self, logs=None):
+        self._close_window()
+        if not self.examples_per_second and self._total_seconds > 0:
+            self.examples_per_second.append(self._total_examples / self._total_seconds)
         self.writer.close()
 
 
