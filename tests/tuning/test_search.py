@@ -31,6 +31,20 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _hparams_session_folders(log_root):
+    """The folders under `log_root` that hold an HParams session (a row of TensorBoard's HParams tab)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sessions = set()
+    for folder, _, files in os.walk(log_root):
+        if any(".tfevents." in name for name in files):
+            events = EventAccumulator(folder, size_guidance={"tensors": 0})
+            events.Reload()
+            if "_hparams_/session_start_info" in events.Tags()["tensors"]:
+                sessions.add(os.path.relpath(folder, log_root))
+    return sessions
+
+
 def _hparams_session(log_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -109,6 +123,8 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
         assert scalars["val_macro_f1"] == pytest.approx(float(row["val_macro_f1"]), abs=1e-6)
         assert scalars["optimizer_steps"] == int(row["steps"])
         assert os.listdir(tmp_path / "tb" / row["trial_id"] / "validation")  # the per-epoch curves
+    # ... and no other session: the best model (a trial's weights) added a row of all its config fields
+    assert _hparams_session_folders(tmp_path / "tb") == {row["trial_id"] for row in rows}
 
     # the same command again: nothing left to run, nothing exported twice
     again = run_search(config)
@@ -204,6 +220,7 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     assert os.listdir(best / "saved_model") == ["2"]  # a new number: a polling server loads it
     assert f"SavedModel for TF Serving: {best / 'saved_model' / '2'}\n" in out and f"outputs: {best} (" in out
     assert exported["saved_model"] == str(best / "saved_model" / "2")
+    assert "best_model" not in _hparams_session_folders(tmp_path / "tb")  # retrained: still no session of its own
     assert exported["config"]["output_dir"] == str(best)  # the files name where they are, not the hidden folder
     assert ClassifierRunConfig.from_args(["--config", str(best / "config.yaml")]).output_dir == str(best)
     assert not [name for name in os.listdir(search) if name.startswith(".best_model")]

@@ -166,14 +166,15 @@ class RecordBestValue(keras.callbacks.Callback):
         return float(record["best"]) if record.get("monitor") == monitor and "best" in record else None
 
 
-def write_run_summary(log_dir: str, run_config: dict, hparams: dict, metrics: dict | None = None) -> None:
-    """Writes the run config as text and the HParams plugin summary for this run."""
+def write_run_summary(log_dir: str, run_config: dict, hparams: dict | None, metrics: dict | None = None) -> None:
+    """Writes the run config as text, the final metrics and (`hparams` given) the run's HParams session."""
     from tensorboard.plugins.hparams import api as hp
 
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default(step=0):
         tf.summary.text("run_config", "```\n" + json.dumps(run_config, indent=2, sort_keys=True, default=str) + "\n```")
-        hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
+        if hparams is not None:
+            hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
         for key, value in (metrics or {}).items():
             tf.summary.scalar(key, value)
     writer.close()

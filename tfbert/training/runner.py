@@ -381,7 +381,8 @@ def train(config: RunConfig) -> dict:
 def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
                      best_weights: str | None = None, extra_callbacks: tuple = (), write_exports: bool = True,
                      evaluate_test: bool = True, started: float | None = None,
-                     export_version: int | None = None, shown_as: str | None = None) -> dict:
+                     export_version: int | None = None, shown_as: str | None = None,
+                     hparams_session: bool = True) -> dict:
     """Trains, picks the best epoch, evaluates and writes the run's outputs: the body of a train_cls run.
 
     Args:
@@ -399,6 +400,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         shown_as: the folder the outputs are moved to once written (a search's best model, written in a
             hidden folder and swapped in whole): the paths printed, and the summary's `saved_model`,
             name it instead of `output_dir`.
+        hparams_session: write the run's session for TensorBoard's HParams tab (its config fields and final
+            metrics); a search's best model has none, as its trial has one in the search's experiment.
 
     Returns:
         The run summary, also written to `<output_dir>/metrics.json`.
@@ -417,11 +420,11 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
         return _fit_and_evaluate(config, prepared, inputs, best_weights=best_weights,
                                  extra_callbacks=extra_callbacks, write_exports=write_exports,
                                  evaluate_test=evaluate_test, started=started, export_version=export_version,
-                                 shown_as=shown_as)
+                                 shown_as=shown_as, hparams_session=hparams_session)
 
 
 def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs, *, best_weights, extra_callbacks,
-                      write_exports, evaluate_test, started, export_version, shown_as) -> dict:
+                      write_exports, evaluate_test, started, export_version, shown_as, hparams_session) -> dict:
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
     model, steps = inputs.model, inputs.steps_per_epoch
     strategy = model.distribute_strategy
@@ -537,7 +540,8 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         export_version = recorded_export_version(backup_dir, os.path.join(output_dir, "saved_model"), export_version)
     summary = finish_run(model, config, prepared, summary, validation_dataset=inputs.validation,
                          write_exports=write_exports, evaluate_test=evaluate_test, started=started,
-                         with_loss=with_loss, export_version=export_version, shown_as=shown_as)
+                         with_loss=with_loss, export_version=export_version, shown_as=shown_as,
+                         hparams_session=hparams_session)
     fileio.remove_dir(backup_dir)  # every output is written: nothing left to resume
     return summary
 
@@ -633,12 +637,13 @@ def evaluate_before_training(config: RunConfig, prepared: PreparedData, inputs: 
 def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, summary: dict, *,
                validation_dataset: tf.data.Dataset | None = None, write_exports: bool = True,
                evaluate_test: bool = True, started: float | None = None, with_loss: bool = False,
-               export_version: int | None = None, shown_as: str | None = None) -> dict:
+               export_version: int | None = None, shown_as: str | None = None,
+               hparams_session: bool = True) -> dict:
     """Evaluates a trained model on validation (and test) and writes the run's outputs.
 
     `fit_and_evaluate` ends with it; a search calls it on the best trial's weights to export them
     as a train_cls run directory. `summary` holds the training facts (steps, epochs run, ...).
-    `shown_as`: as in `fit_and_evaluate`.
+    `shown_as`, `hparams_session`: as in `fit_and_evaluate`.
     """
     started = time.time() if started is None else started
     output_dir = config.resolved_output_dir()
@@ -671,7 +676,7 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
     if write_exports:
-        write_outputs(model, prepared, config, results, shown_as)
+        write_outputs(model, prepared, config, results, shown_as, hparams_session)
         written = (os.path.abspath(os.path.join(output_dir, "saved_model", str(export_version)))
                    if export_version is not None else None)
         before = bool(written and os.path.isdir(written))  # written whole (exports are atomic), then killed
@@ -694,7 +699,7 @@ def _shown(path: str, output_dir: str, shown_as: str | None) -> str:
 
 
 def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig, results: dict,
-                  shown_as: str | None = None) -> None:
+                  shown_as: str | None = None, hparams_session: bool = True) -> None:
     """config.yaml, model.keras, the HF-format model, TensorBoard summaries and the task's own files."""
     data, task = prepared.data, prepared.task
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
@@ -711,7 +716,7 @@ def write_outputs(model: keras.Model, prepared: PreparedData, config: RunConfig,
     prepared.tokenizer.save_pretrained(tmp)
     fileio.replace_dir(tmp, hf_dir, aside=fileio.scratch_path(hf_dir, "old"))
     final = {f"final/{split}_{k}": v for split, r in results.items() for k, v in r.items() if isinstance(v, float)}
-    hparams = {k: v for k, v in config.to_dict().items() if v is not None}
+    hparams = {k: v for k, v in config.to_dict().items() if v is not None} if hparams_session else None
     cbs.write_run_summary(log_dir, config.to_dict(), hparams, final)
     task.write_extras(model, data, config, results, output_dir, log_dir)
     shown = ["metrics.json"] + [name for name in ("best.weights.h5", "model.keras", "hf_model/", "adapters/",

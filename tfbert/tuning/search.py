@@ -297,7 +297,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
     if mode == "retrain":
         print(f"best model: retraining with the best values into {export_dir}", flush=True)
         summary = runner.fit_and_evaluate(export_config, hypermodel.prepared, runner.start_run(
-            export_config, hypermodel.prepared), export_version=version, shown_as=export_dir)
+            export_config, hypermodel.prepared), export_version=version, shown_as=export_dir, hparams_session=False)
     else:
         print(f"best model: exporting the weights of trial {best.trial_id} into {export_dir}", flush=True)
         hypermodel.run_overrides = dict(output_dir=staging, log_dir=export_config.log_dir,
@@ -314,7 +314,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         facts = {k: trial_summary[k] for k in runner.TRAINING_FACTS if k in trial_summary}
         summary = runner.finish_run(model, export_config, hypermodel.prepared, facts,
                                     with_loss=facts["best_metric"] == "val_loss", export_version=version,
-                                    shown_as=export_dir)
+                                    shown_as=export_dir, hparams_session=False)
     # the files name the folder they end up in, not the hidden one they were written in
     # (the runner's summary names best_model/saved_model/<version> already: shown_as)
     summary.update(best_trial=best.trial_id, export=config.export, config=final_config.to_dict())
