@@ -111,7 +111,8 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         return format_fills(texts, results, args.format == "jsonl", mask_token=mask_token_of(metadata))
     if args.format == "jsonl":
         return format_jsonl(texts, results, pairs)
-    return format_table(texts, results, pairs, label_names=metadata.get("labels"))
+    threshold = metadata.get("threshold", 0.5) if metadata.get("task") == "multi_label" else None
+    return format_table(texts, results, pairs, label_names=metadata.get("labels"), threshold=threshold)
 
 
 def _predictor(args: argparse.Namespace, version_dir: str | None):

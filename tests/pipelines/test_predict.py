@@ -97,3 +97,16 @@ def test_empty_input_files_are_named(tmp_path, monkeypatch):
     args = cli.parse_args(["--export_dir", str(tmp_path), "--input_file", str(empty)])
     with pytest.raises(cli.DataError, match=rf"{empty}: no questions in the file \(it is empty or blank\)"):
         cli.run(args)
+
+
+def test_classify_on_a_multi_label_export_shows_every_class_over_its_threshold(export, monkeypatch, capsys):
+    # it showed the top class alone, where serving_default predicts every class over the threshold
+    from serving_checks import LABELS
+
+    cli = load_predict_cli()
+    for threshold, shown in ((0.0, ", ".join(LABELS)), (1.0, "-")):
+        monkeypatch.setattr(cli, "read_export_metadata",
+                            lambda folder, t=threshold: {"task": "multi_label", "labels": LABELS, "threshold": t})
+        assert cli.main(["--export_dir", export["base_dir"], "--signature", "classify", "good movie"]) == 0
+        header, _, row = capsys.readouterr().out.strip().splitlines()
+        assert header.split()[:2] == ["text", "predicted"] and f"good movie  {shown}  " in row

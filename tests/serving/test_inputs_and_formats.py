@@ -64,6 +64,11 @@ def test_rows_and_formats():
     assert table[3].split() == ["b", "-"]
     classified = format_table(["good"], [[("neg", 0.2), ("pos", 0.8)]])
     assert classified.splitlines()[2].split()[:3] == ["good", "pos", "0.8000"]
+    # a multi-label model's classify results: the classes over its threshold, as serving_default predicts
+    multi = format_table(["good", "dull"], [[("a", 0.9), ("b", 0.1), ("c", 0.6)], [("a", 0.2), ("b", 0.5), ("c", 0.1)]],
+                         threshold=0.5).splitlines()
+    assert multi[0].split() == ["text", "predicted", "all", "scores"]
+    assert multi[2].split()[:3] == ["good", "a,", "c"] and multi[3].split()[:2] == ["dull", "-"]
 
     lines = format_jsonl(["good", "odd"], [[("neg", 0.2), ("pos", 0.8)], {"score": float("nan")}], pairs=["p", "q"])
     first, second = (json.loads(line) for line in lines.splitlines())

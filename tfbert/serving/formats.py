@@ -14,7 +14,8 @@ from tfbert.serving.base import Classification, Result, preview
 from tfbert.serving.results import entities_of, is_tagging, tagged_words
 
 
-def _summary(result: Result | Classification, label_names: Sequence[str] | None) -> dict[str, str]:
+def _summary(result: Result | Classification, label_names: Sequence[str] | None,
+             threshold: float | None = None) -> dict[str, str]:
     """The columns of one table row: the answer and how sure the model is."""
     if is_tagging(result):
         shown = [f"{e['text']} [{e['type']}] {e['score']:.2f}" for e in entities_of(result)]
@@ -23,6 +24,10 @@ def _summary(result: Result | Classification, label_names: Sequence[str] | None)
         ranked = sorted(result, key=lambda pair: -pair[1])
         if not ranked:
             return {}
+        scores = "  ".join(f"{label or i}={score:.3f}" for i, (label, score) in enumerate(result))
+        if threshold is not None:  # multi-label: every class over the threshold, as serving_default's `predicted`
+            chosen = [label or str(i) for i, (label, score) in enumerate(result) if score > threshold]
+            return {"predicted": ", ".join(chosen) or "-", "all scores": scores}
         return {"class": ranked[0][0], "score": f"{ranked[0][1]:.4f}",
                 "all scores": "  ".join(f"{label or i}={score:.3f}" for i, (label, score) in enumerate(result))}
     cells = {}
@@ -47,7 +52,8 @@ def _summary(result: Result | Classification, label_names: Sequence[str] | None)
 
 
 def format_table(texts: Sequence[str], results: Sequence[Result | Classification], pairs: Sequence[str] | None = None,
-                 label_names: Sequence[str] | None = None, max_text_width: int = 60) -> str:
+                 label_names: Sequence[str] | None = None, max_text_width: int = 60,
+                 threshold: float | None = None) -> str:
     """A plain-text table: one row per text with its label (or class, score, predicted labels)
     and probability. Tabs and newlines in texts are shown escaped; long texts are cut.
 
@@ -57,13 +63,15 @@ def format_table(texts: Sequence[str], results: Sequence[Result | Classification
         pairs: the text pairs, shown in a second column.
         label_names: names for multi-label `predicted` flags (indices otherwise).
         max_text_width: characters of each text shown.
+        threshold: a multi-label model's (its export's `threshold`): `classify` results are shown as the
+            classes scored over it, not as the top class.
     """
     rows = []
     for i, (text, result) in enumerate(zip(texts, results)):
         row = {"text": preview(text, max_text_width)}
         if pairs is not None:
             row["text_pair"] = preview(pairs[i], max_text_width)
-        row.update(_summary(result, label_names))
+        row.update(_summary(result, label_names, threshold))
         rows.append(row)
     columns = ["text"] + (["text_pair"] if pairs is not None else [])
     for row in rows:
