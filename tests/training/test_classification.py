@@ -321,7 +321,8 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
                                        log_dir=str(tmp_path / f"tb-{name}"), backup_every_n_steps=3, **settings)
         else:
             config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
-                             metric_for_best="val_loss", backup_every_n_steps=3, **settings)
+                             log_dir=str(tmp_path / f"tb-{name}"), metric_for_best="val_loss", backup_every_n_steps=3,
+                             **settings)
         extra = (Keep(), stop_before_epoch(*stop)) if name == "interrupted" else (Keep(),)
         try:
             summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False,
@@ -347,6 +348,18 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
     for a, b in zip(uninterrupted, resumed):
         np.testing.assert_array_equal(a, b)
     assert losses[1] == {epoch: losses[0][epoch] for epoch in losses[1]}  # the same figures, to the bit
+    import tensorflow as tf
+
+    # TensorBoard: the points of the uninterrupted run, none twice (the killed run's points past its backup
+    # were logged again after the resume); examples/s is a time, not compared
+    for run in ("train", "validation"):
+        logged = []
+        for name in ("uninterrupted", "interrupted"):
+            events = _scalars(str(tmp_path / f"tb-{name}" / run))
+            logged.append(sorted((tag, e.step, float(tf.make_ndarray(e.tensor_proto)))
+                                 for tag in events.Tags()["tensors"] if "per_second" not in tag
+                                 for e in events.Tensors(tag)))
+        assert logged[1] == logged[0], run
 
 
 def test_training_a_finished_run_again_is_said_with_what_stays(tmp_path, capsys):

@@ -31,7 +31,7 @@ from tfbert.export import find_versions, has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
-from tfbert.training import distribution, model_file, parameter_efficient, resume
+from tfbert.training import distribution, model_file, parameter_efficient, resume, tensorboard_logs
 from tfbert.training.optimization import create_optimizer
 from tfbert.training.run_config import (RunConfig, check_has_header, config_class_for, with_new_fields,
                                         without_placement)
@@ -457,6 +457,9 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         return {"worker": worker, "epochs_run": 0, "optimizer_steps": None}
     if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
+    if resuming and chief:  # the killed run's points past the backup would be logged a second time
+        updates = (start.epoch * steps + start.batch) // max(1, config.gradient_accumulation_steps)
+        tensorboard_logs.drop_points_after(log_dir, start.epoch, updates)
     if chief and not resuming:
         say_finished_run_is_trained_again(output_dir)
         move_aside_old_logs(log_dir)

@@ -1,0 +1,45 @@
+"""A resumed run's TensorBoard folder: the points the killed run logged after the backup it resumes from.
+
+A run killed after its last backup has logged the batches (loss, learning rate, examples/s) and maybe
+epochs past it; resumed, it trains them again and logs them again, so each such step held two points
+(overlapping curves, and twice the rows in TensorBoard's CSV download). `drop_points_after` takes them
+out of the earlier processes' event files before the resumed run writes its own.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import tensorflow as tf
+
+from tfbert import fileio
+
+EPOCH_TAG_PREFIX = "epoch_"  # Keras' TensorBoard callback: step = the epoch's index, from 0
+
+
+def drop_points_after(log_dir: str, epochs_done: int, updates_done: int) -> int:
+    """Removes from `<log_dir>/train` and `<log_dir>/validation` the scalars of epochs from `epochs_done`
+    on (`epoch_*` tags, stepped by epoch index) and of optimizer updates after `updates_done` (every
+    other tag, stepped by update); returns how many points went. Each rewritten file is replaced whole."""
+    from tensorflow.core.util import event_pb2
+
+    dropped = 0
+    for path in sorted(glob.glob(os.path.join(log_dir, "*", "events.out.tfevents.*"))):
+        if os.path.basename(os.path.dirname(path)) not in ("train", "validation"):
+            continue
+        kept, removed = [], 0
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            event = event_pb2.Event.FromString(record)
+            tags = [value.tag for value in event.summary.value]
+            if tags and any(event.step >= epochs_done if tag.startswith(EPOCH_TAG_PREFIX)
+                            else event.step > updates_done for tag in tags):
+                removed += 1
+            else:
+                kept.append(record)
+        if removed:
+            with fileio.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+                for record in kept:
+                    writer.write(record)
+            dropped += removed
+    return dropped
