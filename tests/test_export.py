@@ -58,6 +58,41 @@ def test_every_weight_is_stored_once(tmp_path, tokenizer):
     assert stored == model.count_params()
 
 
+def test_every_weight_is_stored_once_from_a_mirrored_model(tmp_path, tiny_vocab_file):
+    # a float32 model trained under MirroredStrategy is exported as it is: its variables are MirroredVariables,
+    # whose first replica's component is what the endpoints capture
+    script = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import numpy as np
+from conftest import tiny_config
+from tfbert import BertBackbone
+from tfbert.tasks import BertClassifier
+from tfbert.text import BertTokenizer
+from tfbert.training import distribution
+import tensorflow as tf
+import tfbert.export as export
+strategy = distribution.make_strategy("mirrored", devices="CPU:0,CPU:1")
+with strategy.scope():
+    model = BertClassifier(BertBackbone(tiny_config()), num_classes=3)
+assert type(model.weights[0].value).__name__ == "MirroredVariable"
+path = export.export_saved_model(model, BertTokenizer({tiny_vocab_file!r}), {str(tmp_path)!r}, label_names=["a", "b", "c"])
+reader = tf.train.load_checkpoint(path + "/variables/variables")
+stored = sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
+             if reader.get_variable_to_dtype_map()[name].is_floating)
+served = tf.saved_model.load(path).signatures["encoded"]
+ids = np.array([[2, 7, 8, 3]], "int32")
+inputs = {{"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": np.ones_like(ids)}}
+gap = np.abs(served(**{{k: tf.constant(v) for k, v in inputs.items()}})["logits"].numpy()
+             - np.asarray(model(inputs))).max()
+print("RESULT", stored, model.count_params(), gap)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, stored, params, gap = result.stdout.strip().splitlines()[-1].split()
+    assert int(stored) == int(params) and float(gap) < 1e-5
+
+
 @pytest.mark.slow
 def test_layout_versions_and_overwrite(tmp_path, tokenizer):
     model = _model()

@@ -240,14 +240,23 @@ def _one_copy_per_variable(archive: keras.export.ExportArchive) -> None:
     """Has the archive save each weight once. On the TensorFlow backend `track()` lists the model's
     `keras.Variable`s and `write_out` adds the `tf.Variable`s inside them that the endpoints captured,
     two objects per weight that the checkpoint does not merge: every export held its weights twice, on
-    disk and in a server's memory (keras-team/keras#23553). Listing the `tf.Variable`s themselves makes
+    disk and in a server's memory (keras-team/keras#23553). Listing the captured `tf.Variable`s
+    themselves (under a distribution strategy, the first replica's, which the endpoints capture) makes
     the two lists name the same objects."""
-    trackable = archive._tf_trackable
+    trackable = getattr(archive, "_tf_trackable", None)
+    captured_by = getattr(archive, "_get_variables_used_by_endpoints", None)
+    if trackable is None or captured_by is None:  # (a Keras whose archive is built otherwise)
+        return
+    captured = {id(variable) for group in captured_by() for variable in group}
+
+    def saved_once(variable):
+        value = variable.value if isinstance(variable, keras.Variable) else variable
+        value = getattr(value, "_primary", value)  # a MirroredVariable's component on the first replica
+        # a variable no endpoint reads (a dropout seed) is saved once as it is, from this list alone
+        return value if id(value) in captured else variable
+
     for name in ("variables", "trainable_variables", "non_trainable_variables"):
-        values = [variable.value if isinstance(variable, keras.Variable) else variable
-                  for variable in getattr(trackable, name)]
-        if all(isinstance(value, tf.Variable) for value in values):
-            setattr(trackable, name, values)
+        setattr(trackable, name, [saved_once(variable) for variable in getattr(trackable, name)])
 
 
 def _build_archive(model, tokenizer, task, label_names, text_pair, max_seq_length, threshold):
@@ -343,11 +352,16 @@ def write_warmup_requests(path: str, texts: list[str], input_names: Sequence[str
 
 
 def signature_string_inputs(saved_model_dir: str, signature: str = "serving_default") -> list[str]:
-    """The names of a SavedModel signature's string inputs, sorted."""
+    """The names of a SavedModel signature's inputs, sorted, all strings (texts), as the warm-up
+    requests need (an input they left out would fail TF Serving's load)."""
     from tensorflow.core.framework import types_pb2
 
     inputs = _read_saved_model(saved_model_dir).meta_graphs[0].signature_def[signature].inputs
-    return sorted(name for name, info in inputs.items() if info.dtype == types_pb2.DT_STRING)
+    others = sorted(name for name, info in inputs.items() if info.dtype != types_pb2.DT_STRING)
+    if others:
+        raise ExportError(f"{saved_model_dir}: signature '{signature}' takes inputs other than texts "
+                          f"({', '.join(others)}): no warm-up requests can be written for it")
+    return sorted(inputs)
 
 
 def _read_saved_model(saved_model_dir: str):

@@ -103,3 +103,15 @@ def test_classify_refuses_an_example_without_its_text_features(text_pair, export
     for feature, example in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=f"Feature: {feature} .*required"):
             classify(inputs=tf.constant([good.SerializeToString(), example.SerializeToString()]))
+
+
+def test_warmup_inputs_are_the_signature_texts_or_refused(tmp_path):
+    from tfbert.export import ExportError, signature_string_inputs
+
+    module = tf.Module()
+    module.serve = tf.function(lambda text, ids: {"n": tf.size(text) + tf.size(ids)}, input_signature=[
+        tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([None], tf.int32, name="ids")])
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    # an int input would be missing from the warm-up requests, and TF Serving's load would fail on them
+    with pytest.raises(ExportError, match=r"signature 'serving_default' takes inputs other than texts \(ids\)"):
+        signature_string_inputs(str(tmp_path))

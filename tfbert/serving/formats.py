@@ -10,6 +10,8 @@ import math
 import sys
 from typing import Any, Sequence
 
+import numpy as np
+
 from tfbert.serving.base import Classification, Result, preview
 from tfbert.serving.results import entities_of, is_tagging, tagged_words
 
@@ -26,10 +28,11 @@ def _summary(result: Result | Classification, label_names: Sequence[str] | None,
             return {}
         scores = "  ".join(f"{label or i}={score:.3f}" for i, (label, score) in enumerate(result))
         if threshold is not None:  # multi-label: every class over the threshold, as serving_default's `predicted`
-            chosen = [label or str(i) for i, (label, score) in enumerate(result) if score > threshold]
+            # (compared in float32, as the graph compares its float32 probabilities)
+            chosen = [label or str(i) for i, (label, score) in enumerate(result)
+                      if np.float32(score) > np.float32(threshold)]
             return {"predicted": ", ".join(chosen) or "-", "all scores": scores}
-        return {"class": ranked[0][0], "score": f"{ranked[0][1]:.4f}",
-                "all scores": "  ".join(f"{label or i}={score:.3f}" for i, (label, score) in enumerate(result))}
+        return {"class": ranked[0][0], "score": f"{ranked[0][1]:.4f}", "all scores": scores}
     cells = {}
     probabilities = result.get("probabilities")
     if "label" in result:
