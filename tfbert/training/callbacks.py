@@ -47,7 +47,8 @@ class TrainingLogger(keras.callbacks.Callback):
     Examples/s counts `batch_size` per batch, so the few partial batches (one per length
     bucket) are counted as full; the clock restarts each epoch, so validation time is not in it.
     `examples_per_second` holds each logged rate; a run too short to log one (fewer updates than
-    `every_n_steps`) gets one rate over all its batches at the end.
+    `every_n_steps`) gets one rate over all its batches at the end, which, like each epoch's first
+    logged rate, includes the first call's tracing.
     """
 
     def __init__(self, log_dir: str, batch_size: int, every_n_steps: int = 10):
