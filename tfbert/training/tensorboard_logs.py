@@ -29,7 +29,7 @@ def drop_points_after(log_dir: str, epochs_done: int, updates_done: int) -> int:
         if os.path.basename(os.path.dirname(path)) not in ("train", "validation"):
             continue
         kept, removed = [], 0
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        for record in _records(path):
             event = event_pb2.Event.FromString(record)
             tags = [value.tag for value in event.summary.value]
             if tags and any(event.step >= epochs_done if tag.startswith(EPOCH_TAG_PREFIX)
@@ -43,3 +43,17 @@ def drop_points_after(log_dir: str, epochs_done: int, updates_done: int) -> int:
                     writer.write(record)
             dropped += removed
     return dropped
+
+
+def _records(path: str) -> list[bytes]:
+    """The whole records of an event file; a last one cut short (the run was killed while writing it,
+    which TensorBoard skips too) is left out."""
+    records = []
+    iterator = tf.data.TFRecordDataset(path).as_numpy_iterator()
+    while True:
+        try:
+            records.append(next(iterator))
+        except StopIteration:
+            return records
+        except tf.errors.DataLossError:
+            return records
