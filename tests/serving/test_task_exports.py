@@ -68,6 +68,9 @@ def test_warmup_requests_fit_the_signature(task, text_pair, inputs, exported):
     serve = tf.saved_model.load(version_dir).signatures["serving_default"]
     assert sorted(serve.structured_input_signature[1]) == inputs
     assert replay_warmup_requests(version_dir, serve) == 2  # a batch of one and one of several
+    from tfbert.export import read_allowlist, saved_model_op_types
+
+    assert not saved_model_op_types(version_dir) - read_allowlist()  # ops a stock TF Serving runs
 
 
 def test_tagger_answers_a_batch_without_words(exported):

@@ -81,7 +81,9 @@ def _per_entity(values, mask, index, count):
 def _padded_to(values, width, fill):
     """[b, w] values padded with `fill` to [b, width] columns (width >= w): the word outputs are one column
     wide when no text of the batch has a word (as the tags are), not zero."""
-    return tf.pad(values, [[0, 0], [0, width - tf.shape(values)[1]]], constant_values=fill)
+    shape = tf.shape(values)
+    # (concatenated, not tf.pad: Fill and ConcatV2 are among the ops tfbert/serving_ops_allowlist.txt lists)
+    return tf.concat([values, tf.fill([shape[0], width - shape[1]], tf.constant(fill, values.dtype))], axis=1)
 
 
 def _cut(text, starts, ends):
