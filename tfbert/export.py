@@ -180,7 +180,6 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
                 signatures(archive, serving_model, tokenizer, max_seq_length)
                 metadata = dict(metadata or {})
                 label_names = metadata.get("labels")
-                text_pair = False
             _one_copy_per_variable(archive)
             archive.write_out(tmp_dir, verbose=False)
         _set_example_methods(tmp_dir)
