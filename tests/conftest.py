@@ -56,6 +56,22 @@ def tiny_model_dir(tmp_path, tiny_vocab_file):
     return str(directory)
 
 
+def transformers_learning_rates(kind, peak, total_steps, warmup_steps):
+    """The learning rate of each of `total_steps` updates under transformers' `get_scheduler(kind)`."""
+    import torch
+    from transformers import get_scheduler
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=peak)
+    scheduler = get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def write_sentiment_csv(path, n, seed=0, header=True):
     """A learnable toy task: the label is the sentiment word in the text."""
     import random

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import write_sentiment_csv
+from conftest import transformers_learning_rates, write_sentiment_csv
 from tfbert.data.readers import DataError
 from tfbert.training.runner import train as train_classifier
 from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig
@@ -760,6 +760,10 @@ def test_batching_follows_the_strategy_and_the_task():
         (dict(run_name="/tmp/x"), "field 'run_name' must be a folder under runs/"),
         (dict(multi_label=True, label_delimiter=""), "field 'label_delimiter' must be a non-empty string"),
         (dict(multi_label=True, threshold=5.0), "field 'threshold' must be in (0, 1)"),
+        (dict(lr_scheduler_type="constant"), "field 'lr_scheduler_type' must be linear | cosine | "
+                                             "constant_with_warmup, found 'constant'"),
+        (dict(max_grad_norm=-1.0), "field 'max_grad_norm' must be a number >= 0 (0: no clipping), found -1.0"),
+        (dict(max_grad_norm=float("nan")), "field 'max_grad_norm' must be a number >= 0"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             ClassifierRunConfig(**fields)
@@ -768,6 +772,32 @@ def test_batching_follows_the_strategy_and_the_task():
     # a run name may name a group of runs (runs/<group>/<name>), and "" is no name (the default one)
     assert ClassifierRunConfig(run_name="sst2/lr-1e-4").resolved_output_dir() == os.path.join("runs", "sst2/lr-1e-4")
     assert ClassifierRunConfig(run_name="").resolved_run_name().startswith("cls-")
+
+
+@pytest.mark.slow
+def test_a_run_follows_its_learning_rate_schedule_and_clipping(tmp_path, tiny_model_dir):
+    """`--lr_scheduler_type cosine --max_grad_norm 0`: the logged learning rates are transformers' cosine
+    schedule over the run's updates, and the optimizer clips nothing."""
+    import tensorflow as tf
+
+    from tfbert.tasks.classification import ClassificationData, ClassificationTask
+    from tfbert.training.runner import build_model
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+    summary = _fit(_config(tmp_path, tiny_model_dir, train_file=train, epochs=2, lr_scheduler_type="cosine",
+                           warmup_ratio=0.25, validation_fraction=0.0, log_every_n_steps=1))
+    updates = summary["optimizer_steps"]
+    expected = transformers_learning_rates("cosine", 1e-3, updates, int(updates * 0.25))
+    logged = {e.step: float(tf.make_ndarray(e.tensor_proto))
+              for e in _scalars(str(tmp_path / "tb" / "train")).Tensors("learning_rate")}
+    assert sorted(logged) == list(range(1, updates + 1))
+    # the rate logged after update n is the one update n + 1 uses (0 after the last)
+    assert [logged[n] for n in range(1, updates)] == pytest.approx(expected[1:], rel=1e-5)
+    data = ClassificationData(None, None, None, ["neg", "pos"], "", label_vocab=[0, 1])
+    config = ClassifierRunConfig(model=tiny_model_dir, max_seq_length=32, max_grad_norm=0.0)
+    assert build_model(config, ClassificationTask(), data, 10).optimizer.global_clipnorm is None
+    assert build_model(ClassifierRunConfig(model=tiny_model_dir, max_seq_length=32), ClassificationTask(), data,
+                       10).optimizer.global_clipnorm == 1.0
 
 
 @pytest.mark.slow

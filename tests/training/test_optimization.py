@@ -2,10 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, transformers_learning_rates
 from tfbert import BertBackbone
 from tfbert.training.optimization import (BertAdamW, WarmupLinearDecay, count_encoder_layers, create_optimizer,
-                                          layerwise_lr_factor, warmup_steps_for)
+                                          layerwise_lr_factor, learning_rate_schedule, warmup_steps_for)
+from tfbert.training.run_config import LR_SCHEDULES
 
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
@@ -73,6 +74,34 @@ def test_warmup_linear_decay_serialization_round_trip():
 def test_warmup_linear_decay_rejects_bad_steps(kwargs):
     with pytest.raises(ValueError, match="WarmupLinearDecay"):
         WarmupLinearDecay(1e-3, **kwargs)
+
+
+@pytest.mark.parametrize("kind", LR_SCHEDULES)
+@pytest.mark.parametrize("total_steps, warmup_steps", [(110, 10), (7, 0), (5, 2), (1, 0)])
+def test_each_schedule_is_transformers_own(kind, total_steps, warmup_steps):
+    schedule = learning_rate_schedule(kind, 3e-4, total_steps, warmup_steps)
+    ours = [float(schedule(step)) for step in range(total_steps)]
+    expected = transformers_learning_rates(kind, 3e-4, total_steps, warmup_steps)
+    assert ours == pytest.approx(expected, rel=1e-6, abs=3e-4 * 1e-6)  # float32 against float64: 1e-6 of the peak
+
+
+def test_schedules_past_the_end_and_their_errors():
+    assert float(learning_rate_schedule("cosine", 1.0, 10, 2)(15)) == pytest.approx(0.0, abs=1e-7)  # stays at 0
+    assert float(learning_rate_schedule("constant_with_warmup", 1.0, 10, 2)(15)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="kind must be one of linear, cosine, constant_with_warmup, got 'constant'"):
+        learning_rate_schedule("constant", 1.0, 10, 0)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer in"):
+        learning_rate_schedule("cosine", 1.0, 10, 11)
+
+
+def test_a_cosine_optimizer_round_trips_with_its_schedule(bert_classifier):
+    optimizer = create_optimizer(bert_classifier, learning_rate=2e-5, total_steps=100, schedule="cosine",
+                                 clipnorm=None)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(restored._learning_rate, keras.optimizers.schedules.CosineDecay)
+    assert restored.global_clipnorm is None
+    for step in (0, 5, 10, 60, 100):
+        assert float(restored._learning_rate(step)) == pytest.approx(float(optimizer._learning_rate(step)))
 
 
 def test_warmup_steps_for():

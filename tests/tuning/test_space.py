@@ -29,6 +29,14 @@ def test_default_space_covers_the_recipe_and_yaml_overrides_it_key_by_key(tmp_pa
     assert space["max_seq_length"].default == 128
     # every entry round-trips through its YAML form
     assert parse_search_space({k: v.to_yaml() for k, v in space.items()}) == space
+    # the schedule is searched by name, the clipping norm as a number
+    path = _write(tmp_path / "schedules.yaml", "lr_scheduler_type: {type: choice, values: [linear, cosine]}\n"
+                                               "max_grad_norm: {type: float, min: 0.5, max: 5.0}\n")
+    space = load_search_space(path)
+    assert space["lr_scheduler_type"].values == ("linear", "cosine") and space["max_grad_norm"].max == 5.0
+    assert parse_search_space({k: v.to_yaml() for k, v in space.items()}) == space
+    assert load_search_space(_write(tmp_path / "fixed.yaml", "lr_scheduler_type: cosine\n"))[
+        "lr_scheduler_type"].values == ("cosine",)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -52,6 +60,13 @@ def test_default_space_covers_the_recipe_and_yaml_overrides_it_key_by_key(tmp_pa
                                                                  "(first on line 1))"),
     ("learning_rate: {type: float, min: 0.01, max: 0.1, max: 0.2}\n", ":1: not valid YAML ('max' given twice "
                                                                     "(first on line 1))"),
+    ("lr_scheduler_type: {type: choice, values: [linear, cosin]}\n", "lr_scheduler_type: 'values' must be one of "
+                                                                     "linear, cosine, constant_with_warmup, found "
+                                                                     "'cosin'"),
+    ("lr_scheduler_type: {type: float, min: 0, max: 1}\n", "lr_scheduler_type: the field lr_scheduler_type takes "
+                                                           "names (linear, cosine, constant_with_warmup); use type "
+                                                           "choice or fixed"),
+    ("max_grad_norm: {type: choice, values: [1.0, none]}\n", "max_grad_norm: 'values' must be a number"),
 ])
 def test_bad_search_space_files_name_the_file_and_the_key(tmp_path, text, expected):
     path = _write(tmp_path / "space.yaml", text)

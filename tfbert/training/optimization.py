@@ -1,4 +1,5 @@
-"""BERT fine-tuning optimizer: AdamW, warmup + linear decay, layer-wise LR decay, accumulation.
+"""BERT fine-tuning optimizer: AdamW, warmup + linear (cosine, constant) decay, layer-wise LR decay,
+accumulation.
 
 `create_optimizer` is the one entry point the pipelines need. It builds a `BertAdamW`
 (a thin `keras.optimizers.AdamW` subclass) and leans on Keras for everything Keras already
@@ -61,6 +62,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfbert.training.run_config import LR_SCHEDULES
+
 # Variables excluded from weight decay, by their last path component: LayerNorm scale and
 # offset, and every bias (as in the original BERT `AdamWeightDecayOptimizer`).
 NO_WEIGHT_DECAY_NAMES = ("gamma", "beta", "bias")
@@ -118,6 +121,36 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         return {"peak_learning_rate": self.peak_learning_rate, "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps}
+
+
+def learning_rate_schedule(kind: str, peak_learning_rate: float, total_steps: int,
+                           warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate over `total_steps` optimizer updates: a linear warmup from 0 to the peak over
+    `warmup_steps`, then, by `kind` (transformers' `get_scheduler` names and curves):
+
+    - "linear": down to 0 at `total_steps` (`WarmupLinearDecay`, the original BERT's);
+    - "cosine": half a cosine down to 0 at `total_steps` (Keras' `CosineDecay` with its warmup);
+    - "constant_with_warmup": the peak until the end (`CosineDecay` whose floor `alpha` is the peak).
+
+    Raises:
+        ValueError: an unknown `kind`, or steps out of range.
+
+    Example:
+        >>> schedule = learning_rate_schedule("cosine", 1e-3, total_steps=110, warmup_steps=10)
+        >>> [round(float(schedule(s)), 6) for s in (0, 5, 10, 60, 110)]
+        [0.0, 0.0005, 0.001, 0.0005, 0.0]
+    """
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"learning_rate_schedule: kind must be one of {', '.join(LR_SCHEDULES)}, got {kind!r}")
+    schedule = WarmupLinearDecay(peak_learning_rate, total_steps, warmup_steps)  # checks the arguments
+    if kind == "linear":
+        return schedule
+    # CosineDecay: `initial_learning_rate` rising linearly to `warmup_target` over `warmup_steps`, then
+    # warmup_target * ((1 - alpha) * (1 + cos(pi * min(t, decay_steps) / decay_steps)) / 2 + alpha) at t
+    # updates after the warmup: alpha = 0 is transformers' cosine, alpha = 1 a constant rate.
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=0.0 if kind == "cosine" else 1.0, warmup_target=float(peak_learning_rate), warmup_steps=warmup_steps)
 
 
 def warmup_steps_for(total_steps: int, warmup_ratio: float) -> int:
@@ -444,13 +477,13 @@ def adamw_update(variable, momentum, velocity, gradient, gradient_scale, learnin
 
 def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
                      weight_decay: float = 0.01, clipnorm: float | None = 1.0, layerwise_lr_decay: float | None = None,
-                     epsilon: float = 1e-6,
+                     epsilon: float = 1e-6, schedule: str = "linear",
                      num_layers: int | None = None, gradient_accumulation_steps: int = 1,
                      loss_scale: bool = False) -> keras.optimizers.Optimizer:
     """The BERT fine-tuning optimizer for `model`.
 
-    AdamW with warmup + linear decay, no weight decay on LayerNorm weights and biases, global-norm
-    clipping, optional layer-wise LR decay, gradient accumulation and dynamic loss scaling.
+    AdamW with warmup + linear decay (or another `schedule`), no weight decay on LayerNorm weights and
+    biases, global-norm clipping, optional layer-wise LR decay, gradient accumulation and dynamic loss scaling.
 
     Steps: `total_steps` counts optimizer *updates*. With `gradient_accumulation_steps=k` and
     `model.fit` over `n` batches in total, pass `total_steps = n // k`. Keras applies an update on
@@ -467,6 +500,7 @@ def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: i
         warmup_ratio: fraction of `total_steps` spent in linear warmup.
         weight_decay: decoupled weight decay (multiplied by the learning rate, as in Keras AdamW).
         clipnorm: global gradient-norm clip (`global_clipnorm`), or `None` for no clipping.
+        schedule: the learning rate after the warmup, one of `LR_SCHEDULES` (`learning_rate_schedule`).
         epsilon: Adam's epsilon (1e-6 as the original BERT; transformers' Trainer uses 1e-8).
         layerwise_lr_decay: per-layer decay in (0, 1] (e.g. 0.9), or `None` for no LLRD.
         num_layers: encoder layers; inferred from `model`'s variable paths when `None`.
@@ -500,9 +534,9 @@ def create_optimizer(model: keras.Model, *, learning_rate: float, total_steps: i
             raise ValueError(f"create_optimizer: layerwise_lr_decay={layerwise_lr_decay} needs encoder layers, "
                              f"but no trainable variable of model {model.name!r} has 'encoder_layer_<i>/' in its "
                              "path; pass num_layers explicitly")
-    schedule = WarmupLinearDecay(learning_rate, total_steps, warmup_steps_for(total_steps, warmup_ratio))
+    rates = learning_rate_schedule(schedule, learning_rate, total_steps, warmup_steps_for(total_steps, warmup_ratio))
     optimizer = BertAdamW(
-        learning_rate=schedule,
+        learning_rate=rates,
         weight_decay=weight_decay,
         # Adam hyper-parameters of the original BERT (`AdamWeightDecayOptimizer`): beta_1 0.9,
         # beta_2 0.999, epsilon 1e-6 by default (Keras's default is 1e-7, PyTorch's and transformers' 1e-8).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -17,6 +18,9 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes")  # see tfbert.data.conll
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 PADDINGS = ("bucket", "batch", "max_length")
+# The learning-rate schedules (transformers' `lr_scheduler_type` names; see tfbert.training.optimization).
+# transformers' "constant" ignores the warmup it is given: here that is constant_with_warmup with no warmup.
+LR_SCHEDULES = ("linear", "cosine", "constant_with_warmup")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "tpu", "multi_worker")  # see tfbert.training.distribution
 COLUMN_HELP = "the {}: a CSV/TSV header name or 0-based column index, or a JSON Lines key; unset: {}"
 TEST_FRACTION_HELP = ("the part of the built-in default data held out for testing (with --train_file there is a test "
@@ -123,6 +127,12 @@ class RunConfig:
     weight_decay: float = 0.01
     dropout: float | None = None
     layerwise_lr_decay: float | None = None
+    lr_scheduler_type: str = dataclasses.field(default="linear", metadata={
+        "choices": LR_SCHEDULES,
+        "help": "the learning rate after the warmup (transformers' names): linear decay to 0 at the end (the "
+                "original BERT's), cosine decay to 0, or constant_with_warmup (constant: --warmup_ratio 0)"})
+    max_grad_norm: float = dataclasses.field(default=1.0, metadata={
+        "help": "clip the gradients to this global norm before each update (0: no clipping)"})
     adam_epsilon: float = dataclasses.field(default=1e-6, metadata={
         "help": "Adam's epsilon: 1e-6 as the original BERT recipe; 1e-8 as PyTorch and transformers' Trainer"})
     gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={
@@ -228,6 +238,10 @@ class RunConfig:
             fail("adam_epsilon", "in (0, 1)", self.adam_epsilon)
         if not 0 <= self.warmup_ratio < 1:
             fail("warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        if self.lr_scheduler_type not in LR_SCHEDULES:
+            fail("lr_scheduler_type", " | ".join(LR_SCHEDULES), self.lr_scheduler_type)
+        if not 0 <= self.max_grad_norm < math.inf:
+            fail("max_grad_norm", "a number >= 0 (0: no clipping)", self.max_grad_norm)
         for name in ("validation_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 fail(name, "in [0, 1)", getattr(self, name))

@@ -68,6 +68,7 @@ def build_model(config: RunConfig, task: Task, data: TaskData, total_steps: int,
             freeze_layers=config.freeze_layers, freeze_embeddings=config.freeze_embeddings)
         optimizer = create_optimizer(
             model, learning_rate=config.learning_rate, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
+            schedule=config.lr_scheduler_type, clipnorm=config.max_grad_norm or None,
             weight_decay=config.weight_decay, layerwise_lr_decay=config.layerwise_lr_decay,
             epsilon=config.adam_epsilon, num_layers=model.backbone.config.num_hidden_layers,
             gradient_accumulation_steps=config.gradient_accumulation_steps,

@@ -8,14 +8,16 @@ from typing import Any
 
 import keras_tuner
 
-from tfbert.training.run_config import read_yaml_mapping
+from tfbert.training.run_config import LR_SCHEDULES, read_yaml_mapping
 
 # The recipe fields a search space may set; the data, model and output fields stay as the flags say.
 TUNABLE_FIELDS = ("learning_rate", "warmup_ratio", "weight_decay", "batch_size", "epochs", "dropout",
-                  "layerwise_lr_decay", "max_seq_length", "gradient_accumulation_steps")
+                  "layerwise_lr_decay", "max_seq_length", "gradient_accumulation_steps", "lr_scheduler_type",
+                  "max_grad_norm")
 _FIELD_TYPES = {"learning_rate": float, "warmup_ratio": float, "weight_decay": float, "batch_size": int,
                 "epochs": int, "dropout": float, "layerwise_lr_decay": float, "max_seq_length": int,
-                "gradient_accumulation_steps": int}
+                "gradient_accumulation_steps": int, "lr_scheduler_type": str, "max_grad_norm": float}
+_FIELD_NAMES = {"lr_scheduler_type": LR_SCHEDULES}  # the values a field of names may take
 
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     "learning_rate": {"type": "float", "min": 2e-5, "max": 2e-4, "sampling": "log"},
@@ -117,7 +119,12 @@ def parse_search_space(entries: dict, source: str = "search space") -> dict[str,
             raise ValueError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} for type {kind}; "
                              f"allowed: {', '.join(sorted(allowed[kind]))}")
 
-        def number(key, value, as_type):
+        def checked(key, value, as_type):
+            if as_type is str:  # a field of names: one of its names
+                if value not in _FIELD_NAMES[name]:
+                    raise ValueError(f"{where}: '{key}' must be one of {', '.join(_FIELD_NAMES[name])}, "
+                                     f"found {value!r}")
+                return value
             try:
                 if isinstance(value, bool):
                     raise ValueError
@@ -134,28 +141,31 @@ def parse_search_space(entries: dict, source: str = "search space") -> dict[str,
         if kind == "fixed":
             if "value" not in entry:
                 raise ValueError(f"{where}: a fixed entry needs 'value'")
-            space[name] = ParamSpec(name, "fixed", values=(number("value", entry["value"], kind_of_field),))
+            space[name] = ParamSpec(name, "fixed", values=(checked("value", entry["value"], kind_of_field),))
             continue
         if kind == "choice":
             values = entry.get("values")
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{where}: 'values' must be a non-empty list, found {values!r}")
-            values = tuple(number("values", v, kind_of_field) for v in values)
+            values = tuple(checked("values", v, kind_of_field) for v in values)
             if len(set(values)) != len(values):
                 raise ValueError(f"{where}: 'values' has duplicates: {list(values)}")
-            default = number("default", entry["default"], kind_of_field) if "default" in entry else None
+            default = checked("default", entry["default"], kind_of_field) if "default" in entry else None
             if default is not None and default not in values:
                 raise ValueError(f"{where}: 'default' {default!r} is not one of 'values' {list(values)}")
             space[name] = ParamSpec(name, "choice", values=values, default=default)
             continue
         as_type = int if kind == "int" else float
+        if kind_of_field is str:
+            raise ValueError(f"{where}: the field {name} takes names ({', '.join(_FIELD_NAMES[name])}); "
+                             "use type choice or fixed")
         if as_type is not kind_of_field:
             raise ValueError(f"{where}: the field {name} is {'an integer' if kind_of_field is int else 'a float'}; "
                              f"use type {'int' if kind_of_field is int else 'float'} or choice")
         for key in ("min", "max"):
             if key not in entry:
                 raise ValueError(f"{where}: a {kind} entry needs 'min' and 'max'")
-        low, high = number("min", entry["min"], as_type), number("max", entry["max"], as_type)
+        low, high = checked("min", entry["min"], as_type), checked("max", entry["max"], as_type)
         if not low < high:
             raise ValueError(f"{where}: 'min' must be below 'max', found min={low!r}, max={high!r}")
         sampling = entry.get("sampling", "linear")
@@ -163,11 +173,11 @@ def parse_search_space(entries: dict, source: str = "search space") -> dict[str,
             raise ValueError(f"{where}: 'sampling' must be linear | log | reverse_log, found {sampling!r}")
         if sampling != "linear" and low <= 0:
             raise ValueError(f"{where}: {sampling} sampling needs 'min' > 0, found {low!r}")
-        step = number("step", entry["step"], as_type) if entry.get("step") is not None else None
+        step = checked("step", entry["step"], as_type) if entry.get("step") is not None else None
         if step is not None and (step <= 0 or (sampling != "linear" and step <= 1)):
             raise ValueError(f"{where}: 'step' must be > 0 (> 1, a factor, with {sampling} sampling), "
                              f"found {step!r}")
-        default = number("default", entry["default"], as_type) if "default" in entry else None
+        default = checked("default", entry["default"], as_type) if "default" in entry else None
         if default is not None and not low <= default <= high:
             raise ValueError(f"{where}: 'default' {default!r} is outside [{low!r}, {high!r}]")
         space[name] = ParamSpec(name, kind, low, high, step, sampling, default=default)
