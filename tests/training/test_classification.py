@@ -1,5 +1,6 @@
 """End-to-end fine-tuning runs on tiny models and toy data the tests write."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -772,6 +773,27 @@ def test_batching_follows_the_strategy_and_the_task():
     # a run name may name a group of runs (runs/<group>/<name>), and "" is no name (the default one)
     assert ClassifierRunConfig(run_name="sst2/lr-1e-4").resolved_output_dir() == os.path.join("runs", "sst2/lr-1e-4")
     assert ClassifierRunConfig(run_name="").resolved_run_name().startswith("cls-")
+
+
+def test_a_run_too_short_for_one_update_is_refused_before_training(tmp_path, tiny_model_dir, capsys):
+    """64 examples in batches of 8 for 3 epochs are 24 batches: accumulating 50 per update, the run
+    trained nothing and exported its random head as a success."""
+    from tfbert.config import ConfigError
+    from tfbert.training.runner import check_updates
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=4)
+    config = _config(tmp_path, tiny_model_dir, train_file=train, epochs=3, validation_fraction=0.0,
+                     gradient_accumulation_steps=50)
+    with pytest.raises(ConfigError, match=re.escape(
+            "gradient_accumulation_steps: 50 batches per optimizer update, but the run has 8 batches per epoch x 3 "
+            "epochs = 24: it would make no update")):
+        train_classifier(config)
+    assert not os.path.exists(tmp_path / "run" / "metrics.json")
+    capsys.readouterr()
+    assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=5), 8) == 4
+    assert "4 updates of 5 batches; the last 4 batches of the run fill no group" in capsys.readouterr().out
+    assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=4), 8) == 6
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.slow

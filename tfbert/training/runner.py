@@ -208,13 +208,32 @@ def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
     elif config.jit_compile and config.padding != "max_length":
         print(f"XLA: one program is compiled per batch shape (length and batch size); --static_shapes bounds them "
               f"to {len(lengths)}", flush=True)
-    total_updates = max(1, steps * config.epochs // config.gradient_accumulation_steps)
+    total_updates = check_updates(config, steps)
     model = build_model(config, prepared.task, prepared.data, total_updates, batch_spec=train_ds.element_spec,
                         vocab_size=prepared.tokenizer.vocab_size)
     counts = parameter_efficient.parameter_counts(model)
     print(f"parameters: {counts['trainable']:,} trainable of {counts['total']:,} "
           f"({counts['trainable'] / max(counts['total'], 1):.2%})", flush=True)
     return RunInputs(model, train_ds, validation_ds, steps, rebuild_train=training_batches)
+
+
+def check_updates(config: RunConfig, steps: int) -> int:
+    """The optimizer updates of a run of `steps` batches per epoch: one per `gradient_accumulation_steps`
+    batches (`optimization.create_optimizer`), said when the last batches fill no group.
+
+    Raises:
+        ConfigError: the run has fewer batches than one update takes, so it would train nothing.
+    """
+    batches, group = steps * config.epochs, config.gradient_accumulation_steps
+    if batches < group:
+        raise ConfigError(f"gradient_accumulation_steps: {group} batches per optimizer update, but the run has "
+                          f"{steps} batch{'es' if steps > 1 else ''} per epoch x {config.epochs} epoch"
+                          f"{'s' if config.epochs > 1 else ''} = {batches}: it would make no update; lower "
+                          "--gradient_accumulation_steps or --batch_size, or train more epochs")
+    if batches % group:
+        print(f"gradient accumulation: {batches // group} updates of {group} batches; the last {batches % group} "
+              f"batch{'es' if batches % group > 1 else ''} of the run fill no group and are not applied", flush=True)
+    return batches // group
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
