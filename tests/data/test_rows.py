@@ -23,6 +23,12 @@ def test_multi_label_split_strip_dedupe(tmp_path):
     assert read_examples(path, task="multi_label").labels == [["x", "y"], []]
 
 
+def test_a_list_label_of_a_single_label_run_names_the_flag_that_reads_it(tmp_path):
+    path = write(tmp_path, "tags.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": ["x", "y"]}\n')
+    assert error_of(path) == (f"{path}:2: expected one label in key 'label', found a list ['x', 'y']; for several "
+                              "labels per example train with --multi_label (problem_type multi_label_classification)")
+
+
 def test_regression_labels_are_floats(tmp_path):
     path = write(tmp_path, "scores.csv", "text,label\na,0.5\nb, 3\nc,-1e-2\n")
     assert read_examples(path, task="regression").labels == [0.5, 3.0, -0.01]

@@ -67,6 +67,9 @@ def test_default_space_covers_the_recipe_and_yaml_overrides_it_key_by_key(tmp_pa
                                                            "names (linear, cosine, constant_with_warmup); use type "
                                                            "choice or fixed"),
     ("max_grad_norm: {type: choice, values: [1.0, none]}\n", "max_grad_norm: 'values' must be a number"),
+    ("dropout: {type: float, min: 0.0, max: 0.2, step: 0}\n", "dropout: 'step' must be > 0, found 0.0"),
+    ("learning_rate: {type: float, min: 1e-5, max: 1e-4, sampling: log, step: 0.5}\n",
+     "learning_rate: 'step' must be > 1 with log sampling (a factor between values), found 0.5"),
 ])
 def test_bad_search_space_files_name_the_file_and_the_key(tmp_path, text, expected):
     path = _write(tmp_path / "space.yaml", text)

@@ -110,8 +110,8 @@ def _parse_label(value: Any, name: str, options: _RowOptions) -> Any:
                 raise _RowError(f"missing label in {name}")
         return list(dict.fromkeys(_class_name(part) for part in parts if part.strip()))
     if isinstance(value, (list, tuple)):
-        raise _RowError(f"expected one label in {name}, found a list {value!r}; use "
-                        "task='multi_label' for several labels per example")
+        raise _RowError(f"expected one label in {name}, found a list {value!r}; for several labels per "
+                        "example train with --multi_label (problem_type multi_label_classification)")
     return _class_name(_scalar_label(value, name))
 
 

@@ -57,8 +57,9 @@ class SearchSettings:
     executions_per_trial: int = dataclasses.field(default=1, metadata={
         "help": "runs per trial with seeds seed, seed+1, ...; the objective is their mean"})
     objective: str | None = dataclasses.field(default=None, metadata={
-        "help": "validation metric to optimise, e.g. val_macro_f1 or val_loss (losses and errors are "
-                "minimised, the rest maximised); unset: train_cls' metric_for_best"})
+        "help": "validation metric to optimise: val_loss or val_<a metric the task reports>, e.g. val_macro_f1 "
+                "(classification), val_f1 (NER, QA), val_exact_match (QA); losses and errors are minimised, the "
+                "rest maximised; unset: the task's metric_for_best (an unknown name is refused with the list)"})
     search_space: str | None = dataclasses.field(default=None, metadata={
         "help": "YAML file of search-space entries that replace the default ones, key by key"})
     search_name: str | None = dataclasses.field(default=None, metadata={

@@ -174,8 +174,10 @@ def parse_search_space(entries: dict, source: str = "search space") -> dict[str,
         if sampling != "linear" and low <= 0:
             raise ValueError(f"{where}: {sampling} sampling needs 'min' > 0, found {low!r}")
         step = checked("step", entry["step"], as_type) if entry.get("step") is not None else None
-        if step is not None and (step <= 0 or (sampling != "linear" and step <= 1)):
-            raise ValueError(f"{where}: 'step' must be > 0 (> 1, a factor, with {sampling} sampling), "
+        if step is not None and sampling == "linear" and step <= 0:
+            raise ValueError(f"{where}: 'step' must be > 0, found {step!r}")
+        if step is not None and sampling != "linear" and step <= 1:
+            raise ValueError(f"{where}: 'step' must be > 1 with {sampling} sampling (a factor between values), "
                              f"found {step!r}")
         default = checked("default", entry["default"], as_type) if "default" in entry else None
         if default is not None and not low <= default <= high:
