@@ -54,7 +54,7 @@ def test_a_field_missing_from_the_file_is_named_when_its_default_does_not_fit(tm
 def test_invalid_json_names_the_line(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{\n  \"hidden_size\": 32,\n  \"oops\": ]\n}")
-    with pytest.raises(ConfigError, match=r"config.json: line 3"):
+    with pytest.raises(ConfigError, match=r"config.json: line 3, column 11: not valid JSON"):
         BertConfig.from_json_file(path)
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+from tfbert import fileio
 from tfbert.errors import TfbertError
 
 # Activations we implement exactly as transformers' ACT2FN does.
@@ -123,7 +124,7 @@ class BertConfig:
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+            raise ConfigError(f"{path}: {fileio.json_position(e)}: not valid JSON ({e.msg})") from None
         return cls.from_dict(data, source=path)
 
     def to_hf_dict(self) -> dict[str, Any]:

@@ -175,6 +175,14 @@ def atomic_write(path: str, mode: str = "w", **open_kwargs):
             yield f
 
 
+def json_position(error: ValueError) -> str:
+    """Where a `json.JSONDecodeError` happened, as "line L, column C" (the column matters: a SQuAD file is
+    often one line of megabytes); "" for another ValueError."""
+    if not isinstance(error, json.JSONDecodeError):
+        return ""
+    return f"line {error.lineno}, column {error.colno}"
+
+
 def write_json(path: str, value, **dump_kwargs) -> None:
     """`value` as JSON (indented, with a final newline), written atomically."""
     dump_kwargs.setdefault("indent", 2)

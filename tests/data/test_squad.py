@@ -283,7 +283,9 @@ def test_file_level_errors(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"data": [\n  {"title": "x",,}\n]}', encoding="utf-8")
     message = error_of(str(path))
-    assert message.startswith(f"{path}: invalid JSON at line 2")
+    assert message.startswith(f"{path}: invalid JSON at line 2, column 17")
+    path.write_text('{"data": [{"title": "x", "paragraphs": []}' + " " * 5000 + ',,]}', encoding="utf-8")
+    assert error_of(str(path)).startswith(f"{path}: invalid JSON at line 1, column 5044: ")  # a one-line file
 
     path.write_text(json.dumps([{"context": "a"}]), encoding="utf-8")
     assert 'expected SQuAD JSON, an object with a "data" list' in error_of(str(path))

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tfbert import fileio
 from tfbert.data.examples import DataError
 
 
@@ -142,7 +143,7 @@ def _squad_rows(path: str, text: str) -> list[tuple[str, dict]]:
     try:
         document = json.loads(text)
     except ValueError as e:
-        raise DataError(f"invalid JSON at line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}", path) from None
+        raise DataError(f"invalid JSON at {fileio.json_position(e) or '?'}: {getattr(e, 'msg', e)}", path) from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise DataError('expected SQuAD JSON, an object with a "data" list of articles (or a .jsonl file)', path)
     rows = []

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfbert import fileio
 from tfbert.errors import TfbertError
 from tfbert.text import normalization
 
@@ -66,14 +67,13 @@ def vocab_from_tokenizer_json(path: str) -> tuple[str, dict]:
     """
     import hashlib
 
-    from tfbert import fileio
     from tfbert.checkpoints.presets import cache_dir
 
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
-        raise TokenizerError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        raise TokenizerError(f"{path}: {fileio.json_position(e)}: not valid JSON ({e.msg})") from None
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
         found = model.get("type") if isinstance(model, dict) else None
@@ -200,7 +200,7 @@ class BertTokenizer(tf.Module):
                 with open(config_file, encoding="utf-8") as f:
                     config = json.load(f)
             except json.JSONDecodeError as e:
-                raise TokenizerError(f"{config_file}: line {e.lineno}: not valid JSON ({e.msg})") from None
+                raise TokenizerError(f"{config_file}: {fileio.json_position(e)}: not valid JSON ({e.msg})") from None
             for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
                 if key in config:
                     kwargs[key] = config[key]
