@@ -1,6 +1,7 @@
 """Tagged-sentence readers: CoNLL variants, JSON Lines, tag schemes, and errors that name file:line."""
 
 import json
+import logging
 
 import pytest
 
@@ -90,10 +91,23 @@ def test_jsonl_errors_and_empty_files(tmp_path):
         read_tagged(str(tmp_path / "folder.conll"))
 
 
-def test_shipped_wnut17_has_its_licence_and_splits():
+def test_a_file_without_blank_lines_is_said_to_run_its_sentences_together(tmp_path, caplog):
+    path = tmp_path / "noblank.conll"
+    path.write_text("A\tO\n\n" + "John\tB-PER\nran\tO\n.\tO\n" * 120, encoding="utf-8")  # 360 words, no blank line
+    with caplog.at_level(logging.WARNING, logger="tfbert"):
+        sentences = read_tagged(str(path))
+    assert [len(words) for words in sentences.words] == [1, 360]  # read as it is: a document may be that long
+    assert caplog.messages == [f"{path}: 1 of its 2 sentences has more than 300 words (the longest, 360 words, "
+                               "starts at line 3): CoNLL files end each sentence with a blank line; if they are "
+                               "missing, sentences run together"]
+
+
+def test_shipped_wnut17_has_its_licence_and_splits(caplog):
     for split, sentences in (("train", 3394), ("validation", 1009), ("test", 1287)):
-        data = read_tagged(datasets.path("wnut17", f"{split}.conll"))
+        with caplog.at_level(logging.WARNING, logger="tfbert"):
+            data = read_tagged(datasets.path("wnut17", f"{split}.conll"))
         assert len(data) == sentences and data.scheme == "iob2"
+    assert not caplog.messages
     assert {tag[2:] for tag in data.tag_names() if tag != "O"} == {
         "corporation", "creative-work", "group", "location", "person", "product"}
     licence = open(datasets.path("wnut17", "LICENSE.txt"), encoding="utf-8").read()

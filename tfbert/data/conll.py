@@ -18,13 +18,19 @@ import codecs
 import collections
 import dataclasses
 import json
+import logging
 import os
 import re
 from typing import Sequence
 
 from tfbert.data.readers import DataError
 
+logger = logging.getLogger(__name__)
+
 SCHEMES = ("auto", "iob1", "iob2", "bioes")
+# Words of a CoNLL sentence past which a missing blank line is likelier than the sentence (CoNLL-2003's
+# longest has 124 words, OntoNotes' about 210): said once per file, not refused (documents may be longer).
+LONG_SENTENCE_WORDS = 300
 _TAG = re.compile(r"^(?:O|[BIES]-\S+)$")
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -98,6 +104,7 @@ def read_tagged(path: str, token_column: int = 0, tag_column: int = -1, scheme: 
         sentences = _read_jsonl(path, lines, skip_bad_rows)
     else:
         sentences = _read_conll(path, lines, token_column, tag_column, skip_bad_rows)
+        _say_long_sentences(sentences)
     if not sentences.words:
         raise DataError("no sentences found (expected one token per line and blank lines between sentences, "
                         "or JSON Lines with 'tokens' and 'tags')", path)
@@ -171,6 +178,20 @@ def _read_conll(path: str, lines: list[str], token_column: int, tag_column: int,
         current_tags.append(tag)
     close()
     return TaggedSentences(words, tags, sources, skipped=skipped)
+
+
+def _say_long_sentences(sentences: TaggedSentences) -> None:
+    """Warns when a CoNLL file holds sentences of more than `LONG_SENTENCE_WORDS` words: a file without
+    blank lines between its sentences is read as one sentence, and trains and validates on it silently."""
+    long = [i for i, words in enumerate(sentences.words) if len(words) > LONG_SENTENCE_WORDS]
+    if not long:
+        return
+    longest = max(long, key=lambda i: len(sentences.words[i]))
+    logger.warning("%s: %d of its %d sentences ha%s more than %d words (the longest, %d words, starts at line %s): "
+                   "CoNLL files end each sentence with a blank line; if they are missing, sentences run together",
+                   sentences.sources[longest].rsplit(":", 1)[0], len(long), len(sentences.words),
+                   "s" if len(long) == 1 else "ve", LONG_SENTENCE_WORDS, len(sentences.words[longest]),
+                   sentences.sources[longest].rsplit(":", 1)[1])
 
 
 def _columns(line: str) -> list[str]:
