@@ -1,5 +1,6 @@
 """The oracles (tfbert.tuning.oracles): a resumable grid, consecutive failures, Hyperband's epochs, planned trials."""
 
+import dataclasses
 import json
 
 import pytest
@@ -107,7 +108,21 @@ def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path)
     search_space = load_search_space(space)
     oracle = tuning.make_oracle(config, search_space)
     assert "epochs" not in oracle.get_space().values and oracle.max_epochs == 3
-    assert tuning.planned_trials(oracle) == 6  # brackets of 3 trials (1 epoch, then the best for 3) and 2 (3)
+    # one pass of the brackets is 6 trials (3 of 1 epoch, then the best for 3; and 2 of 3 epochs); passes
+    # follow one another up to --max_trials (a search of 20 trials ran 6, with a learning rate over 2 epochs 2)
+    assert tuning.planned_trials(oracle) == 30
+    for max_trials in (8, 3):
+        short = tuning.make_oracle(dataclasses.replace(config, max_trials=max_trials), search_space)
+        short._set_project_dir(str(tmp_path / f"passes{max_trials}"), "trials")
+        trials = _run_to_the_end(short)
+        assert tuning.planned_trials(short) == max_trials == len(trials)
+        assert len({v["learning_rate"] for v in trials if v["tuner/round"] == 0}) == len(
+            [v for v in trials if v["tuner/round"] == 0])  # every first round draws new values
+    fixed = _write(tmp_path / "fixed_epochs.yaml", "epochs: 2\n")
+    two_epochs = tuning.make_oracle(TuneRunConfig(train_file="t.csv", tuner="hyperband", max_trials=5,
+                                                  search_space=fixed), load_search_space(fixed))
+    two_epochs._set_project_dir(str(tmp_path / "two_epochs"), "trials")
+    assert tuning.planned_trials(two_epochs) == 5 == len(_run_to_the_end(two_epochs))
     # over discrete values Hyperband stops when a first round cannot draw new ones: announced as it runs
     for choices, trials in (("[1.0e-4, 5.0e-5]", 2), ("[1.0e-4, 5.0e-5, 3.0e-5]", 4)):
         discrete = _write(tmp_path / "discrete.yaml", f"epochs: {{type: int, min: 1, max: 3}}\nbatch_size: 16\n"

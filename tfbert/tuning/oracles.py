@@ -139,7 +139,11 @@ def make_oracle(config: TuneRunConfig, space: dict[str, ParamSpec]) -> keras_tun
     if config.tuner == "grid":
         return GridSearchOracle(max_trials=config.max_trials, **common)
     epochs = space.get("epochs")
-    oracle = HyperbandOracle(max_epochs=int(epochs.largest) if epochs else config.epochs, factor=3, **common)
+    # One pass of Hyperband's brackets runs as many trials as its epoch budget and factor make (6 for
+    # epochs up to 3, 2 for a fixed 2): passes follow one another (KerasTuner's hyperband_iterations,
+    # 0: unbounded) until --max_trials trials, as for the other tuners.
+    oracle = HyperbandOracle(max_epochs=int(epochs.largest) if epochs else config.epochs, factor=3,
+                             hyperband_iterations=0, **common)
     oracle.max_trials = config.max_trials
     return oracle
 
@@ -166,14 +170,15 @@ def _hyperband_trials(oracle, new_values: int | None) -> int:
     """Hyperband's trials: brackets from the most rounds down, each drawing new values for its first
     round and promoting the best of each round to the next; it stops when it cannot draw new values
     (`new_values`, None: unbounded) for a first round."""
-    total = 0
-    for _ in range(oracle.hyperband_iterations):
+    total, iteration = 0, 0
+    while iteration < oracle.hyperband_iterations and not (oracle.max_trials and total >= oracle.max_trials):
         for bracket in reversed(range(oracle._get_num_brackets())):
             sizes = [oracle._get_size(bracket, round_number) for round_number in range(oracle._get_num_rounds(bracket))]
             if new_values is not None and new_values < sizes[0]:
                 return total + new_values
             total += sum(sizes)
             new_values = None if new_values is None else new_values - sizes[0]
+        iteration += 1
     return total
 
 
