@@ -91,3 +91,21 @@ def test_metric_for_best_is_the_objective_or_refused():
                                          r"\(val_accuracy\): each trial's best epoch is picked by --objective, "
                                          "found 'val_loss'"):
         TuneRunConfig(train_file="x.csv", metric_for_best="val_loss", objective="val_accuracy")
+
+
+def test_flags_for_searched_fields_are_said_to_be_overridden(tmp_path, capsys):
+    """`--epochs 1` to keep a search short trained 1-3 epochs with nothing said."""
+    from tfbert.tuning.search import _say_overridden_flags
+    from tfbert.tuning.space import load_search_space
+
+    (tmp_path / "run.yaml").write_text("weight_decay: 0.05\nseed: 3\n", encoding="utf-8")
+    config = TuneRunConfig.from_args(["--train_file", "t.csv", "--epochs", "1", "--batch_size", "32",
+                                      "--config", str(tmp_path / "run.yaml")])
+    assert config.given_fields == {"train_file", "epochs", "batch_size", "weight_decay", "seed"}
+    _say_overridden_flags(config, load_search_space())
+    assert capsys.readouterr().out == (
+        "searched, so not taken from the flags: --weight_decay 0.05 (the space: 0 to 0.1); --batch_size 32 (the "
+        "space: one of 16, 32); --epochs 1 (the space: 1 to 3). To use a flag's value, give it in --search_space "
+        "as a bare value (`epochs: 1`) or take the field out of the search (`epochs: null`)\n")
+    _say_overridden_flags(TuneRunConfig.from_args(["--train_file", "t.csv", "--seed", "1"]), load_search_space())
+    assert capsys.readouterr().out == ""  # the default search's own values (max_seq_length 64 ...) are not said

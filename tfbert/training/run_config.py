@@ -372,7 +372,8 @@ class RunConfig:
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, description: str | None = None) -> "RunConfig":
-        """Parses flags; `--config file.yaml` supplies values that explicit flags override."""
+        """Parses flags; `--config file.yaml` supplies values that explicit flags override. The config's
+        `given_fields` (not a field) names the fields the flags or the file set, defaults left out."""
         parser = build_parser(cls, description)
         args = vars(parser.parse_args(argv))
         values: dict[str, Any] = {}
@@ -382,7 +383,9 @@ class RunConfig:
             if config_file:
                 values.update(cls.load_yaml(config_file))
             values.update(args)  # only flags the user gave (defaults are suppressed)
-            return cls(**values)
+            config = cls(**values)
+            config.given_fields = frozenset(values)
+            return config
         except (TypeError, ValueError) as e:
             parser.error(f"{e}{f' (values from {config_file} and the flags)' if config_file else ''}")
 

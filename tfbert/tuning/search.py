@@ -34,6 +34,7 @@ from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
 from tfbert.tuning.progress import format_value
 from tfbert.tuning.reporting import write_results, write_search_summary
 from tfbert.tuning.settings import SearchError, TuneRunConfig, resolved_objective
+from tfbert.tuning.space import ParamSpec
 from tfbert.tuning.space import load_search_space
 from tfbert.tuning.tuner import BertTuner
 
@@ -119,6 +120,18 @@ def run_search(config: TuneRunConfig, prepared: runner.PreparedData | None = Non
         return _search(config, prepared, space, objective, role, tuner_id, address)
 
 
+def _say_overridden_flags(config: TuneRunConfig, space: dict[str, ParamSpec]) -> None:
+    """Names the recipe values given (by flag or --config: `RunConfig.from_args`' `given_fields`) for
+    fields the search space sets, which the trials do not use: `--epochs 1` to keep a search short would
+    otherwise train 1-3 epochs unsaid."""
+    given = [f"--{name} {getattr(config, name)} ({spec.describe()})" for name, spec in space.items()
+             if name in getattr(config, "given_fields", ())]
+    if given:
+        print(f"searched, so not taken from the flags: {'; '.join(given)}. To use a flag's value, give it in "
+              "--search_space as a bare value (`epochs: 1`) or take the field out of the search (`epochs: null`)",
+              flush=True)
+
+
 def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, address) -> dict:
     is_worker = role == "worker"
     output_dir, log_dir = config.resolved_output_dir(), config.resolved_log_dir()
@@ -128,6 +141,8 @@ def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, a
         if continuous:
             print(f"grid: {', '.join(continuous)} are continuous ranges; KerasTuner's grid tries 10 evenly spaced "
                   f"values of each (give 'values' or 'step' in --search_space for a real grid)", flush=True)
+
+    _say_overridden_flags(config, space)
 
     overwrite = config.overwrite and not is_worker  # a worker must never delete the chief's project
     if config.overwrite and is_worker:

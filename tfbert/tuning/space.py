@@ -55,6 +55,14 @@ class ParamSpec:
             return hp.Choice(self.name, list(self.values), default=self.default)
         return hp.Fixed(self.name, self.values[0])
 
+    def describe(self) -> str:
+        """The entry in a few words: "the space: 1 to 3", "the space: one of 16, 32", "the space: 0.1"."""
+        if self.kind == "fixed":
+            return f"the space: {self.values[0]}"
+        if self.kind == "choice":
+            return f"the space: one of {', '.join(map(str, self.values))}"
+        return f"the space: {self.min:g} to {self.max:g}" + (f", {self.sampling}" if self.sampling != "linear" else "")
+
     def to_yaml(self) -> Any:
         if self.kind == "fixed":
             return self.values[0]
