@@ -109,7 +109,8 @@ def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path)
     oracle = tuning.make_oracle(config, search_space)
     assert "epochs" not in oracle.get_space().values and oracle.max_epochs == 3
     # one pass of the brackets is 6 trials (3 of 1 epoch, then the best for 3; and 2 of 3 epochs); passes
-    # follow one another up to --max_trials (a search of 20 trials ran 6, with a learning rate over 2 epochs 2)
+    # follow one another up to --max_trials (with one pass, --max_trials 20 ran 6 trials, and 2 of 8 with
+    # epochs fixed at 2)
     assert tuning.planned_trials(oracle) == 30
     for max_trials in (8, 3):
         short = tuning.make_oracle(dataclasses.replace(config, max_trials=max_trials), search_space)
@@ -123,6 +124,17 @@ def test_hyperband_assigns_the_epochs_and_grid_counts_its_combinations(tmp_path)
                                                   search_space=fixed), load_search_space(fixed))
     two_epochs._set_project_dir(str(tmp_path / "two_epochs"), "trials")
     assert tuning.planned_trials(two_epochs) == 5 == len(_run_to_the_end(two_epochs))
+    # a search saved with one pass (before tfbert ran more) goes on to --max_trials when resumed
+    old = tuning.make_oracle(dataclasses.replace(config, max_trials=20), search_space)
+    old.hyperband_iterations = 1
+    old._set_project_dir(str(tmp_path / "one_pass"), "trials")
+    assert len(_run_to_the_end(old)) == 6
+    old.save()
+    resumed = tuning.make_oracle(dataclasses.replace(config, max_trials=20), search_space)
+    resumed._set_project_dir(str(tmp_path / "one_pass"), "trials")
+    resumed.reload()
+    assert tuning.planned_trials(resumed) == 20 and len(_run_to_the_end(resumed)) == 14
+    assert json.loads((tmp_path / "one_pass" / "trials" / "oracle.json").read_text())["hyperband_iterations"] == 20
     # over discrete values Hyperband stops when a first round cannot draw new ones: announced as it runs
     for choices, trials in (("[1.0e-4, 5.0e-5]", 2), ("[1.0e-4, 5.0e-5, 3.0e-5]", 4)):
         discrete = _write(tmp_path / "discrete.yaml", f"epochs: {{type: int, min: 1, max: 3}}\nbatch_size: 16\n"

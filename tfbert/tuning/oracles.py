@@ -78,7 +78,14 @@ class BayesianOptimizationOracle(_SearchOracleMixin, keras_tuner.oracles.Bayesia
 
 
 class HyperbandOracle(_SearchOracleMixin, keras_tuner.oracles.HyperbandOracle):
-    pass
+    """KerasTuner's Hyperband whose passes of brackets (`hyperband_iterations`) follow one another up to
+    `max_trials`: one pass per trial at most, set from `max_trials` (given after construction, as for the
+    other oracles) rather than restored from a saved state, so that a search saved with fewer passes (one,
+    before tfbert ran more) goes on to `max_trials` when resumed."""
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.hyperband_iterations = max(self.max_trials or 1, self.hyperband_iterations)
 
 
 class GridSearchOracle(_SearchOracleMixin, keras_tuner.oracles.GridSearchOracle):
@@ -140,10 +147,10 @@ def make_oracle(config: TuneRunConfig, space: dict[str, ParamSpec]) -> keras_tun
         return GridSearchOracle(max_trials=config.max_trials, **common)
     epochs = space.get("epochs")
     # One pass of Hyperband's brackets runs as many trials as its epoch budget and factor make (6 for
-    # epochs up to 3, 2 for a fixed 2): passes follow one another (KerasTuner's hyperband_iterations,
-    # 0: unbounded) until --max_trials trials, as for the other tuners.
+    # epochs up to 3, 2 for a fixed 2): passes follow one another (KerasTuner's hyperband_iterations;
+    # each has a trial at least) until --max_trials trials, as for the other tuners.
     oracle = HyperbandOracle(max_epochs=int(epochs.largest) if epochs else config.epochs, factor=3,
-                             hyperband_iterations=0, **common)
+                             hyperband_iterations=config.max_trials, **common)
     oracle.max_trials = config.max_trials
     return oracle
 
