@@ -98,14 +98,19 @@ def test_flags_for_searched_fields_are_said_to_be_overridden(tmp_path, capsys):
     from tfbert.tuning.search import _say_overridden_flags
     from tfbert.tuning.space import load_search_space
 
-    (tmp_path / "run.yaml").write_text("weight_decay: 0.05\nseed: 3\n", encoding="utf-8")
+    # a run's config.yaml holds `dropout: null` (unset, not a value) and every other field
+    (tmp_path / "run.yaml").write_text("weight_decay: 0.05\nseed: 3\ndropout: null\n", encoding="utf-8")
     config = TuneRunConfig.from_args(["--train_file", "t.csv", "--epochs", "1", "--batch_size", "32",
                                       "--config", str(tmp_path / "run.yaml")])
-    assert config.given_fields == {"train_file", "epochs", "batch_size", "weight_decay", "seed"}
+    assert config.given_fields == {"train_file", "epochs", "batch_size", "weight_decay", "seed", "dropout"}
     _say_overridden_flags(config, load_search_space())
     assert capsys.readouterr().out == (
         "searched, so not taken from the flags: --weight_decay 0.05 (the space: 0 to 0.1); --batch_size 32 (the "
         "space: one of 16, 32); --epochs 1 (the space: 1 to 3). To use a flag's value, give it in --search_space "
-        "as a bare value (`epochs: 1`) or take the field out of the search (`epochs: null`)\n")
+        "as a bare value (`weight_decay: 0.05`) or take the field out of the search (`weight_decay: null`)\n")
+    # a space that fixes the flag's own value overrides nothing
+    (tmp_path / "space.yaml").write_text("weight_decay: 0.05\nbatch_size: 32\nepochs: 2\n", encoding="utf-8")
+    _say_overridden_flags(config, load_search_space(str(tmp_path / "space.yaml")))
+    assert capsys.readouterr().out.startswith("searched, so not taken from the flags: --epochs 1 (the space: 2). ")
     _say_overridden_flags(TuneRunConfig.from_args(["--train_file", "t.csv", "--seed", "1"]), load_search_space())
     assert capsys.readouterr().out == ""  # the default search's own values (max_seq_length 64 ...) are not said

@@ -124,12 +124,14 @@ def _say_overridden_flags(config: TuneRunConfig, space: dict[str, ParamSpec]) ->
     """Names the recipe values given (by flag or --config: `RunConfig.from_args`' `given_fields`) for
     fields the search space sets, which the trials do not use: `--epochs 1` to keep a search short would
     otherwise train 1-3 epochs unsaid."""
-    given = [f"--{name} {getattr(config, name)} ({spec.describe()})" for name, spec in space.items()
-             if name in getattr(config, "given_fields", ())]
+    given = [(name, spec) for name, spec in space.items()
+             if name in getattr(config, "given_fields", ()) and getattr(config, name) is not None  # (YAML's null)
+             and not (spec.kind == "fixed" and spec.values[0] == getattr(config, name))]
     if given:
-        print(f"searched, so not taken from the flags: {'; '.join(given)}. To use a flag's value, give it in "
-              "--search_space as a bare value (`epochs: 1`) or take the field out of the search (`epochs: null`)",
-              flush=True)
+        name, value = given[0][0], getattr(config, given[0][0])
+        listed = "; ".join(f"--{name} {getattr(config, name)} ({spec.describe()})" for name, spec in given)
+        print(f"searched, so not taken from the flags: {listed}. To use a flag's value, give it in --search_space "
+              f"as a bare value (`{name}: {value}`) or take the field out of the search (`{name}: null`)", flush=True)
 
 
 def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, address) -> dict:
