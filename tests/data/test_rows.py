@@ -26,7 +26,7 @@ def test_multi_label_split_strip_dedupe(tmp_path):
 def test_a_list_label_of_a_single_label_run_names_the_flag_that_reads_it(tmp_path):
     path = write(tmp_path, "tags.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": ["x", "y"]}\n')
     assert error_of(path) == (f"{path}:2: expected one label in key 'label', found a list ['x', 'y']; for several "
-                              "labels per example train with --multi_label (problem_type multi_label_classification)")
+                              "labels per example read it with task='multi_label' (train_cls.py: --multi_label)")
 
 
 def test_regression_labels_are_floats(tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -75,12 +76,15 @@ SPACE = ("learning_rate: {type: float, min: 3e-3, max: 3e-2, sampling: log}\n"
          "weight_decay: null\n"
          "dropout: null\n"
          "layerwise_lr_decay: null\n")
+# fields of other kinds: names (the schedule) and the length the data is cut at
+SEARCHED = SPACE + ("lr_scheduler_type: {type: choice, values: [linear, cosine]}\n"
+                    "max_seq_length: {type: choice, values: [8, 32]}\n")
 
 
 @pytest.mark.slow
 def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 96, seed=1)
-    config = _tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", objective="val_macro_f1",
+    config = _tune_config(tmp_path, tiny_model_dir, train, SEARCHED, tuner="bayesian", objective="val_macro_f1",
                           export="retrain")
     result = run_search(config)
     out = capsys.readouterr().out
@@ -89,10 +93,14 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     rows = _rows(search / "results.csv")
     assert [r["trial_id"] for r in rows] == ["0", "1"] and all(r["status"] == "COMPLETED" for r in rows)
     assert list(rows[0]) == ["trial_id", "status", "val_macro_f1", "learning_rate", "warmup_ratio", "batch_size",
-                             "epochs", "steps", "seconds", "worker", "error"]
+                             "epochs", "lr_scheduler_type", "max_seq_length", "steps", "seconds", "worker", "error"]
     for row in rows:  # steps follow the sampled batch size and epochs (86 training examples)
         assert int(row["steps"]) == int(row["epochs"]) * -(-86 // int(row["batch_size"]))
         assert float(row["seconds"]) > 0 and row["worker"] == "tuner0"
+        assert row["lr_scheduler_type"] in ("linear", "cosine")
+        # each trial says how its own length cuts the data (the search's data line gave the flag's, 32)
+        assert re.search(rf"^data: \d+ of 86 training examples truncated at {row['max_seq_length']} tokens$", out,
+                         re.MULTILINE)
     best = max(rows, key=lambda r: float(r["val_macro_f1"]))
     assert result["best_trial"] == best["trial_id"]
     assert result["best_value"] == pytest.approx(float(best["val_macro_f1"]))
@@ -104,6 +112,8 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     best_config = ClassifierRunConfig.from_args(["--config", str(search / "best_hparams.yaml")])
     assert best_config.learning_rate == pytest.approx(float(best["learning_rate"]))
     assert (best_config.batch_size, best_config.epochs) == (int(best["batch_size"]), int(best["epochs"]))
+    assert (best_config.lr_scheduler_type, best_config.max_seq_length) == (best["lr_scheduler_type"],
+                                                                           int(best["max_seq_length"]))
     assert best_config.metric_for_best == "val_macro_f1" and best_config.train_file == train
     exported = json.loads((search / "best_model" / "metrics.json").read_text())
     assert exported["best_trial"] == best["trial_id"] and exported["export"] == "retrain"
@@ -120,6 +130,7 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
         values, scalars = _hparams_session(str(tmp_path / "tb" / row["trial_id"]))
         assert values["learning_rate"] == pytest.approx(float(row["learning_rate"]))
         assert values["batch_size"] == int(row["batch_size"]) and values["epochs"] == int(row["epochs"])
+        assert values["lr_scheduler_type"] == row["lr_scheduler_type"]  # a string in the HParams tab
         assert scalars["val_macro_f1"] == pytest.approx(float(row["val_macro_f1"]), abs=1e-6)
         assert scalars["optimizer_steps"] == int(row["steps"])
         assert os.listdir(tmp_path / "tb" / row["trial_id"] / "validation")  # the per-epoch curves
@@ -139,13 +150,13 @@ def test_search_writes_results_tensorboard_and_a_reproducible_best(tmp_path, tin
     assert ": 2 trials done, more than --max_trials 1\n" in out and "\n2 trials are done; nothing to run" in out
     # other settings are refused instead of silently mixing two searches
     with pytest.raises(tuning.SearchError, match=r"other settings \(objective: 'val_macro_f1' -> 'val_accuracy'\)"):
-        run_search(_tune_config(tmp_path, tiny_model_dir, train, SPACE, tuner="bayesian", export="none"))
+        run_search(_tune_config(tmp_path, tiny_model_dir, train, SEARCHED, tuner="bayesian", export="none"))
     # the same data under another path (moved, or named from another working directory) is the same search
     import shutil
 
     os.makedirs(tmp_path / "moved")
     moved = shutil.copy(train, tmp_path / "moved" / "train.csv")
-    again = run_search(_tune_config(tmp_path, tiny_model_dir, str(moved), SPACE, tuner="bayesian",
+    again = run_search(_tune_config(tmp_path, tiny_model_dir, str(moved), SEARCHED, tuner="bayesian",
                                     objective="val_macro_f1", export="retrain"))
     assert again["best_trial"] == result["best_trial"] and "all 2 trials are done" in capsys.readouterr().out
     # and the same data file with other contents is not (trials of two datasets ranked together)

@@ -111,7 +111,7 @@ def _parse_label(value: Any, name: str, options: _RowOptions) -> Any:
         return list(dict.fromkeys(_class_name(part) for part in parts if part.strip()))
     if isinstance(value, (list, tuple)):
         raise _RowError(f"expected one label in {name}, found a list {value!r}; for several labels per "
-                        "example train with --multi_label (problem_type multi_label_classification)")
+                        "example read it with task='multi_label' (train_cls.py: --multi_label)")
     return _class_name(_scalar_label(value, name))
 
 

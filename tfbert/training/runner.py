@@ -173,13 +173,18 @@ def prepare(config: RunConfig) -> PreparedData:
     if has_validation(data):
         best_metric_of(config, task)  # an unknown --metric_for_best fails here, before any training
     prepared = PreparedData(task, data, task.load_tokenizer(config, data, work_dir))
-    truncation = prepared.truncation_report(config.max_seq_length)
     print(f"data: {data.description}: train {len(data.train)}, validation {_size(data.validation)}, "
-          f"test {len(data.test) if data.test else 0}; {truncation['truncated']} of {truncation['examples']} "
-          f"training examples truncated at {config.max_seq_length} tokens"
-          + (f", {truncation['windowed']} split into overlapping windows" if truncation.get("windowed") else ""),
+          f"test {len(data.test) if data.test else 0}; {describe_truncation(prepared, config.max_seq_length)}",
           flush=True)
     return prepared
+
+
+def describe_truncation(prepared: PreparedData, max_seq_length: int) -> str:
+    """"T of N training examples truncated at L tokens[, W split into overlapping windows]"."""
+    truncation = prepared.truncation_report(max_seq_length)
+    return (f"{truncation['truncated']} of {truncation['examples']} training examples truncated at {max_seq_length} "
+            "tokens" + (f", {truncation['windowed']} split into overlapping windows" if truncation.get("windowed")
+                        else ""))
 
 
 def start_run(config: RunConfig, prepared: PreparedData) -> RunInputs:
@@ -229,7 +234,8 @@ def check_updates(config: RunConfig, steps: int) -> int:
         raise ConfigError(f"gradient_accumulation_steps: {group} batches per optimizer update, but the run has "
                           f"{steps} batch{'es' if steps > 1 else ''} per epoch x {config.epochs} epoch"
                           f"{'s' if config.epochs > 1 else ''} = {batches}: it would make no update; lower "
-                          "--gradient_accumulation_steps or --batch_size, or train more epochs")
+                          "gradient_accumulation_steps or batch_size, or train more epochs (the flags, or a "
+                          "search's space)")
     if batches % group:
         print(f"gradient accumulation: {batches // group} updates of {group} batches; the last {batches % group} "
               f"batch{'es' if batches % group > 1 else ''} of the run fill no group and are not applied", flush=True)

@@ -100,6 +100,8 @@ class BertHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         self.declare_hyperparameters(hp)
         config = self.run_config(hp)
+        if "max_seq_length" in self.search_space:  # the search's data line gave the flag's length
+            print(f"data: {runner.describe_truncation(self.prepared, config.max_seq_length)}", flush=True)
         inputs = runner.start_run(config, self.prepared)
         self._built = (config, inputs)
         return inputs.model
