@@ -788,7 +788,7 @@ def test_a_run_too_short_for_one_update_is_refused_before_training(tmp_path, tin
             "gradient_accumulation_steps: 50 batches per optimizer update, but the run has 8 batches per epoch x 3 "
             "epochs = 24: it would make no update")):
         train_classifier(config)
-    assert not os.path.exists(tmp_path / "run" / "metrics.json")
+    assert not os.path.exists(tmp_path / "run")  # refused before training: no empty run folder
     capsys.readouterr()
     assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=5), 8) == 4
     assert "4 updates of 5 batches; the last 4 batches of the run fill no group" in capsys.readouterr().out

@@ -398,10 +398,11 @@ def train(config: RunConfig) -> dict:
     strategy = distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
     # (start_run checks it again, for a search's trials; here before the data is read)
     distribution.check_run_fits(strategy, config.batch_size, config.steps_per_execution)
-    with fileio.made_dirs(config.resolved_output_dir()):  # (data refused here leaves no empty run folder)
+    # a run refused before it trains (its data, its settings) leaves no empty run folder
+    with fileio.made_dirs(config.resolved_output_dir()):
         seed_everything(config)
         prepared = prepare(config)
-    return fit_and_evaluate(config, prepared, started=started)
+        return fit_and_evaluate(config, prepared, started=started)
 
 
 def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInputs | None = None, *,
@@ -434,8 +435,8 @@ def fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInput
     """
     started = time.time() if started is None else started
     output_dir = config.resolved_output_dir()
-    os.makedirs(output_dir, exist_ok=True)
-    inputs = inputs or start_run(config, prepared)
+    with fileio.made_dirs(output_dir):  # (a run refused before training leaves no empty run folder)
+        inputs = inputs or start_run(config, prepared)
     # Only the chief writes the run's outputs (in a multi-worker cluster every worker keeps a backup of
     # its own, in its own folder); it holds the folder's lock, so that a second run started on the same
     # --output_dir is refused instead of mixing its backup, logs and exports with the first one's.
