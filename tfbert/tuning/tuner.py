@@ -68,6 +68,17 @@ class BertTuner(keras_tuner.Tuner):
         values = self.hypermodel.values(trial.hyperparameters)
         self.progress.trial_begin(trial.trial_id, self.tuner_id, values)
 
+    def _try_run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
+        # KerasTuner prints a failed trial's traceback to stderr while its DEBUG flag is on (the default);
+        # `run_trial` has printed the one line and written the whole traceback to error.log.
+        from keras_tuner.src import config as keras_tuner_config
+
+        debug, keras_tuner_config.DEBUG = keras_tuner_config.DEBUG, False
+        try:
+            return super()._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
+        finally:
+            keras_tuner_config.DEBUG = debug
+
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         hp = trial.hyperparameters
         trial_dir = self.get_trial_dir(trial.trial_id)
@@ -97,8 +108,8 @@ class BertTuner(keras_tuner.Tuner):
             write_trial_summary(trial_log_dir, trial.trial_id, record["hyperparameters"], {}, record["error"])
             message = str(e) if isinstance(e, keras_tuner.errors.FailedTrialError) else f"{type(e).__name__}: {e}"
             # Any error fails the trial (KerasTuner would retry it first); the search goes on. Raised anew,
-            # without its cause, so that KerasTuner prints only this frame's traceback, not the error's
-            # path through Keras' fit (which error.log keeps).
+            # without its cause: the trial's message in KerasTuner's files is this frame's traceback, not
+            # the error's path through Keras' fit (which error.log keeps).
             raise keras_tuner.errors.FailedTrialError(f"{message} (traceback: {error_log})") from None
         objective = self.oracle.objective
         metrics = {name: float(np.mean([run[name] for run in runs])) for name in runs[0]}
