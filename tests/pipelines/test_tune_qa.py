@@ -18,6 +18,8 @@ def test_grid_search_exports_the_best_qa_model_and_its_config_trains_again(tmp_p
         batch_size=16, epochs=3, config_class=QARunConfig)
     assert float(best["val_f1"]) > 50  # SQuAD F1 in [0, 100]
     assert config.doc_stride == 16 and config.max_seq_length == 48  # the QA flags reach best_hparams.yaml
+    # what the data decided is recorded as train_qa's config.yaml records it (it was null, as if unread)
+    assert config.version_2_with_negative is False
     # best_model/ is a train_qa run with the QA export and its predictions
     assert metadata["task"] == "question_answering" and metadata["doc_stride"] == 16
     assert (tmp_path / "search" / "best_model" / "validation_predictions.json").exists()

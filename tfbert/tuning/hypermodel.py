@@ -71,7 +71,15 @@ class BertHyperModel(keras_tuner.HyperModel):
     @property
     def prepared(self) -> runner.PreparedData:
         if self._prepared is None:
-            self._prepared = runner.prepare(self.config.base_run_config())
+            base = self.config.base_run_config()
+            given = base.to_dict()
+            self._prepared = runner.prepare(base)
+            # What reading the data decided for the run (QA's version_2_with_negative, detected when unset)
+            # goes to the search's config, so that trials, best_hparams.yaml and best_model/config.yaml
+            # record it as a train_qa run's config.yaml does.
+            for name, value in base.to_dict().items():
+                if value != given[name] and hasattr(self.config, name):
+                    setattr(self.config, name, value)
         return self._prepared
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
