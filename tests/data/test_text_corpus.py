@@ -2,6 +2,7 @@
 JSON Lines / CSV / TSV columns and TFDS, with `path:line` sources and clear errors."""
 
 import json
+import logging
 import re
 
 import pytest
@@ -130,13 +131,28 @@ def test_missing_path(tmp_path):
     assert error.value.location == str(missing)
 
 
-def test_invalid_utf8_names_the_file_and_line(tmp_path):
+def test_invalid_utf8_names_the_file_and_line(tmp_path, caplog):
     path = tmp_path / "latin1.txt"
     path.write_bytes("fine line\n\nsecond doc\ncaf\u00e9 au lait\n".encode("latin-1"))
     with pytest.raises(DataError, match="invalid UTF-8") as error:
         read_documents(str(path))
     assert error.value.location == f"{path}:4"
     assert str(error.value).startswith(f"{path}:4: invalid UTF-8")
+    assert str(error.value).endswith("; --skip_bad_rows skips such lines")
+    # with skip_bad_rows the line is left out of its document (which goes on), with a warning
+    path.write_bytes(b"fine line\r\n\r\nsecond doc\ncaf\xe9 au lait\nthird line\n\nlast\n")
+    with caplog.at_level(logging.WARNING, logger="tfbert"):
+        documents = read_documents(str(path), skip_bad_rows=True)
+    assert documents.texts == ["fine line", "second doc third line", "last"]
+    assert documents.sources == [f"{path}:1", f"{path}:3", f"{path}:7"]
+    assert [m for m in caplog.messages if m.startswith("skipped")] == [
+        f"skipped {path}:4: invalid UTF-8: byte 0xe9 at byte offset 3 of the line (offset 27 in the file); save the "
+        "file as UTF-8"]
+    assert read_documents(str(path), line_by_line=True, skip_bad_rows=True).texts == [
+        "fine line", "second doc", "third line", "last"]
+    path.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match="no text found"):
+        read_documents(str(path), skip_bad_rows=True)
     # also inside a folder, for line_by_line too
     folder = tmp_path / "folder"
     folder.mkdir()

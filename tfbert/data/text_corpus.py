@@ -15,7 +15,7 @@ import os
 from typing import Sequence
 
 from tfbert.data.examples import TFDS_PREFIX, DataError
-from tfbert.data.files import _decode_document, _walk_files
+from tfbert.data.files import _decode_document, _read_lines, _walk_files
 
 logger = logging.getLogger("tfbert")
 
@@ -52,13 +52,13 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
     if os.path.isdir(path):
         documents = Documents([], [])
         for file in _walk_files(path):
-            part = _read_plain(file, line_by_line)
+            part = _read_plain(file, line_by_line, skip_bad_rows)
             documents.texts += part.texts
             documents.sources += part.sources
     elif not os.path.exists(path) and not path.startswith(TFDS_PREFIX):
         raise DataError("no such file or folder", path)
     elif not path.startswith(TFDS_PREFIX) and os.path.splitext(path)[1].lower() in PLAIN_TEXT_EXTENSIONS:
-        documents = _read_plain(path, line_by_line)
+        documents = _read_plain(path, line_by_line, skip_bad_rows)
     else:
         from tfbert.data.readers import read_examples
 
@@ -80,17 +80,28 @@ def read_documents(path: str, line_by_line: bool = False, text_column: str | int
     return documents
 
 
-def _read_plain(path: str, line_by_line: bool) -> Documents:
+def _read_plain(path: str, line_by_line: bool, skip_bad_rows: bool = False) -> Documents:
+    """A plain text file's documents; a line that is not UTF-8 is an error, or with `skip_bad_rows` left
+    out of its document with a warning."""
     with open(path, "rb") as f:
         data = f.read()
     text, problem = _decode_document(data)
-    if problem is not None:
+    if problem is None:
+        lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    elif not skip_bad_rows:
         line, reason = problem
-        raise DataError(reason, f"{path}:{line}")
+        raise DataError(f"{reason}; --skip_bad_rows skips such lines", f"{path}:{line}")
+    else:
+        lines = []
+        for number, (line, reason) in enumerate(_read_lines(path), start=1):
+            if reason is not None:
+                logger.warning("skipped %s:%d: %s", path, number, reason)
+            lines.append(None if reason is not None else line.removesuffix("\n").removesuffix("\r"))
     documents = Documents([], [])
     block, block_start = [], None
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     for number, line in enumerate(lines + [""], start=1):
+        if line is None:  # a line skipped: neither text nor the blank line that ends a document
+            continue
         if line_by_line:
             if line.strip():
                 documents.texts.append(line.strip())
