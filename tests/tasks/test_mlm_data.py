@@ -315,3 +315,18 @@ def test_batched_pads_predictions_with_ignored_labels(tokenizer):
                 assert (ids[width:] == tokenizer.pad_id).all()
                 seen.append(width)
         assert sorted(seen) == sorted(lengths.tolist())  # every block once per pass
+
+
+def test_the_truncation_report_counts_cut_lines_and_names_joined_documents(tokenizer):
+    """The data line said "0 of N training examples truncated" whatever the mode: lines longer than an
+    example were cut unsaid, and documents (joined into blocks, nothing cut) were called examples."""
+    from tfbert.data.text_corpus import Documents
+    from tfbert.tasks.masked_language_modeling import MaskedLanguageModelingTask, TextData
+    from tfbert.training.runner import PreparedData, describe_truncation
+
+    docs = ["hello world", "Tokenization is unbelievably tricky, isn't it? " * 4, "ok"]
+    task = MaskedLanguageModelingTask()
+    for line_by_line, expected in ((True, "1 of 3 training examples truncated at 12 tokens"),
+                                   (False, "3 training documents joined and cut into blocks of 12 tokens")):
+        data = TextData(Documents(docs, ["f:1", "f:2", "f:3"]), None, None, None, "f", line_by_line=line_by_line)
+        assert describe_truncation(PreparedData(task, data, tokenizer), 12) == expected

@@ -35,6 +35,7 @@ logger = logging.getLogger("tfbert")
 
 @dataclasses.dataclass
 class TextData(TaskData):
+    line_by_line: bool = False  # each line an example (cut at max_seq_length), else documents joined into blocks
     _blocks: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
@@ -88,7 +89,7 @@ class MaskedLanguageModelingTask(Task):
         if config.max_train_examples and len(train) > config.max_train_examples:
             keep = np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples]
             train = train.select(np.sort(keep))
-        return TextData(train, validation, test, None, description)
+        return TextData(train, validation, test, None, description, line_by_line=config.line_by_line)
 
     def load_tokenizer(self, config, data: TextData, work_dir: str | None = None) -> BertTokenizer:
         if not config.train_vocab:
@@ -124,8 +125,12 @@ class MaskedLanguageModelingTask(Task):
 
     def truncation_report(self, data: TextData, tokenizer, max_seq_length: int) -> dict:
         lengths = tokenizer.tokenize(tf.constant(data.train.texts)).row_lengths().numpy()
-        return {"examples": len(lengths), "truncated": 0, "max_tokens": int(lengths.max()),
-                "mean_tokens": float(lengths.mean()), "tokens": int(lengths.sum())}
+        # a line longer than its example ([CLS] ... [SEP]) is cut; documents are joined and cut into blocks,
+        # which loses no token
+        truncated = int((lengths + 2 > max_seq_length).sum()) if data.line_by_line else 0
+        return {"examples": len(lengths), "truncated": truncated, "max_tokens": int(lengths.max()),
+                "mean_tokens": float(lengths.mean()), "tokens": int(lengths.sum()),
+                **({} if data.line_by_line else {"joined": True})}
 
     def build_model(self, config, data: TextData, dtype) -> BertMaskedLM:
         if config.model_config:

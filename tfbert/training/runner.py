@@ -182,6 +182,8 @@ def prepare(config: RunConfig) -> PreparedData:
 def describe_truncation(prepared: PreparedData, max_seq_length: int) -> str:
     """"T of N training examples truncated at L tokens[, W split into overlapping windows]"."""
     truncation = prepared.truncation_report(max_seq_length)
+    if truncation.get("joined"):  # masked LM's documents
+        return f"{truncation['examples']} training documents joined and cut into blocks of {max_seq_length} tokens"
     return (f"{truncation['truncated']} of {truncation['examples']} training examples truncated at {max_seq_length} "
             "tokens" + (f", {truncation['windowed']} split into overlapping windows" if truncation.get("windowed")
                         else ""))
