@@ -34,8 +34,7 @@ from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
 from tfbert.tuning.progress import format_value
 from tfbert.tuning.reporting import write_results, write_search_summary
 from tfbert.tuning.settings import SearchError, TuneRunConfig, resolved_objective
-from tfbert.tuning.space import ParamSpec
-from tfbert.tuning.space import load_search_space
+from tfbert.tuning.space import ParamSpec, load_search_space
 from tfbert.tuning.tuner import BertTuner
 
 
@@ -128,10 +127,11 @@ def _say_overridden_flags(config: TuneRunConfig, space: dict[str, ParamSpec]) ->
              if name in getattr(config, "given_fields", ()) and getattr(config, name) is not None  # (YAML's null)
              and not (spec.kind == "fixed" and spec.values[0] == getattr(config, name))]
     if given:
-        name, value = given[0][0], getattr(config, given[0][0])
         listed = "; ".join(f"--{name} {getattr(config, name)} ({spec.describe()})" for name, spec in given)
+        first = given[0][0]
         print(f"searched, so not taken from the flags: {listed}. To use a flag's value, give it in --search_space "
-              f"as a bare value (`{name}: {value}`) or take the field out of the search (`{name}: null`)", flush=True)
+              f"as a bare value (`{first}: {getattr(config, first)}`) or take the field out of the search "
+              f"(`{first}: null`)", flush=True)
 
 
 def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, address) -> dict:
