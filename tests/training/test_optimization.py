@@ -296,8 +296,74 @@ def test_gradient_accumulation_with_fit_updates_every_kth_batch_and_counts_updat
         np.testing.assert_allclose(accumulated.numpy(), direct.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def _accumulated_and_one_batch(head, labels, k, batch):
+    """The weights of a tiny task model after one update over `labels`' examples: `k` accumulated batches of
+    `batch` (the last may be partial), and one batch of all of them."""
+    from tfbert.tasks import BertClassifier, BertQuestionAnswerer, BertTokenClassifier
+
+    rng = np.random.default_rng(1)
+    n, seq = len(labels), 8
+    features = {"input_ids": rng.integers(5, 40, (n, seq)).astype("int32"),
+                "token_type_ids": np.zeros((n, seq), "int32"), "attention_mask": np.ones((n, seq), "int32")}
+    trained = []
+    for accumulation, batch_size in ((k, batch), (1, n)):
+        keras.utils.set_random_seed(0)
+        backbone = BertBackbone(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        model = {"classifier": lambda: BertClassifier(backbone, num_classes=3, dropout=0.0),
+                 "reader": lambda: BertQuestionAnswerer(backbone, dropout=0.0),
+                 "tagger": lambda: BertTokenClassifier(backbone, num_labels=3, dropout=0.0)}[head]()
+        model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=1, warmup_ratio=0.0,
+                                                 gradient_accumulation_steps=accumulation),
+                      loss=model.default_loss())
+        model.fit(features, labels, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        assert int(model.optimizer.iterations) == 1
+        trained.append(model.get_weights())
+    return trained
+
+
+def _tagged(rng_seed=2):
+    # NER / masked LM: the first two sentences hold 3 labelled tokens, the last two 14
+    labels = np.random.default_rng(rng_seed).integers(0, 3, (4, 8)).astype("int32")
+    labels[0, 2:] = labels[1, 1:] = -100
+    labels[2:, ::8] = -100
+    return labels
+
+
+@pytest.mark.parametrize("head, labels, k, batch", [
+    ("tagger", _tagged(), 2, 2),  # 3 labelled tokens, then 14
+    ("classifier", np.int32([0, 1, 2, 1, 0]), 3, 2),  # batches of 2, 2 and 1 example(s)
+    ("reader", np.int32([[1, 2], [0, 0], [3, 5], [2, 2], [6, 7]]), 3, 2),  # of 2, 2 and 1 question window(s)
+])
+def test_accumulated_batches_weigh_by_their_items_as_one_batch_would(monkeypatch, head, labels, k, batch):
+    # Keras' mean of the batch means counts each of the tagger's first 3 tokens 4.7 times as much as each
+    # of the 14 (and the lone last example twice); one batch counts them alike, and so does accumulation.
+    # (transformers' Trainer sums the means with BERT's heads: huggingface/transformers#47688.)
+    accumulated, one_batch = _accumulated_and_one_batch(head, labels, k=k, batch=batch)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(accumulated, one_batch)) < 1e-5
+    from tfbert.tasks import base
+    monkeypatch.setattr(base.BertTaskModel, "train_step", lambda self, data: keras.Model.train_step(self, data))
+    keras_mean, _ = _accumulated_and_one_batch(head, labels, k=k, batch=batch)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(keras_mean, one_batch)) > 1e-3
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # loss scaling, serialization, checkpoints
+
+
+def test_accumulation_under_loss_scaling_counts_the_items_of_the_batches_it_keeps():
+    # mixed_float16: Keras' LossScaleOptimizer applies the gradients inside a `cond` (a graph of its own)
+    from tfbert.tasks import BertTokenClassifier
+
+    keras.utils.set_random_seed(0)
+    model = BertTokenClassifier(BertBackbone(tiny_config(), dtype="mixed_float16"), num_labels=3)
+    model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=1, loss_scale=True,
+                                             gradient_accumulation_steps=3), loss=model.default_loss())
+    features, _ = _bert_batch(batch=4)
+    model.fit(features, _tagged(), batch_size=2, shuffle=False, verbose=0)  # 2 of the group's 3 batches
+    inner = model.optimizer.inner_optimizer
+    kept = int(inner._iterations)  # a batch whose float16 gradients overflow is dropped, not counted
+    counted = float(inner._accumulated_items.numpy())  # the batches hold 3 and 14 labelled tokens
+    assert (kept, counted) == (2, 17.0) or (kept == 1 and counted in (3.0, 14.0))
 
 
 def test_loss_scale_wraps_and_trains_a_mixed_float16_model():
@@ -358,6 +424,37 @@ def test_saved_weights_restore_optimizer_state(tmp_path):
     assert int(restored.optimizer._iterations) == 5 and int(restored.optimizer.iterations) == 2
     for saved, loaded in zip(model.optimizer.variables, restored.optimizer.variables):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy(), err_msg=saved.path)
+
+
+@pytest.mark.parametrize("micro_batches, pending", [(5, 1), (4, 0)])
+def test_a_backup_from_before_the_accumulated_items_loads_and_drops_an_unweighted_group(capsys, micro_batches,
+                                                                                        pending):
+    x, y = _regression_data()
+
+    def compiled_model():
+        model = _dense_model()
+        model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=10,
+                                                 gradient_accumulation_steps=2), loss="mse")
+        return model
+
+    model = compiled_model()
+    model.fit(x[:2 * micro_batches], y[:2 * micro_batches], batch_size=2, shuffle=False, verbose=0)
+    store = {}
+    model.optimizer.save_own_variables(store)
+    assert model.optimizer.variables[-1].path.endswith("accumulated_items")
+    del store[str(len(store) - 1)]  # as an older tfbert wrote it
+
+    restored = compiled_model()
+    restored.optimizer.build(restored.trainable_variables)
+    restored.optimizer.load_own_variables(store)
+    optimizer = restored.optimizer
+    assert int(optimizer._iterations) == micro_batches  # the moments and counters are loaded ...
+    for saved, loaded in zip(model.optimizer._momentums, optimizer._momentums):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    # ... and a group in progress goes on without its unweighted gradients, saying so
+    assert all(not np.any(a.numpy()) for a in optimizer._accumulated_gradients)
+    warning = capsys.readouterr().out
+    assert (f"the {pending} batch(es) accumulated in it are not applied" in warning) == bool(pending)
 
 
 def _kernel_calls(graph) -> int:

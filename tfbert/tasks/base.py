@@ -27,6 +27,7 @@ import tensorflow as tf
 from tfbert import fileio
 from tfbert.backbone import BertBackbone
 from tfbert.layers import Dropout
+from tfbert.tasks.losses import loss_items, weighting_batch
 
 logger = logging.getLogger("tfbert")
 
@@ -112,7 +113,15 @@ class BertTaskModel(keras.Model):
     # One-element vectors reduce to their mean over all replicas of all workers. (The other half of
     # that issue, the reduce of a whole batch before building, cannot happen here: see above.)
     def train_step(self, data):
-        return _reducible_logs(self, super().train_step(data))
+        # An optimizer that accumulates gradients over batches weighs each by the items its loss averages
+        # (labelled tokens, or examples), so k batches update as one k times the size would (losses.py).
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        weighs = getattr(optimizer, "gradient_accumulation_steps", None) and getattr(optimizer, "weighs_batches", False)
+        if not weighs:
+            return _reducible_logs(self, super().train_step(data))
+        _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with weighting_batch(loss_items(self.loss, y)):
+            return _reducible_logs(self, super().train_step(data))
 
     def test_step(self, data):
         return _reducible_logs(self, super().test_step(data))

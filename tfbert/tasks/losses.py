@@ -7,9 +7,19 @@ their shares hold different numbers of labelled tokens (always, in NER and maske
 the batch's tokens that one device takes. `MaskedTokenCrossentropy` divides each replica's sum by the
 labelled tokens of every replica (one all-reduce of a scalar), so a mirrored or multi-worker step is a
 one-device step, as for the per-example losses of classification and QA (whose shares are equal).
+
+Gradient accumulation has the same question one level up: each batch's loss is its own mean, but the
+update of k accumulated batches should follow the mean over all their items, as one batch k times the
+size would. `loss_items` counts what a loss averages over in a batch (its labelled tokens, or its
+examples); `BertTaskModel.train_step` passes that count to the optimizer (`weighting_batch`), which
+weights each batch's gradient by it (`BertAdamW`). transformers' Trainer means to do the same with its
+`num_items_in_batch`, but BERT's heads ignore it while the Trainer assumes they use it, so there k
+accumulated batches apply the sum of their means (huggingface/transformers#47688, open).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -44,7 +54,12 @@ class MaskedTokenCrossentropy(keras.losses.Loss):
         losses = keras.losses.sparse_categorical_crossentropy(
             keras.ops.where(counted, labels, 0), y_pred, from_logits=True)
         weights = keras.ops.cast(counted, losses.dtype)
-        return losses * weights / keras.ops.maximum(global_sum(keras.ops.sum(weights)), 1.0)
+        return losses * weights / keras.ops.maximum(keras.ops.cast(self.items(labels), losses.dtype), 1.0)
+
+    def items(self, y_true):
+        """The labelled tokens of the global batch whose labels are `y_true` (float32): what `call` averages over."""
+        counted = keras.ops.not_equal(keras.ops.cast(y_true, "int32"), self.ignore_class)
+        return global_sum(keras.ops.sum(keras.ops.cast(counted, "float32")))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "ignore_class": self.ignore_class}
@@ -57,3 +72,63 @@ def global_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def loss_items(loss, y_true):
+    """How many items `loss` averages over in the global batch whose labels are `y_true` (float32): its
+    `items(y_true)` where it has one (`MaskedTokenCrossentropy`: labelled tokens), else the batch's examples
+    (the leading dimension of the first label tensor)."""
+    items = getattr(loss, "items", None)
+    if callable(items):
+        return items(y_true)
+    first = keras.tree.flatten(y_true)[0]
+    return global_sum(keras.ops.cast(keras.ops.shape(first)[0], "float32"))
+
+
+# The items of the batch each replica is applying, by traced function and replica: Keras' LossScaleOptimizer
+# applies the gradients of MirroredStrategy's replicas from threads of its own (`call_for_each_replica`
+# inside a `merge_call`), not from the replica's thread that set them, and within a `cond` (whose branches
+# are graphs of their own inside the function's).
+_batch_items: dict = {}
+
+
+def _replica_key():
+    graph = tf.compat.v1.get_default_graph()
+    while hasattr(getattr(graph, "outer_graph", None), "outer_graph"):  # a cond's or loop's graph: its function's
+        graph = graph.outer_graph
+    context = tf.distribute.get_replica_context()
+    replica = None if context is None else tf.get_static_value(context.replica_id_in_sync_group)
+    return graph, None if replica is None else int(replica)
+
+
+@contextlib.contextmanager
+def weighting_batch(items):
+    """Within: the batch whose gradients this replica applies weighs `items` (`loss_items`), for an optimizer
+    that accumulates gradients weighted by batch (`batch_weight`).
+
+    Raises:
+        RuntimeError: the optimizer applied the gradients without reading the weight (a path of a
+            distribution strategy where it is not found), which would silently take Keras' unweighted mean.
+    """
+    key = _replica_key()
+    previous = _batch_items.get(key)
+    _batch_items[key] = entry = {"items": items, "read": False}
+    try:
+        yield
+    finally:
+        if previous is None:
+            del _batch_items[key]
+        else:
+            _batch_items[key] = previous
+    if not entry["read"]:
+        raise RuntimeError(f"gradient accumulation: the optimizer did not find this batch's weight (replica "
+                           f"{key[1]}, {tf.distribute.get_strategy().__class__.__name__}); please report it")
+
+
+def batch_weight():
+    """The weight `weighting_batch` gave the batch this replica is applying, or None outside one."""
+    entry = _batch_items.get(_replica_key())
+    if entry is None:
+        return None
+    entry["read"] = True
+    return entry["items"]

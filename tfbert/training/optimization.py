@@ -47,6 +47,15 @@ loss scaling (`keras.optimizers.LossScaleOptimizer`). The subclass adds only the
    Keras' own ops remain where the kernel does not apply (`_kernel_variables`); under gradient
    accumulation, EMA and per-variable clipping the clip stays Keras' own pass.
 
+6. Gradient accumulation weighted by items. Keras applies the mean of the k accumulated gradients,
+   each its batch's mean: batches with more labelled tokens (NER, masked LM) or examples (the last,
+   partial batch of an epoch) count no more than the others, so k accumulated batches did not update
+   as one batch k times the size. In a model's `train_step` that tells it each batch's items
+   (`tfbert.tasks.losses.weighting_batch`, as `BertTaskModel` does) `BertAdamW` accumulates each
+   gradient times its batch's items and divides the sum by the group's items: the gradient of the mean
+   over every item of the k batches. The running count of items is an optimizer variable, saved with
+   the accumulated gradients, so a run resumed between two updates goes on with the same group.
+
 Why not `keras.optimizers.MultiOptimizer` with one AdamW per layer group: it clips each group
 by its own norm rather than the global norm, hides `learning_rate`, and does not compose with
 `gradient_accumulation_steps` counting or `LossScaleOptimizer`.
@@ -62,6 +71,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfbert.tasks.losses import batch_weight
 from tfbert.training.run_config import LR_SCHEDULES
 
 # Variables excluded from weight decay, by their last path component: LayerNorm scale and
@@ -279,6 +289,8 @@ class BertAdamW(keras.optimizers.AdamW):
             if num_layers == 0:
                 raise ValueError("BertAdamW: layerwise_lr_decay is set but no trainable variable path contains "
                                  "'encoder_layer_<i>/'; pass num_layers or use a tfbert BertBackbone")
+        if self.gradient_accumulation_steps:  # the items of the batches accumulated so far (module docstring, 6)
+            self._accumulated_items = self.add_variable((), dtype="float32", name="accumulated_items")
         # Indexed like Keras's own per-variable slots (`_get_variable_index`); a tuple of floats.
         self._lr_factors = tuple(
             layerwise_lr_factor(_path_of(v), num_layers=num_layers or 0, decay=self.layerwise_lr_decay)
@@ -367,7 +379,30 @@ class BertAdamW(keras.optimizers.AdamW):
         # that variable's Adam update is the same, since the Adam update does not read the weights.
         return
 
+    @property
+    def weighs_batches(self) -> bool:
+        """Whether accumulated gradients are weighted by their batches' items (`weighting_batch`; module
+        docstring, 6): Keras' exponential moving average keeps its own accumulation."""
+        return not self.use_ema
+
+    def load_own_variables(self, store):
+        # A backup written before the count of accumulated items existed (module docstring, 6) has every
+        # variable but it, the last: load them; gradients accumulated then are unweighted, so a group in
+        # progress is applied without its batches so far.
+        if not self.gradient_accumulation_steps or len(store.keys()) != len(self.variables) - 1:
+            return super().load_own_variables(store)
+        for i, variable in enumerate(self.variables[:-1]):
+            variable.assign(store[str(i)])
+        pending = int(self._iterations.numpy()) % self.gradient_accumulation_steps
+        if pending:
+            self._backend_reset_gradient_accumulators()
+            print(f"WARNING: this backup was written by an older tfbert, whose gradient accumulation did not weigh "
+                  f"batches by their items: the {pending} batch(es) accumulated in it are not applied", flush=True)
+
     def _backend_apply_gradients(self, grads, trainable_variables):
+        items = batch_weight()
+        if self.gradient_accumulation_steps and items is not None and self.weighs_batches:
+            return self._accumulate_weighted(grads, trainable_variables, ops.cast(items, "float32"))
         # The plain step (no gradient accumulation, no EMA, global-norm clipping or none, no strategy
         # or the replica-local path of several replicas): the clip's scale is computed here and
         # applied inside each variable's fused update, not as a pass of its own (module docstring, 5).
@@ -384,6 +419,26 @@ class BertAdamW(keras.optimizers.AdamW):
         constants = self._step_constants(learning_rate, scale)
         for grad, variable in zip(grads, trainable_variables):
             self._update(grad, variable, learning_rate, scale, constants)
+
+    def _accumulate_weighted(self, grads, trainable_variables, items):
+        """Keras' gradient accumulation with each gradient weighted by its batch's `items` (module docstring, 6)."""
+        accumulators = [self._accumulated_gradients[self._get_variable_index(v)] for v in trainable_variables]
+
+        def update():
+            total = ops.maximum(self._accumulated_items + items, 1.0)  # 0 items: every gradient is 0
+            summed = [(g * ops.cast(items, g.dtype) + a) / ops.cast(total, g.dtype)
+                      for g, a in zip(grads, accumulators)]
+            summed = self._clip_gradients(summed)
+            self._apply_weight_decay(trainable_variables)
+            self._backend_update_step(summed, trainable_variables, self.learning_rate)
+            self._backend_reset_gradient_accumulators()
+            self.assign(self._accumulated_items, ops.zeros((), "float32"))
+
+        def accumulate():
+            self._backend_increment_gradient_accumulators([g * ops.cast(items, g.dtype) for g in grads], accumulators)
+            self.assign_add(self._accumulated_items, items)
+
+        ops.cond((self._iterations + 1) % self.gradient_accumulation_steps == 0, update, accumulate)
 
     def update_step(self, gradient, variable, learning_rate):
         self._update(gradient, variable, learning_rate, None)

@@ -136,8 +136,9 @@ class RunConfig:
     adam_epsilon: float = dataclasses.field(default=1e-6, metadata={
         "help": "Adam's epsilon: 1e-6 as the original BERT recipe; 1e-8 as PyTorch and transformers' Trainer"})
     gradient_accumulation_steps: int = dataclasses.field(default=1, metadata={
-        "help": "one optimizer update per N batches, with the mean of their gradients (an update of N x "
-                "batch_size examples in one batch's memory); warmup and decay count updates"})
+        "help": "one optimizer update per N batches, their gradients weighted by their labelled tokens "
+                "(examples): the update of N x batch_size examples in one batch's memory; warmup and decay "
+                "count updates"})
     mixed_precision: str = "none"
     jit_compile: bool = False
     skip_padding: bool = dataclasses.field(default=True, metadata={
