@@ -238,6 +238,22 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
 
 
 @pytest.mark.slow
+def test_the_best_trial_of_a_loss_scaled_search_loads_with_its_optimizer_state(tmp_path, tiny_model_dir):
+    # mixed_float16: Keras' LossScaleOptimizer, built twice, had 2 variables more than the trial saved, so
+    # Keras skipped the optimizer's state with a warning (the weights themselves loaded)
+    import warnings
+
+    train = write_sentiment_csv(tmp_path / "train.csv", 24, seed=3)
+    space = ("learning_rate: 0.01\nbatch_size: 8\nepochs: 1\nwarmup_ratio: 0.0\nweight_decay: null\n"
+             "dropout: null\nlayerwise_lr_decay: null\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1,
+                                export="best_trial", mixed_precision="mixed_float16"))
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert (tmp_path / "search" / "best_model" / "saved_model" / "1").is_dir()
+
+
 def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, tiny_model_dir, capsys):
     train = write_sentiment_csv(tmp_path / "train.csv", 64, seed=2)
     # grid order: weight decays of 1e30 and 2e30 diverge to NaN, 0 trains (a value no run takes, such as a

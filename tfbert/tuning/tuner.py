@@ -184,6 +184,7 @@ class BertTuner(keras_tuner.Tuner):
         """The model of `trial` with the weights of its best epoch (the optimizer state is built
         first, since .weights.h5 files of compiled models hold it too)."""
         model = self._try_build(trial.hyperparameters)
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:  # (Keras' LossScaleOptimizer adds its variables again when built twice)
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(self._get_checkpoint_fname(trial.trial_id))
         return model
