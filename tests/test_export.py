@@ -113,6 +113,19 @@ def test_layout_versions_and_overwrite(tmp_path, tokenizer):
     (tmp_path / "afile").write_text("not a folder")
     with pytest.raises(ExportError, match=f"{tmp_path / 'afile'}: is a file, not a directory"):
         export_saved_model(model, tokenizer, str(tmp_path / "afile"), label_names=LABELS)
+    # TF Serving serves a base path's versions as one model: another task, or text pairs after single texts,
+    # would reach the clients of the first (also when it replaces one version of several)
+    for kwargs, shown in ((dict(task="multi_label"), "multi_label model on single texts"),
+                          (dict(text_pair=True), "classification model on text pairs"),
+                          (dict(task="multi_label", version=2, overwrite=True), "multi_label model on single texts")):
+        with pytest.raises(ExportError, match=rf"{base}: version \d is a classification model on single texts, and "
+                                              rf"this is a {shown}: TF Serving serves the versions"):
+            export_saved_model(model, tokenizer, str(base), label_names=LABELS, **kwargs)
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    # a length the model cannot take is refused before the base folder is made
+    with pytest.raises(ExportError, match=r"^max_seq_length 999 exceeds the model's max_position_embeddings"):
+        export_saved_model(model, tokenizer, str(tmp_path / "new"), label_names=LABELS, max_seq_length=999)
+    assert not (tmp_path / "new").exists()
 
 
 def test_overwrite_swaps_the_version_in_one_step(tmp_path, tokenizer, monkeypatch):

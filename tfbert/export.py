@@ -144,7 +144,13 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     base_dir = os.path.abspath(os.fspath(base_dir))
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ExportError(f"{base_dir}: is a file, not a directory to write model versions into")
-    os.makedirs(base_dir, exist_ok=True)
+    max_positions = model.get_config().get("backbone", {}).get("config", {}).get("config", {}).get(
+        "max_position_embeddings")
+    if max_seq_length is None:
+        max_seq_length = min(128, max_positions or 128)
+    if max_positions and max_seq_length > max_positions:
+        raise ExportError(f"max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
+                          f"({max_positions})")
     version = int(version) if version is not None else next_version(base_dir)
     if version < 0:
         raise ExportError(f"{base_dir}: version must be a non-negative integer, found {version}")
@@ -152,13 +158,9 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     if os.path.exists(final_dir) and not overwrite:
         raise ExportError(f"{final_dir}: version {version} already exists; pass overwrite=True (--overwrite) "
                           "to replace it, or leave the version out to write the next one")
-    max_positions = model.get_config().get("backbone", {}).get("config", {}).get("config", {}).get(
-        "max_position_embeddings")
-    if max_seq_length is None:
-        max_seq_length = min(128, max_positions or 128)
-    if max_positions and max_seq_length > max_positions:
-        raise ExportError(f"{base_dir}: max_seq_length {max_seq_length} exceeds the model's "
-                          f"max_position_embeddings ({max_positions})")
+    _check_same_interface(base_dir, version, metadata.get("task") if signatures is not None and metadata else task,
+                          bool(text_pair) if signatures is None else None)
+    os.makedirs(base_dir, exist_ok=True)
     num_outputs = int(model.outputs[0].shape[-1])
     if signatures is None and task in ("classification", "multi_label"):
         label_names = list(label_names) if label_names else [str(i) for i in range(num_outputs)]
@@ -197,6 +199,30 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
+
+
+def _check_same_interface(base_dir: str, version: int, task: str | None, text_pair: bool | None) -> None:
+    """Refuses a version of another task (or, for classification, another input: one text or a pair) than
+    the base path's other versions: TF Serving serves the versions of a base path under one model name,
+    the newest by default, so its clients would get other inputs and outputs than they were written for."""
+    for other in reversed(find_versions(base_dir)):
+        if other == version:
+            continue  # the version this export replaces (overwrite)
+        try:
+            with open(os.path.join(base_dir, str(other), "assets.extra", METADATA_FILE), encoding="utf-8") as f:
+                existing = json.load(f)
+        except (OSError, ValueError):
+            continue  # not a tfbert export, or written by hand: nothing to compare
+        kind = existing.get("task")
+        pair = bool(existing.get("text_pair")) if text_pair is not None else None
+        if kind != task or (pair is not None and pair != text_pair):
+            def shown(name, with_pair):
+                return f"{name} model" + ("" if with_pair is None else " on text pairs" if with_pair else
+                                          " on single texts")
+            raise ExportError(f"{base_dir}: version {other} is a {shown(kind, pair)}, and this is a "
+                              f"{shown(task, text_pair if pair is not None else None)}: TF Serving serves the "
+                              "versions of a base path as one model, so its clients would get other inputs "
+                              "and outputs; export into another directory")
 
 
 @contextlib.contextmanager

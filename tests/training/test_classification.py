@@ -584,7 +584,7 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
         in caplog.text
     # a length given to the export is checked as given (0 was taken for "not given"), not blamed on config.yaml
     for length, expected in ((0, "a positive integer"), (2, "at least 3")):
-        with pytest.raises(ExportError, match=rf"^max_seq_length given: field 'max_seq_length' must be {expected}"):
+        with pytest.raises(ExportError, match=rf"^--max_seq_length: field 'max_seq_length' must be {expected}"):
             runner.export_run(str(run), str(tmp_path / "serving"), max_seq_length=length)
     # a later run stopped while writing its outputs (config.yaml first, metrics.json last): not exported as a mix
     finished_at = os.path.getmtime(run / "metrics.json")
@@ -598,6 +598,11 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
         runner.export_run(str(run), str(tmp_path / "serving"))
     with pytest.raises(ExportError, match=re.escape(f"{tmp_path / 'nope'}: no such run folder")):
         runner.export_run(str(tmp_path / "nope"), str(tmp_path / "serving"))
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "search.json").write_text("{}")
+    with pytest.raises(ExportError, match=re.escape(f"{tmp_path / 'search'}: a search's folder, not a training run: "
+                                                    f"its best model is the run {tmp_path / 'search' / 'best_model'}")):
+        runner.export_run(str(tmp_path / "search"), str(tmp_path / "serving"))
 
 
 def test_a_run_killed_while_writing_its_first_epoch_backup_resumes(tmp_path, tiny_model_dir, capsys):

@@ -775,6 +775,9 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
 
     if not os.path.isdir(run_dir):
         raise ExportError(f"{run_dir}: no such run folder")
+    if os.path.exists(os.path.join(run_dir, "search.json")):  # a search's output folder (tfbert.tuning)
+        raise ExportError(f"{run_dir}: a search's folder, not a training run: its best model is the run "
+                          f"{os.path.join(run_dir, 'best_model')}")
     # metrics.json is written last: a run killed while writing its outputs (labels.txt, ...) has none
     needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model", "metrics.json")]
     missing = [path for path in needed if not os.path.exists(path)]
@@ -803,9 +806,9 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     if max_seq_length is not None:  # (0 too is a value given, and refused, not the run's length)
         try:
             config.max_seq_length = operator.index(max_seq_length)  # (an int of numpy's too)
-            config.validate(source="max_seq_length given")
+            config.validate(source="--max_seq_length")
         except (TypeError, ValueError) as e:
-            raise ExportError(f"max_seq_length given: {e}" if isinstance(e, TypeError) else str(e)) from None
+            raise ExportError(f"--max_seq_length: {e}" if isinstance(e, TypeError) else str(e)) from None
     task = task_for(config)
     model = model_file.load_model(run_dir, compile=False)
     tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
