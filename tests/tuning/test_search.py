@@ -270,7 +270,7 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     assert result["completed"] == 1 and result["failed"] == 2 and result["best_trial"] == "2"
     captured = capsys.readouterr()
     out = captured.out
-    assert "trial 1 of 3 (0) FAILED: " in out and "the training loss is nan at epoch 1" in out
+    assert "\ntrial 1 of 3 (0) FAILED: " in out and "the training loss is nan at epoch 1" in out
     # the whole traceback in the trial's error.log, named on the trial's line; not in the search's output
     error_log = tmp_path / "search" / "trials" / "trial_0" / "error.log"
     assert f"(traceback: {error_log})" in out and "Traceback (most recent call last)" in error_log.read_text()
@@ -294,11 +294,17 @@ def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_pa
     assert "search stopped: 2 consecutive trials failed (0, 1); the last one: " in str(error.value)
     assert "the training loss is nan at epoch 1" in str(error.value)
     assert str(error.value).endswith("Fix the search space or flags and run again with --overwrite (a search resumes "
-                                     "only with the settings it started with)")
+                                     "only with the settings it started with); the same command again goes on with "
+                                     "the next trials (for a failure that will not recur)")
     rows = _rows(tmp_path / "search" / "results.csv")
     assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
     values, _ = _hparams_session(str(tmp_path / "tb" / "1"))  # failed trials are HParams sessions too
     assert values["weight_decay"] == 2e30
+    # the same command again goes on with the next trial, as the message says
+    again = run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=3, export="none",
+                                    max_consecutive_failures=2))
+    assert again["best_trial"] == "2"
+    assert [r["status"] for r in _rows(tmp_path / "search" / "results.csv")] == ["FAILED", "FAILED", "COMPLETED"]
 
 
 def test_a_second_search_on_the_same_folder_is_refused(tmp_path, tiny_model_dir):

@@ -52,7 +52,8 @@ class Progress:
             left = max(0, self.planned - done_count(oracle))
             estimate = left * float(np.mean(self.durations)) / max(1, parallel)
             line += f", about {format_duration(estimate)} left ({left} trials)"
-        print(line, flush=True)
+        # a trial that failed in training stopped Keras' progress bar within its line: start a line of its own
+        print(("" if trial.status == TrialStatus.COMPLETED else "\n") + line, flush=True)
 
 
 def format_value(value) -> str:

@@ -227,7 +227,8 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
           flush=True)
     if oracle.stop_reason:
         raise SearchError(f"search stopped: {oracle.stop_reason}. Fix the search space or flags and run again "
-                          "with --overwrite (a search resumes only with the settings it started with)")
+                          "with --overwrite (a search resumes only with the settings it started with); the same "
+                          "command again goes on with the next trials (for a failure that will not recur)")
     best = oracle.get_best_trials(1)
     if not best or best[0].status != TrialStatus.COMPLETED:
         raise SearchError(f"no trial completed; see {os.path.join(output_dir, 'results.md')}")
