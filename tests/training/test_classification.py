@@ -176,6 +176,16 @@ def test_yaml_config_and_flag_override(tmp_path):
     path.write_text("epochs: two\n")
     with pytest.raises(ValueError, match=r"run.yaml: field 'epochs' must be int, found 'two'"):
         ClassifierRunConfig.load_yaml(str(path))
+    # one value per field (a list raised Python's own TypeError, naming no field), but for the comma lists
+    for text, message in (("batch_size: [4, 8]", r"field 'batch_size' must be int, found \[4, 8\]"),
+                          ("batch_size: {a: 1}", r"field 'batch_size' must be int, found \{'a': 1\}"),
+                          ("train_file: [a.csv, b.csv]",
+                           r"field 'train_file' must be str, found \['a.csv', 'b.csv'\]")):
+        path.write_text(text + "\n")
+        with pytest.raises(ValueError, match=rf"run.yaml: {message}"):
+            ClassifierRunConfig.load_yaml(str(path))
+    path.write_text("lora_targets: [query, key]\nrun_name: 2024\n")
+    assert ClassifierRunConfig.load_yaml(str(path)) == {"lora_targets": "query,key", "run_name": "2024"}
     with pytest.raises(ValueError, match="something must be left to train on"):
         ClassifierRunConfig(validation_fraction=0.5, test_fraction=0.5)
     path.write_text("epochs: 7\nlearning_rat: 0.1\n")

@@ -356,10 +356,17 @@ class RunConfig:
         types = {f.name: _field_type(cls, f) for f in dataclasses.fields(cls)}
         for key, value in data.items():
             kind = types[key]
-            if value is None or kind is str:
+            if value is None:
                 continue
             try:
-                if kind is bool:
+                if isinstance(value, list) and key in _LIST_FIELDS and not any(isinstance(v, (list, dict))
+                                                                              for v in value):
+                    value = ",".join(str(v) for v in value)  # a YAML list for a comma-separated field
+                if isinstance(value, (list, dict)):  # one value per field: a YAML list or mapping is not one
+                    raise ValueError
+                if kind is str:
+                    data[key] = value if isinstance(value, str) else str(value)  # (YAML's 123 for a name)
+                elif kind is bool:
                     data[key] = value if isinstance(value, bool) else _parse_bool(str(value))
                 elif isinstance(value, bool) or kind not in (int, float):
                     raise ValueError
@@ -367,7 +374,7 @@ class RunConfig:
                     raise ValueError
                 else:
                     data[key] = kind(value)
-            except (ValueError, argparse.ArgumentTypeError):
+            except (ValueError, TypeError, argparse.ArgumentTypeError):
                 raise ValueError(f"{path}: field '{key}' must be {kind.__name__}, found {value!r}") from None
         return data
 
@@ -656,6 +663,10 @@ def read_yaml_mapping(path: str, what: str = "config", entries: str = "field: va
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of {entries}, found {type(data).__name__}")
     return data
+
+
+# The fields a flag gives as a comma-separated list, which a config file may give as a YAML list.
+_LIST_FIELDS = ("lora_targets", "devices", "worker_hosts")
 
 
 def _field_type(cls, field: dataclasses.Field):
