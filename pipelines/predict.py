@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="serving_default: labels and probabilities; classify: the tf.Example classify API")
     parser.add_argument("--format", default="table", choices=("table", "jsonl"), help="output format")
     parser.add_argument("--question", action="append",
-                        help="question answering: a question (repeatable; each goes with the --context at its place)")
+                        help="question answering: a question (repeatable; each goes with the --context at its place, "
+                             "or all with a single --context)")
     parser.add_argument("--context", action="append", help="question answering: the text the answer is cut from")
     parser.add_argument("--text_pair", action="store_true",
                         help="the model reads sentence pairs: split each text at its first TAB")

@@ -85,10 +85,17 @@ def test_question_answering_input_and_output_formats(tmp_path):
     assert (questions, contexts) == (["Who?", "When?"], ["Ada wrote it.", "In 1818."])
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "Who?", "context": "Ada."}\n\n{"question": 3, "context": "x"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=re.escape(f"{path}:3: expected {{\"question\": \"...\", \"context\": \"...\"}}")):
+    with pytest.raises(DataError, match=re.escape(f'{path}:3: "question" must be a string, found 3')):
         load_questions(None, None, str(path))
-    with pytest.raises(DataError, match="1 --question but 0 --context"):
+    for line, message in (('{"question": "Who?", "ctx": "Ada."}', """no "context" field (found 'ctx')"""),
+                          ('["Who?", "Ada."]', 'expected {"question": "...", "context": "..."}, found a JSON list')):
+        path.write_text(line + "\n", encoding="utf-8")
+        with pytest.raises(DataError, match=re.escape(f"{path}:1: {message}")):
+            load_questions(None, None, str(path))
+    with pytest.raises(DataError, match="1 --question but 0 --context; give a context for each question, or one"):
         load_questions(["Who?"], None)
+    assert load_questions(["Who?", "When?"], ["Ada wrote it in 1818."]) == (
+        ["Who?", "When?"], ["Ada wrote it in 1818."] * 2)  # one context for several questions
     results = [{"answer": "Ada", "score": 0.75, "start": 0, "end": 3},
                {"answer": "", "score": 0.9, "start": -1, "end": -1, "no_answer": True}]
     table = format_answers(["Who wrote it?", "Why?"], ["Ada wrote it.", "x"], results, jsonl=False).splitlines()

@@ -125,21 +125,30 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
     JSON object per line of `file` (or stdin) with "question" and "context" strings.
 
     Raises:
-        DataError: unequal --question/--context counts, or a line that is not such an object
-            (names `file:line`).
+        DataError: unequal --question/--context counts (but one --context for every question), or a
+            line that is not such an object (names `file:line` and the field).
     """
     questions, contexts = list(questions or []), list(contexts or [])
+    if len(contexts) == 1 and len(questions) > 1:  # several questions about one text
+        contexts = contexts * len(questions)
     if len(questions) != len(contexts):
         raise DataError(f"{len(questions)} --question but {len(contexts)} --context; give a context for each "
-                        "question")
+                        "question, or one for all")
     for location, line in (read_sources(None, file, stdin) if file is not None or not questions else []):
         try:
             record = json.loads(line)
         except ValueError as e:
             raise DataError(f"expected a JSON object with question and context: {getattr(e, 'msg', e)}",
                             location) from None
-        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("question", "context")):
-            raise DataError('expected {"question": "...", "context": "..."} (both strings)', location)
+        if not isinstance(record, dict):
+            raise DataError(f'expected {{"question": "...", "context": "..."}}, found a JSON {type(record).__name__}',
+                            location)
+        for key in ("question", "context"):
+            if key not in record:
+                others = ", ".join(repr(k) for k in record if k not in ("question", "context"))
+                raise DataError(f'no "{key}" field' + (f" (found {others})" if others else ""), location)
+            if not isinstance(record[key], str):
+                raise DataError(f'"{key}" must be a string, found {json.dumps(record[key])}', location)
         questions.append(record["question"])
         contexts.append(record["context"])
     return questions, contexts
