@@ -25,6 +25,7 @@ from keras_tuner.engine.trial import TrialStatus
 from tfbert import fileio
 from tfbert.checkpoints import read_config
 from tfbert.config import ConfigError
+from tfbert.data import pipeline
 from tfbert.export import next_version
 from tfbert.training import distribution, parameter_efficient, runner
 from tfbert.training.run_config import with_new_fields
@@ -161,6 +162,7 @@ def _search(config: TuneRunConfig, prepared, space, objective, role, tuner_id, a
     if role != "chief":
         hypermodel.prepared  # bad data or model flags fail here, once, not as failed trials
         check_model_settings(config, space, hypermodel.prepared.tokenizer.vocab_size)
+        check_accumulation(config, space, hypermodel.prepared)
     oracle = make_oracle(config, space)
     resuming = not overwrite and os.path.exists(os.path.join(project_dir, f"{tuner_id or 'tuner0'}.json"))
     tuner = BertTuner(oracle, hypermodel, config, log_dir, directory=output_dir, project_name="trials",
@@ -216,6 +218,39 @@ def check_model_settings(config: TuneRunConfig, space, vocab_size: int | None = 
         runner.check_model_fits(dataclasses.replace(config, max_seq_length=min(lengths)), bert_config, vocab_size)
     parameter_efficient.check_settings(bert_config.num_hidden_layers, lora_rank=config.lora_rank,
                                        freeze_layers=config.freeze_layers)
+
+
+def check_accumulation(config: TuneRunConfig, space, prepared: runner.PreparedData) -> None:
+    """Refuses, before the first trial, a gradient_accumulation_steps that no trial could fill with one
+    update: more batches per update than the most batches a trial has (the smallest batch size, at each end
+    of the searched lengths, times the most epochs). A value that only some trials cannot fill fails those
+    trials, each with the reason (`runner.check_updates`).
+
+    Raises:
+        ConfigError: naming the search space's entry, or the flag.
+    """
+    spec = space.get("gradient_accumulation_steps")
+    group = max(int(g) for g in spec.extremes) if spec else config.gradient_accumulation_steps
+    if group <= 1:
+        return
+
+    def extremes(name):
+        return space[name].extremes if name in space else (getattr(config, name),)
+
+    batch_size, epochs = min(int(b) for b in extremes("batch_size")), max(int(e) for e in extremes("epochs"))
+    counts = []
+    for length in sorted({int(n) for n in extremes("max_seq_length")}):
+        try:
+            train = prepared.dataset("train", config.base_run_config(batch_size=batch_size, max_seq_length=length))
+        except (ConfigError, ValueError):
+            continue  # a length the trials with it refuse themselves
+        counts.append(pipeline.count_batches(train))
+    if counts and max(counts) * epochs < group:
+        where = (f"{config.search_space or 'default search space'}: gradient_accumulation_steps" if spec
+                 else "--gradient_accumulation_steps")
+        raise ConfigError(f"{where}: {group} batches per optimizer update, but a trial has at most {max(counts)} "
+                          f"batches per epoch (batch_size {batch_size}) x {epochs} epoch{'s' if epochs > 1 else ''}: "
+                          "no trial with it would make an update; lower it")
 
 
 def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: str, log_dir: str) -> dict:
