@@ -402,23 +402,24 @@ def test_optimizer_config_round_trip_keeps_schedule_llrd_and_exclusions(bert_cla
     assert restored._use_weight_decay(by_path["classifier/kernel"].value)
 
 
+def _accumulating_dense_model():
+    model = _dense_model()
+    model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=10, gradient_accumulation_steps=2),
+                  loss="mse")
+    return model
+
+
 def test_saved_weights_restore_optimizer_state(tmp_path):
     # What BackupAndRestore relies on: model.save_weights / load_weights carry the optimizer's
     # moments, gradient accumulators and step counter.
     x, y = _regression_data()
 
-    def compiled_model():
-        model = _dense_model()
-        model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=10,
-                                                 gradient_accumulation_steps=2), loss="mse")
-        return model
-
-    model = compiled_model()
+    model = _accumulating_dense_model()
     model.fit(x[:10], y[:10], batch_size=2, epochs=1, shuffle=False, verbose=0)  # 5 micro-batches: 1 left pending
     path = str(tmp_path / "state.weights.h5")
     model.save_weights(path)
 
-    restored = compiled_model()
+    restored = _accumulating_dense_model()
     restored.optimizer.build(restored.trainable_variables)
     restored.load_weights(path)
     assert int(restored.optimizer._iterations) == 5 and int(restored.optimizer.iterations) == 2
@@ -431,20 +432,14 @@ def test_a_backup_from_before_the_accumulated_items_loads_and_drops_an_unweighte
                                                                                         pending):
     x, y = _regression_data()
 
-    def compiled_model():
-        model = _dense_model()
-        model.compile(optimizer=create_optimizer(model, learning_rate=1e-2, total_steps=10,
-                                                 gradient_accumulation_steps=2), loss="mse")
-        return model
-
-    model = compiled_model()
+    model = _accumulating_dense_model()
     model.fit(x[:2 * micro_batches], y[:2 * micro_batches], batch_size=2, shuffle=False, verbose=0)
     store = {}
     model.optimizer.save_own_variables(store)
     assert model.optimizer.variables[-1].path.endswith("accumulated_items")
     del store[str(len(store) - 1)]  # as an older tfbert wrote it
 
-    restored = compiled_model()
+    restored = _accumulating_dense_model()
     restored.optimizer.build(restored.trainable_variables)
     restored.optimizer.load_own_variables(store)
     optimizer = restored.optimizer
