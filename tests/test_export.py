@@ -122,6 +122,11 @@ def test_layout_versions_and_overwrite(tmp_path, tokenizer):
                                               rf"this is a {shown}: TF Serving serves the versions"):
             export_saved_model(model, tokenizer, str(base), label_names=LABELS, **kwargs)
     assert sorted(os.listdir(base)) == ["1", "2"]
+    # signatures of a caller's own, without a task named: nothing to compare, written beside the others
+    def own_signature(archive, serving_model, tokenizer, max_seq_length):
+        archive.add_endpoint("serving_default", lambda text: {"characters": tf.strings.length(text)},
+                             input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    assert export_saved_model(model, tokenizer, str(base), signatures=own_signature).endswith("/3")
     # a length the model cannot take is refused before the base folder is made
     with pytest.raises(ExportError, match=r"^max_seq_length 999 exceeds the model's max_position_embeddings"):
         export_saved_model(model, tokenizer, str(tmp_path / "new"), label_names=LABELS, max_seq_length=999)

@@ -139,7 +139,8 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
             Off for a task whose outputs at padded positions mean something (question answering).
 
     Raises:
-        ExportError: the version exists (without `overwrite`) or arguments do not fit.
+        ExportError: the version exists (without `overwrite`), another version of `base_dir` serves another
+            task or input (TF Serving would serve both as one model), or arguments do not fit.
     """
     base_dir = os.path.abspath(os.fspath(base_dir))
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
@@ -158,7 +159,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     if os.path.exists(final_dir) and not overwrite:
         raise ExportError(f"{final_dir}: version {version} already exists; pass overwrite=True (--overwrite) "
                           "to replace it, or leave the version out to write the next one")
-    _check_same_interface(base_dir, version, metadata.get("task") if signatures is not None and metadata else task,
+    _check_same_interface(base_dir, version, (metadata or {}).get("task") if signatures is not None else task,
                           bool(text_pair) if signatures is None else None)
     os.makedirs(base_dir, exist_ok=True)
     num_outputs = int(model.outputs[0].shape[-1])
@@ -212,8 +213,10 @@ def _check_same_interface(base_dir: str, version: int, task: str | None, text_pa
             with open(os.path.join(base_dir, str(other), "assets.extra", METADATA_FILE), encoding="utf-8") as f:
                 existing = json.load(f)
         except (OSError, ValueError):
-            continue  # not a tfbert export, or written by hand: nothing to compare
-        kind = existing.get("task")
+            continue  # not a tfbert export: nothing to compare
+        kind = existing.get("task") if isinstance(existing, dict) else None
+        if kind is None or task is None:
+            continue  # written by hand, or signatures without a task named: nothing to compare
         pair = bool(existing.get("text_pair")) if text_pair is not None else None
         if kind != task or (pair is not None and pair != text_pair):
             def shown(name, with_pair):

@@ -88,7 +88,7 @@ def test_question_answering_input_and_output_formats(tmp_path):
     with pytest.raises(DataError, match=re.escape(f'{path}:3: "question" must be a string, found 3')):
         load_questions(None, None, str(path))
     for line, message in (('{"question": "Who?", "ctx": "Ada."}', """no "context" field (found 'ctx')"""),
-                          ('["Who?", "Ada."]', 'expected {"question": "...", "context": "..."}, found a JSON list')):
+                          ('["Who?", "Ada."]', 'expected {"question": "...", "context": "..."}, found an array')):
         path.write_text(line + "\n", encoding="utf-8")
         with pytest.raises(DataError, match=re.escape(f"{path}:1: {message}")):
             load_questions(None, None, str(path))

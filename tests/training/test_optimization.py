@@ -350,6 +350,25 @@ def test_accumulated_batches_weigh_by_their_items_as_one_batch_would(monkeypatch
 # loss scaling, serialization, checkpoints
 
 
+def test_each_update_is_the_items_weighted_mean_of_its_group_and_the_count_starts_again(monkeypatch):
+    # the gradient each update applies (before Adam): (3 g1 + 14 g2) / 17, then (5 g3 + 5 g4) / 10, run
+    # eagerly (a step there is not traced: its weight is this thread's)
+    from tfbert.tasks.losses import weighting_batch
+
+    variable = keras.Variable(np.zeros(2, "float32"))
+    optimizer = BertAdamW(learning_rate=0.1, gradient_accumulation_steps=2, weight_decay=0.0)
+    applied = []
+    monkeypatch.setattr(BertAdamW, "_backend_update_step",
+                        lambda self, grads, variables, lr: applied.append(np.array(grads[0])))
+    batches = [([1.0, 2.0], 3), ([-4.0, 8.0], 14), ([2.0, 0.0], 5), ([0.0, 6.0], 5)]
+    for gradient, items in batches:
+        with weighting_batch(np.float32(items)):
+            optimizer.apply([np.float32(gradient)], [variable])
+    np.testing.assert_allclose(applied, [(3 * np.float32([1, 2]) + 14 * np.float32([-4, 8])) / 17, [1.0, 3.0]],
+                               rtol=1e-6)
+    assert float(optimizer._accumulated_items.numpy()) == 0.0 and int(optimizer.iterations) == 2
+
+
 def test_accumulation_under_loss_scaling_counts_the_items_of_the_batches_it_keeps():
     # mixed_float16: Keras' LossScaleOptimizer applies the gradients inside a `cond` (a graph of its own)
     from tfbert.tasks import BertTokenClassifier

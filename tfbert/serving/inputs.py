@@ -141,8 +141,9 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
             raise DataError(f"expected a JSON object with question and context: {getattr(e, 'msg', e)}",
                             location) from None
         if not isinstance(record, dict):
-            raise DataError(f'expected {{"question": "...", "context": "..."}}, found a JSON {type(record).__name__}',
-                            location)
+            found = {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(type(record),
+                                                                                              "a number")
+            raise DataError(f'expected {{"question": "...", "context": "..."}}, found {found}', location)
         for key in ("question", "context"):
             if key not in record:
                 others = ", ".join(repr(k) for k in record if k not in ("question", "context"))

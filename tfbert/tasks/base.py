@@ -117,9 +117,9 @@ class BertTaskModel(keras.Model):
         # (labelled tokens, or examples), so k batches update as one k times the size would (losses.py).
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         weighs = getattr(optimizer, "gradient_accumulation_steps", None) and getattr(optimizer, "weighs_batches", False)
-        if not weighs:
-            return _reducible_logs(self, super().train_step(data))
         _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if not weighs or y is None or not self.trainable_weights:  # (no labels: a loss of `add_loss` alone)
+            return _reducible_logs(self, super().train_step(data))
         with weighting_batch(loss_items(self.loss, y)):
             return _reducible_logs(self, super().train_step(data))
 

@@ -20,6 +20,7 @@ accumulated batches apply the sum of their means (huggingface/transformers#47688
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import keras
 import tensorflow as tf
@@ -78,9 +79,8 @@ def loss_items(loss, y_true):
     """How many items `loss` averages over in the global batch whose labels are `y_true` (float32): its
     `items(y_true)` where it has one (`MaskedTokenCrossentropy`: labelled tokens), else the batch's examples
     (the leading dimension of the first label tensor)."""
-    items = getattr(loss, "items", None)
-    if callable(items):
-        return items(y_true)
+    if isinstance(loss, keras.losses.Loss) and callable(getattr(loss, "items", None)):  # (a dict's items is not it)
+        return loss.items(y_true)
     first = keras.tree.flatten(y_true)[0]
     return global_sum(keras.ops.cast(keras.ops.shape(first)[0], "float32"))
 
@@ -93,6 +93,8 @@ _batch_items: dict = {}
 
 
 def _replica_key():
+    if not tf.inside_function():  # eagerly (run_eagerly=True) every step is its own: one per thread
+        return threading.get_ident(), None
     graph = tf.compat.v1.get_default_graph()
     while hasattr(getattr(graph, "outer_graph", None), "outer_graph"):  # a cond's or loop's graph: its function's
         graph = graph.outer_graph
@@ -107,8 +109,9 @@ def weighting_batch(items):
     that accumulates gradients weighted by batch (`batch_weight`).
 
     Raises:
-        RuntimeError: the optimizer applied the gradients without reading the weight (a path of a
+        RuntimeError: the traced step applied the gradients without reading the weight (a path of a
             distribution strategy where it is not found), which would silently take Keras' unweighted mean.
+            (Run eagerly, a step whose float16 gradients overflow applies nothing: not an error.)
     """
     key = _replica_key()
     previous = _batch_items.get(key)
@@ -120,7 +123,7 @@ def weighting_batch(items):
             del _batch_items[key]
         else:
             _batch_items[key] = previous
-    if not entry["read"]:
+    if not entry["read"] and tf.inside_function():
         raise RuntimeError(f"gradient accumulation: the optimizer did not find this batch's weight (replica "
                            f"{key[1]}, {tf.distribute.get_strategy().__class__.__name__}); please report it")
 

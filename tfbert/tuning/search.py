@@ -28,7 +28,7 @@ from tfbert.config import ConfigError
 from tfbert.data import pipeline
 from tfbert.export import next_version
 from tfbert.training import distribution, parameter_efficient, runner
-from tfbert.training.run_config import with_new_fields
+from tfbert.training.run_config import MaskedLMRunConfig, with_new_fields
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
 from tfbert.tuning.hypermodel import BertHyperModel
 from tfbert.tuning.oracles import done_count, make_oracle, planned_trials
@@ -238,6 +238,12 @@ def check_accumulation(config: TuneRunConfig, space, prepared: runner.PreparedDa
         return space[name].extremes if name in space else (getattr(config, name),)
 
     batch_size, epochs = min(int(b) for b in extremes("batch_size")), max(int(e) for e in extremes("epochs"))
+    base = config.base_run_config()
+    if not isinstance(base, MaskedLMRunConfig) and not base.batching(training=True)["drop_remainder"]:
+        # an example (question, sentence) is at least one row of a batch, and no batch is dropped: enough
+        # examples settle it without reading the data through the tokenizer (masked LM joins documents)
+        if -(-len(prepared.data.train) // batch_size) * epochs >= group:
+            return
     counts = []
     for length in sorted({int(n) for n in extremes("max_seq_length")}):
         try:
