@@ -348,13 +348,14 @@ def _size(examples) -> int:
     return len(examples) if examples is not None else 0
 
 
-def move_aside_old_logs(log_dir: str) -> None:
-    """A fresh run (not a resume) never writes into an old run's TensorBoard folder, where its curves
-    would mix with the old ones: a non-empty folder is renamed `<log_dir>.old-<time>` (and reported)."""
+def move_aside_old_logs(log_dir: str, held: str = "an earlier run's logs") -> None:
+    """A fresh run (not a resume), or a resumed one whose folder another run has taken since, never writes
+    into another run's TensorBoard folder, where its curves would mix with the other's: a non-empty folder
+    is renamed `<log_dir>.old-<time>` (and reported)."""
     if os.path.isdir(log_dir) and os.listdir(log_dir):
         old = f"{os.path.normpath(log_dir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
         os.rename(log_dir, old)
-        print(f"TensorBoard: {log_dir} held an earlier run's logs; moved them to {old}", flush=True)
+        print(f"TensorBoard: {log_dir} held {held}; moved them to {old}", flush=True)
 
 
 def validation_metric_names(config: RunConfig, task: Task | None = None) -> list[str]:
@@ -486,12 +487,17 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         return {"worker": worker, "epochs_run": 0, "optimizer_steps": None}
     if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
-    if resuming and chief:  # the killed run's points past the backup would be logged a second time
+    writer = tensorboard_logs.owner(log_dir)
+    if resuming and chief and writer not in (None, os.path.abspath(output_dir)):
+        move_aside_old_logs(log_dir, f"the logs of the run in {writer}, started there since this one was stopped")
+    elif resuming and chief:  # the killed run's points past the backup would be logged a second time
         updates = (start.epoch * steps + start.batch) // max(1, config.gradient_accumulation_steps)
         tensorboard_logs.drop_points_after(log_dir, start.epoch, updates)
     if chief and not resuming:
         say_finished_run_is_trained_again(output_dir)
         move_aside_old_logs(log_dir)
+    if chief:
+        tensorboard_logs.claim(log_dir, output_dir)
 
     task = prepared.task
     validating = inputs.validation is not None

@@ -9,6 +9,7 @@ out of the earlier processes' event files before the resumed run writes its own.
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import tensorflow as tf
@@ -16,6 +17,24 @@ import tensorflow as tf
 from tfbert import fileio
 
 EPOCH_TAG_PREFIX = "epoch_"  # Keras' TensorBoard callback: step = the epoch's index, from 0
+OWNER_FILE = "tfbert_run.json"  # in a run's TensorBoard folder: the run (its output folder) that writes it
+
+
+def claim(log_dir: str, output_dir: str) -> None:
+    """Records that the run in `output_dir` writes `log_dir`: two runs of one name (other --output_dir)
+    share the default TensorBoard folder, and a resumed run must not cut the other's points (`owner`)."""
+    os.makedirs(log_dir, exist_ok=True)
+    fileio.write_json(os.path.join(log_dir, OWNER_FILE), {"output_dir": os.path.abspath(output_dir)})
+
+
+def owner(log_dir: str) -> str | None:
+    """The output folder of the run that `claim`ed `log_dir`; None when no run did (an empty folder, or logs
+    of a tfbert from before the record, taken as the resumed run's own)."""
+    try:
+        with open(os.path.join(log_dir, OWNER_FILE), encoding="utf-8") as f:
+            return json.load(f).get("output_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def drop_points_after(log_dir: str, epochs_done: int, updates_done: int) -> int:
