@@ -202,6 +202,20 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     return final_dir
 
 
+def read_metadata(version_dir: str):
+    """The parsed `assets.extra/tfbert_export.json` of an export version (a dict when tfbert wrote it);
+    {} for a SavedModel without one.
+
+    Raises:
+        OSError, ValueError: the file cannot be read, or is not JSON.
+    """
+    path = os.path.join(version_dir, "assets.extra", METADATA_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _check_same_interface(base_dir: str, version: int, task: str | None, text_pair: bool | None) -> None:
     """Refuses a version of another task (or, for classification, another input: one text or a pair) than
     the base path's other versions: TF Serving serves the versions of a base path under one model name,
@@ -210,10 +224,9 @@ def _check_same_interface(base_dir: str, version: int, task: str | None, text_pa
         if other == version:
             continue  # the version this export replaces (overwrite)
         try:
-            with open(os.path.join(base_dir, str(other), "assets.extra", METADATA_FILE), encoding="utf-8") as f:
-                existing = json.load(f)
+            existing = read_metadata(os.path.join(base_dir, str(other)))
         except (OSError, ValueError):
-            continue  # not a tfbert export: nothing to compare
+            continue  # unreadable: nothing to compare
         kind = existing.get("task") if isinstance(existing, dict) else None
         if kind is None or task is None:
             continue  # written by hand, or signatures without a task named: nothing to compare

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -44,14 +43,11 @@ def resolve_export_dir(export_dir: str, version: int | None = None) -> str:
 
 def read_export_metadata(version_dir: str) -> dict:
     """`assets.extra/tfbert_export.json` of an export ({} for SavedModels not written by tfbert)."""
-    from tfbert.export import METADATA_FILE
+    from tfbert.export import METADATA_FILE, read_metadata
 
     path = os.path.join(version_dir, "assets.extra", METADATA_FILE)
-    if not os.path.isfile(path):
-        return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            metadata = json.load(f)
+        metadata = read_metadata(version_dir)
     except (OSError, ValueError) as e:
         raise ServingClientError(f"{path}: unreadable export metadata: {e}", target=path) from None
     if not isinstance(metadata, dict):

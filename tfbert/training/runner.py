@@ -487,13 +487,14 @@ def _fit_and_evaluate(config: RunConfig, prepared: PreparedData, inputs: RunInpu
         return {"worker": worker, "epochs_run": 0, "optimizer_steps": None}
     if resuming:
         print(f"resuming from the backup in {backup_dir}: {start.describe(steps)} already done", flush=True)
-    writer = tensorboard_logs.owner(log_dir)
-    if resuming and chief and writer not in (None, os.path.abspath(output_dir)):
-        move_aside_old_logs(log_dir, f"the logs of the run in {writer}, started there since this one was stopped")
-    elif resuming and chief:  # the killed run's points past the backup would be logged a second time
-        updates = (start.epoch * steps + start.batch) // max(1, config.gradient_accumulation_steps)
-        tensorboard_logs.drop_points_after(log_dir, start.epoch, updates)
-    if chief and not resuming:
+    if chief and resuming:
+        writer = tensorboard_logs.owner(log_dir)
+        if writer not in (None, os.path.abspath(output_dir)):
+            move_aside_old_logs(log_dir, f"the logs of the run in {writer}, started there since this one was stopped")
+        else:  # the killed run's points past the backup would be logged a second time
+            updates = (start.epoch * steps + start.batch) // max(1, config.gradient_accumulation_steps)
+            tensorboard_logs.drop_points_after(log_dir, start.epoch, updates)
+    elif chief:
         say_finished_run_is_trained_again(output_dir)
         move_aside_old_logs(log_dir)
     if chief:
