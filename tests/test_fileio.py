@@ -2,6 +2,7 @@
 say whose they are, a killed writer's leftovers removed, folders deleted in one step, one run per folder."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,6 +64,34 @@ def test_remove_dir_leaves_the_whole_folder_or_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(fileio.shutil, "rmtree", rmtree)
     assert not backup.exists() and len(os.listdir(tmp_path)) == 1  # its scratch copy, which the next run removes
     fileio.remove_dir(str(tmp_path / "missing"))  # nothing to do
+
+
+def test_link_tree_shares_the_files_and_leaves_the_whole_copy_or_none(tmp_path, monkeypatch):
+    source = tmp_path / "1"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"graph")
+    (source / "variables" / "variables.index").write_bytes(b"index")
+    fileio.link_tree(str(source), str(tmp_path / "copy"))
+    copied = tmp_path / "copy" / "variables" / "variables.index"
+    assert copied.read_bytes() == b"index" and os.path.samefile(copied, source / "variables" / "variables.index")
+    shutil.rmtree(source / "variables")
+    assert copied.read_bytes() == b"index"  # a link, not a pointer to the deleted file
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.link_tree(str(source), str(tmp_path / "again"))
+    assert sorted(os.listdir(tmp_path)) == ["1", "copy"]  # no half copy, under its name or a scratch one
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(fileio.os, "link", no_links)  # a file system without hard links: copies
+    fileio.link_tree(str(source), str(tmp_path / "copied"))
+    assert (tmp_path / "copied" / "saved_model.pb").read_bytes() == b"graph"
+    assert not os.path.samefile(tmp_path / "copied" / "saved_model.pb", source / "saved_model.pb")
 
 
 def test_a_folder_is_locked_for_one_run_at_a_time(tmp_path):

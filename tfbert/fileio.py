@@ -211,6 +211,23 @@ def replace_dir(new_dir: str, final_dir: str, aside: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def link_tree(source: str, destination: str) -> None:
+    """A copy of the folder `source` at `destination` made of hard links (no bytes copied, the files
+    stay when `source` is deleted); files are copied where the file system has no hard links. The copy
+    is made in a `scratch_path` and renamed: `destination` is whole or absent."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    scratch = scratch_path(destination)
+    try:
+        shutil.copytree(source, scratch, copy_function=link)
+        os.rename(scratch, destination)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def exchange_paths(a: str, b: str) -> bool:
     """Swaps two existing paths atomically (Linux `renameat2` with RENAME_EXCHANGE); False where the
     system or the file system has no such call."""

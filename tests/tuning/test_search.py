@@ -184,6 +184,8 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     search, best = tmp_path / "search", tmp_path / "search" / "best_model"
     run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial"))
     assert os.listdir(best / "saved_model") == ["1"]
+    first_graph = tmp_path / "first_saved_model.pb"  # (a link to the file: is it the same one at the end?)
+    os.link(best / "saved_model" / "1" / "saved_model.pb", first_graph)
     # the best model's metrics.json says what its trial's training did, as a run's does
     trial = json.loads((search / "trials" / "trial_0" / "metrics.json").read_text())
     exported = json.loads((best / "metrics.json").read_text())
@@ -228,7 +230,9 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     assert at_swap == [["1"]]  # the old version was there until the new folder replaced it
     exported = json.loads((best / "metrics.json").read_text())
     assert exported["export"] == "retrain" and exported["epochs_run"] == 1
-    assert os.listdir(best / "saved_model") == ["2"]  # a new number: a polling server loads it
+    # a new number, so that a polling server loads it; the earlier version is still there to serve
+    assert sorted(os.listdir(best / "saved_model")) == ["1", "2"]
+    assert os.path.samefile(best / "saved_model" / "1" / "saved_model.pb", first_graph)
     assert f"SavedModel for TF Serving: {best / 'saved_model' / '2'}\n" in out and f"outputs: {best} (" in out
     assert exported["saved_model"] == str(best / "saved_model" / "2")
     assert "best_model" not in _hparams_session_folders(tmp_path / "tb")  # retrained: still no session of its own

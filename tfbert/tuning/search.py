@@ -26,7 +26,7 @@ from tfbert import fileio
 from tfbert.checkpoints import read_config
 from tfbert.config import ConfigError
 from tfbert.data import pipeline
-from tfbert.export import next_version
+from tfbert.export import find_versions, next_version
 from tfbert.training import distribution, parameter_efficient, runner
 from tfbert.training.run_config import MaskedLMRunConfig, with_new_fields
 from tfbert.tuning.distributed import configure_distribution, serve_oracle
@@ -323,6 +323,18 @@ def _exported(directory: str, trial_id: str, mode: str) -> bool:
     return exported.get("best_trial") == trial_id and exported.get("export") == mode
 
 
+def _swap_in(staging: str, export_dir: str, output_dir: str) -> None:
+    """Puts the finished `staging` folder in place of `export_dir`, carrying over the SavedModel versions
+    the previous best models exported (hard links): a server that serves several versions, or a user
+    going back to one, still finds them."""
+    fileio.remove_leftovers(os.path.join(staging, "saved_model"))  # a link_tree killed midway
+    for version in find_versions(os.path.join(export_dir, "saved_model")):
+        kept = os.path.join(staging, "saved_model", str(version))
+        if not os.path.exists(kept):
+            fileio.link_tree(os.path.join(export_dir, "saved_model", str(version)), kept)
+    fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
+
+
 def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, output_dir, log_dir) -> str | None:
     """Writes the best trial's model to `<output_dir>/best_model` (its weights, or retrained). The model is
     built in a hidden folder beside it and swapped in whole when every file is written: the previous
@@ -336,7 +348,7 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
         return export_dir
     staging = os.path.join(output_dir, f".best_model-trial{best.trial_id}-{config.export}")
     if _exported(staging, best.trial_id, config.export):  # written whole, killed before the swap
-        fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
+        _swap_in(staging, export_dir, output_dir)
         print(f"best model: {export_dir}", flush=True)
         return export_dir
     _remove_unfinished_exports(output_dir, keep=staging)  # another best trial's, or another mode's
@@ -380,6 +392,6 @@ def _export_best(tuner: BertTuner, config: TuneRunConfig, best, best_config, out
     if os.path.exists(os.path.join(staging, "config.yaml")):
         final_config.save_yaml(os.path.join(staging, "config.yaml"))
     fileio.write_json(os.path.join(staging, "metrics.json"), summary, default=float)
-    fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
+    _swap_in(staging, export_dir, output_dir)
     print(f"best model: {export_dir} (SavedModel {summary.get('saved_model')})", flush=True)
     return export_dir
