@@ -1,7 +1,8 @@
 """Predict with an exported model: in this process, or from TF Serving over REST or gRPC.
 
 A classifier's export prints labels and probabilities; a token classifier's (NER) prints the entities
-it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag); a
+it finds (text, type, score; `--format jsonl` adds their character offsets and every word's tag; an
+--input_file of {"tokens": [...]} lines is read as pre-split sentences, offsets then in words); a
 question answerer's prints the answer to each --question in its --context (or to each
 {"question", "context"} line of --input_file), with its score and character offsets in jsonl; a
 masked LM's (pretrain_mlm.py) prints the top tokens for each [MASK] of each text.
@@ -31,7 +32,8 @@ from tfbert.data.readers import DataError  # noqa: E402
 from tfbert.errors import USER_ERRORS  # noqa: E402
 from tfbert.serving import (GrpcPredictor, LocalPredictor, RestPredictor, ServingClientError,  # noqa: E402
                             format_answers, format_fills, format_jsonl, format_table, load_questions, load_text_pairs,
-                            mask_token_of, read_export_metadata, read_sources, resolve_export_dir, warn_cut_masks)
+                            mask_token_of, read_export_metadata, read_sources, resolve_export_dir, warn_cut_masks,
+                            words_of)
 
 PROG = "predict.py"
 
@@ -78,6 +80,13 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         version_dir = resolve_export_dir(args.export_dir, args.model_version)
         metadata = read_export_metadata(version_dir)
     question_answering = metadata.get("task") == "question_answering" or bool(args.question)
+    if question_answering and args.texts:
+        raise ServingClientError(f"a question answerer reads no TEXT arguments (found {args.texts[0]!r}): give "
+                                 '--question and --context, or --input_file with {"question": ..., "context": ...} '
+                                 "lines")
+    if args.context and not question_answering:
+        raise ServingClientError("--context without --question" + (
+            f": this export is a {metadata['task']} model" if metadata.get("task") else ""))
     if question_answering:
         questions, contexts = load_questions(args.question, args.context, args.input_file, stdin)
         if not questions and args.input_file:
@@ -96,6 +105,9 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         texts, pairs = load_text_pairs(args.texts, args.input_file, stdin)
     else:
         sources = read_sources(args.texts, args.input_file, stdin)
+        sentences = words_of(sources) if args.input_file or not args.texts else None
+        if sentences is not None:
+            return _predict_words(args, version_dir, metadata, sentences)
         texts, locations = [text for _, text in sources], [location for location, _ in sources]
     if not texts and args.input_file:
         raise DataError("no texts in the file (it is empty or blank): expected one text per line", args.input_file)
@@ -114,6 +126,23 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         return format_jsonl(texts, results, pairs)
     threshold = metadata.get("threshold", 0.5) if metadata.get("task") == "multi_label" else None
     return format_table(texts, results, pairs, label_names=metadata.get("labels"), threshold=threshold)
+
+
+def _predict_words(args: argparse.Namespace, version_dir: str | None, metadata: dict, sentences) -> str:
+    """`{"tokens": [...]}` lines: pre-split sentences, through a token classifier's `tokens` signature."""
+    task = metadata.get("task", "token_classification")
+    if task != "token_classification":
+        raise ServingClientError(f'{version_dir}: {{"tokens": [...]}} lines are pre-split sentences for a token '
+                                 f"classifier (NER); this export is a {task} model, which reads raw text lines")
+    if args.signature != "serving_default":
+        raise ServingClientError(f'--signature {args.signature}: {{"tokens": [...]}} lines go to the export\'s '
+                                 '"tokens" signature')
+    with _predictor(args, version_dir) as predictor:
+        results = predictor.predict_words(sentences)
+    texts = [" ".join(words) for words in sentences]
+    if args.format == "jsonl":
+        return format_jsonl(texts, results, sentences=sentences)
+    return format_table(texts, results)
 
 
 def _predictor(args: argparse.Namespace, version_dir: str | None):

@@ -118,7 +118,7 @@ def grpc_server(request, served_model):
 def test_grpc_request_is_a_string_tensor_per_text():
     from tensorflow.core.framework import types_pb2
 
-    from tfbert.serving import grpc_classify_request, grpc_predict_request
+    from tfbert.serving import grpc_classify_request, grpc_inputs_request, grpc_predict_request
 
     request = grpc_predict_request(MODEL_NAME, ["good movie", "bad", "ünïcode"], signature_name="serving_default",
                                    version=4)
@@ -130,6 +130,11 @@ def test_grpc_request_is_a_string_tensor_per_text():
     assert [v.decode("utf-8") for v in tensor.string_val] == ["good movie", "bad", "ünïcode"]
     pair_request = grpc_predict_request(MODEL_NAME, ["a"], ["b"])
     assert sorted(pair_request.inputs) == ["text", "text_pair"] and not pair_request.model_spec.HasField("version")
+
+    words = grpc_inputs_request(MODEL_NAME, {"tokens": [["Ada", "met", "Bob"], ["Hi", "", ""]]}, "tokens")
+    tensor = words.inputs["tokens"]  # a [batch, words] tensor, as a tagger's `tokens` signature takes
+    assert [d.size for d in tensor.tensor_shape.dim] == [2, 3]
+    assert tensor.string_val == [b"Ada", b"met", b"Bob", b"Hi", b"", b""]
 
     classify = grpc_classify_request(MODEL_NAME, ["good movie"])
     assert classify.model_spec.signature_name == "classify"

@@ -230,6 +230,29 @@ def test_rest_request_bodies_are_tf_serving_row_and_example_formats():
         rest_predict_request(["\udcff"])
 
 
+def test_pre_split_sentences_go_padded_to_the_tokens_signature_in_batches():
+    from tfbert.serving import Predictor, rest_inputs_request
+
+    sent = []
+
+    class Recording(Predictor):
+        def _predict_batch(self, inputs, signature):
+            sent.append((signature, inputs))
+            return [{}] * len(inputs["tokens"])
+
+    assert len(Recording(batch_size=2).predict_words([["Ada", "met", "Bob"], ["Hi"], ["in", "Paris"]])) == 3
+    assert sent == [("tokens", {"tokens": [["Ada", "met", "Bob"], ["Hi", "", ""]]}),
+                    ("tokens", {"tokens": [["in", "Paris"]]})]  # each batch as wide as its longest sentence
+    assert rest_inputs_request(sent[0][1], "tokens") == {"signature_name": "tokens", "instances": [
+        {"tokens": ["Ada", "met", "Bob"]}, {"tokens": ["Hi", "", ""]}]}
+    for sentences, message in (([["a", ""]], "sentence 0: word 1 is empty"), ([["a"], []], "sentence 1: no words"),
+                               (["a b"], "a list of sentences, each a list of words")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            Recording().predict_words(sentences)
+    with pytest.raises(ValueError, match="tokens: rows of different lengths"):
+        rest_inputs_request({"tokens": [["a", "b"], ["c"]]})
+
+
 def test_rest_predictor_matches_local(rest_server, local, export):
     from tfbert.serving import (
         RestPredictor,

@@ -118,3 +118,71 @@ def test_warmup_inputs_are_the_signature_texts_or_refused(tmp_path):
     # an int input would be missing from the warm-up requests, and TF Serving's load would fail on them
     with pytest.raises(ExportError, match=r"signature 'serving_default' takes inputs other than texts \(ids\)"):
         signature_string_inputs(str(tmp_path))
+
+
+def test_predict_reads_pre_split_sentences_for_a_tagger(exported, tmp_path, capsys):
+    # {"tokens": [...]} lines (what train_ner.py reads) were predicted as raw text, JSON punctuation and all
+    import json
+
+    from serving_checks import load_predict_cli
+
+    from tfbert.serving import LocalPredictor
+
+    version_dir = exported("token_classification")
+    sentences = [["hello", "world", "is", "good"], ["the", "movie"], ["a", "very", "bad", "film", "0", "1"]]
+    lines = tmp_path / "sentences.jsonl"
+    lines.write_text("".join(json.dumps({"tokens": words, "tags": ["O"] * len(words)}) + "\n"
+                             for words in sentences), encoding="utf-8")
+    cli = load_predict_cli()
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(lines), "--format", "jsonl",
+                     "--batch_size", "2"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["tokens"] for r in records] == sentences
+    # a tag per word, the `tokens` signature's; words without punctuation get the raw text's tags too
+    signature = tf.saved_model.load(version_dir).signatures["tokens"]
+    padded = [words + [""] * (6 - len(words)) for words in sentences]
+    tags = signature(tokens=tf.constant(padded))["tags"].numpy().tolist()
+    assert [r["tags"] for r in records] == [[t.decode() for t in row[:len(words)]] for row, words in zip(tags, sentences)]
+    texts = LocalPredictor(version_dir).predict([" ".join(words) for words in sentences])
+    assert [r["tags"] for r in records] == [[t for t in text["tags"] if t] for text in texts]
+    assert sum(len(r["entities"]) for r in records) > 0  # (a random tagger: the check below checks something)
+    for record in records:
+        for entity in record["entities"]:  # word indices, end exclusive; the text is the words joined
+            assert entity["text"] == " ".join(record["tokens"][entity["start"]:entity["end"]])
+    # the table shows each sentence as its words joined
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(lines)]) == 0
+    assert "hello world is good" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.jsonl"
+    for second, message in (('{"tokens": ["a", ""]}', r'"tokens" must be a list of non-empty strings'),
+                            ('{"words": ["a"]}', r'expected \{"tokens": \[...\]\} as on the first line'),
+                            ("the movie", r"expected a JSON object")):
+        bad.write_text('{"tokens": ["the", "movie"]}\n' + second + "\n", encoding="utf-8")
+        assert cli.main(["--export_dir", version_dir, "--input_file", str(bad)]) == 1
+        assert capsys.readouterr().err.startswith(f"predict.py: error: {bad}:2: ")
+    classifier = exported("classification")  # a classifier reads raw text: such lines are a mistake
+    assert cli.main(["--export_dir", classifier, "--input_file", str(lines)]) == 1
+    assert "pre-split sentences for a token classifier (NER); this export is a classification model" in \
+        capsys.readouterr().err
+
+
+def test_predict_refuses_what_a_question_answerer_would_not_read(exported, tmp_path, capsys):
+    import json
+
+    from serving_checks import load_predict_cli
+
+    cli = load_predict_cli()
+    version_dir = exported("question_answering")
+    # positional texts were dropped silently, answering the --question alone
+    assert cli.main(["--export_dir", version_dir, "--question", "who?", "--context", "it is good", "extra"]) == 1
+    assert "a question answerer reads no TEXT arguments (found 'extra')" in capsys.readouterr().err
+    # a SQuAD file failed on its first line as broken JSON Lines
+    squad = tmp_path / "dev.json"
+    squad.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": "it is good", "qas": [{"id": "1", "question": "what?", "answers": []}]}]}]}, indent=2),
+        encoding="utf-8")
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(squad)]) == 1
+    assert capsys.readouterr().err.startswith(f'predict.py: error: {squad}: is SQuAD JSON ({{"data": [...]}}); ')
+    # --context is a question answerer's: with a classifier it was ignored
+    assert cli.main(["--export_dir", exported("classification"), "--context", "c", "good movie"]) == 1
+    assert "--context without --question: this export is a classification model" in capsys.readouterr().err

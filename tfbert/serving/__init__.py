@@ -23,7 +23,7 @@ Request builders (`rest_predict_request`, `rest_classify_request`, `grpc_predict
 `grpc_classify_request`) are public so other clients can send exactly the same payloads.
 
 `pipelines/predict.py` is these predictors with what it reads and prints, both public too:
-`load_texts`, `load_text_pairs`, `load_questions` (arguments, a file or stdin; `tfbert.serving.inputs`)
+`load_texts`, `load_text_pairs`, `load_questions`, `words_of` (arguments, a file or stdin; `tfbert.serving.inputs`)
 and `format_table`, `format_jsonl`, `format_answers`, `format_fills` (`tfbert.serving.formats`).
 """
 
@@ -32,7 +32,7 @@ from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Classifi
 from tfbert.serving.formats import (format_answers, format_fills, format_jsonl, format_table, mask_token_of,
                                     warn_cut_masks)
 from tfbert.serving.grpc_client import GrpcPredictor, grpc_classify_request, grpc_inputs_request, grpc_predict_request
-from tfbert.serving.inputs import load_questions, load_text_pairs, load_texts, read_sources
+from tfbert.serving.inputs import load_questions, load_text_pairs, load_texts, read_sources, words_of
 from tfbert.serving.local import LocalPredictor, read_export_metadata, resolve_export_dir
 from tfbert.serving.rest import (RestPredictor, parse_rest_classifications, parse_rest_predictions,
                                  rest_classify_request, rest_inputs_request, rest_predict_request)
@@ -44,5 +44,5 @@ __all__ = ["ServingClientError", "Predictor", "LocalPredictor", "RestPredictor",
            "grpc_classify_request", "parse_rest_predictions",
            "parse_rest_classifications", "make_example", "resolve_export_dir", "read_export_metadata",
            "rows_from_columns", "is_tagging", "entities_of", "tagged_words", "load_texts", "load_text_pairs",
-           "load_questions", "read_sources", "format_table", "format_jsonl", "format_answers", "format_fills",
+           "load_questions", "read_sources", "words_of", "format_table", "format_jsonl", "format_answers", "format_fills",
            "warn_cut_masks", "mask_token_of"]

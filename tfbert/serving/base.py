@@ -12,6 +12,7 @@ from tfbert.errors import TfbertError
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
+WORDS_SIGNATURE = "tokens"  # a token classifier's signature taking pre-split words
 SAVED_MODEL_FILE = "saved_model.pb"
 # The order outputs are listed in (the rest follow alphabetically): the answer first.
 OUTPUT_ORDER = ("answer", "label", "label_id", "score", "start", "end", "no_answer", "predicted", "probabilities",
@@ -60,13 +61,41 @@ def check_texts(texts: Sequence[str], pairs: Sequence[str] | None) -> tuple[list
     return texts, pairs
 
 
-def check_inputs(inputs: dict[str, Sequence[str]]) -> dict[str, list[str]]:
-    """Named string inputs, one list each, all of one length (checked as `check_texts`)."""
+def check_words(sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Pre-split sentences, each a list of non-empty words (an empty string is the signature's padding)."""
+    if isinstance(sentences, str) or any(isinstance(words, str) for words in sentences):
+        raise TypeError("expected a list of sentences, each a list of words")
+    checked = []
+    for i, words in enumerate(sentences):
+        words = check_texts(words, None)[0]
+        if not words:
+            raise ValueError(f"sentence {i}: no words")
+        if "" in words:
+            raise ValueError(f"sentence {i}: word {words.index('')} is empty")
+        checked.append(words)
+    return checked
+
+
+def padded(sentences: list[list[str]]) -> list[list[str]]:
+    """`sentences` as one rectangle of words, the short ones padded with ""."""
+    width = max(map(len, sentences), default=0)
+    return [words + [""] * (width - len(words)) for words in sentences]
+
+
+def check_inputs(inputs: dict[str, Sequence]) -> dict[str, list]:
+    """Named string inputs, one list each, all of one length (checked as `check_texts`); an input may also
+    be a list of equal-length lists of strings (a [batch, n] tensor, e.g. a token classifier's `tokens`)."""
     if not inputs:
         raise ValueError("no inputs given")
     checked = {}
     for name, values in inputs.items():
-        checked[name] = check_texts(values, None)[0]
+        values = list(values)
+        if values and all(isinstance(value, (list, tuple)) for value in values):
+            checked[name] = [check_texts(row, None)[0] for row in values]
+            if len(set(map(len, checked[name]))) > 1:
+                raise ValueError(f"{name}: rows of different lengths; pad them with \"\"")
+        else:
+            checked[name] = check_texts(values, None)[0]
     sizes = {name: len(values) for name, values in checked.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"inputs of different lengths: {sizes}; give one value per example for each input")
@@ -122,6 +151,22 @@ class Predictor:
         for start in range(0, size, self.batch_size):
             results += self._predict_batch({name: values[start:start + self.batch_size]
                                             for name, values in inputs.items()}, signature)
+        return results
+
+    def predict_words(self, sentences: Sequence[Sequence[str]], signature: str = WORDS_SIGNATURE) -> list[Result]:
+        """A token classifier's (NER) outputs for pre-split sentences, through its `tokens` signature: one
+        dict per sentence, with a tag per word and the entities (their `start`/`end` are word indices, the
+        end exclusive, and their text the words joined by spaces).
+
+        Raises:
+            ServingClientError: the model cannot be reached, refuses the request or has no such signature.
+            ValueError / TypeError: a sentence without words, an empty word, or not strings.
+        """
+        sentences = check_words(sentences)
+        results = []
+        for start in range(0, len(sentences), self.batch_size):
+            batch = padded(sentences[start:start + self.batch_size])
+            results += self._predict_batch({"tokens": batch}, signature)
         return results
 
     def classify(self, texts: Sequence[str], pairs: Sequence[str] | None = None,

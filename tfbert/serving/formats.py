@@ -96,20 +96,22 @@ def _finite(value: Any) -> Any:
 
 
 def format_jsonl(texts: Sequence[str], results: Sequence[Result | Classification],
-                 pairs: Sequence[str] | None = None) -> str:
+                 pairs: Sequence[str] | None = None, sentences: Sequence[Sequence[str]] | None = None) -> str:
     """One JSON object per line: `{"text": ..., ["text_pair": ...,] <outputs>}`; classify
     results as `"classes": [{"label": ..., "score": ...}, ...]`. Non-finite numbers are null.
+    With `sentences` (pre-split words, `Predictor.predict_words`) the line starts with `"tokens"` instead of
+    `"text"` (the entities' start/end are word indices into them).
     """
     lines = []
     for i, (text, result) in enumerate(zip(texts, results)):
-        record: dict[str, Any] = {"text": text}
+        record: dict[str, Any] = {"text": text} if sentences is None else {"tokens": list(sentences[i])}
         if pairs is not None:
             record["text_pair"] = pairs[i]
         if isinstance(result, list):
             record["classes"] = [{"label": label, "score": _finite(score)} for label, score in result]
         elif is_tagging(result):  # the entities, and each word with its tag, without the batch padding
             record["entities"] = [{**e, "score": _finite(e["score"])} for e in entities_of(result)]
-            words = tagged_words(result)
+            words = tagged_words(result if sentences is None else {**result, "words": sentences[i]})
             record["words"] = [word for word, _ in words]
             record["tags"] = [tag for _, tag in words]
         else:

@@ -33,7 +33,7 @@ def grpc_predict_request(model_name: str, texts: Sequence[str], pairs: Sequence[
 
 def grpc_inputs_request(model_name: str, inputs: dict[str, Sequence[str]], signature_name: str = DEFAULT_SIGNATURE,
                         version: int | None = None):
-    """A `PredictRequest` with one DT_STRING tensor of shape [n] per named input."""
+    """A `PredictRequest` with one DT_STRING tensor of shape [n] (or [n, m]: lists of strings) per named input."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -44,7 +44,11 @@ def grpc_inputs_request(model_name: str, inputs: dict[str, Sequence[str]], signa
     return request
 
 
-def _string_tensor(tf, values: list[str]):
+def _string_tensor(tf, values: list):
+    """A DT_STRING tensor of shape [n] (strings) or [n, m] (equal-length lists of strings)."""
+    if values and isinstance(values[0], list):
+        encoded = [[value.encode("utf-8") for value in row] for row in values]
+        return tf.make_tensor_proto(encoded, dtype=tf.string, shape=[len(values), len(values[0])])
     return tf.make_tensor_proto([value.encode("utf-8") for value in values], dtype=tf.string, shape=[len(values)])
 
 

@@ -1,6 +1,7 @@
 """The texts a prediction reads, as `pipelines/predict.py` takes them: command-line arguments, a UTF-8
 file with one text per line, or stdin; sentence pairs as `text<TAB>text_pair` lines; questions for a
-question-answering export as --question/--context pairs or `{"question", "context"}` JSON lines.
+question-answering export as --question/--context pairs or `{"question", "context"}` JSON lines; pre-split
+sentences for a token classifier as `{"tokens": [...]}` JSON lines.
 
 Each text keeps where it came from ("argument 2", "reviews.txt:14", "<stdin>:3"), which errors name.
 """
@@ -114,6 +115,53 @@ def _decode_lines(data: bytes, name: str) -> list[tuple[str, str]]:
     return lines
 
 
+def words_of(sources: Sequence[tuple[str, str]]) -> list[list[str]] | None:
+    """The pre-split sentences of JSON Lines `{"tokens": ["Ada", "met", ...]}` (what train_ner.py reads,
+    tags optional), or None when the first line is not such an object (the lines are raw texts then).
+
+    Raises:
+        DataError: a later line is not such an object, or its tokens are not a list of non-empty strings
+            (names `file:line` and the field).
+    """
+    if not sources or not _is_words_line(sources[0][1]):
+        return None
+    sentences = []
+    for location, line in sources:
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise DataError(f'expected a JSON object with "tokens" (as the first line): {getattr(e, "msg", e)}',
+                            location) from None
+        if not isinstance(record, dict) or "tokens" not in record:
+            raise DataError(f'expected {{"tokens": [...]}} as on the first line, found {preview(line, 60)!r}',
+                            location)
+        words = record["tokens"]
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise DataError(f'"tokens" must be a list of non-empty strings, found {preview(json.dumps(words), 60)}',
+                            location)
+        sentences.append(words)
+    return sentences
+
+
+def _is_words_line(line: str) -> bool:
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "tokens" in record
+
+
+def _is_squad_json(sources: Sequence[tuple[str, str]]) -> bool:
+    """Whether the lines make one SQuAD JSON document (an object with a "data" list)."""
+    try:
+        document = json.loads("\n".join(line for _, line in sources))
+    except ValueError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("data"), list)
+
+
 def _is_terminal(stream) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
@@ -134,7 +182,13 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
     if len(questions) != len(contexts):
         raise DataError(f"{len(questions)} --question but {len(contexts)} --context; give a context for each "
                         "question, or one for all")
-    for location, line in (read_sources(None, file, stdin) if file is not None or not questions else []):
+    sources = read_sources(None, file, stdin) if file is not None or not questions else []
+    if sources and _is_squad_json(sources):
+        raise DataError('is SQuAD JSON ({"data": [...]}); predict.py reads one {"question": ..., "context": ...} '
+                        "object per line (train_qa.py reads SQuAD JSON: its --test_file is answered into "
+                        "test_predictions.json)",
+                        sources[0][0].rsplit(":", 1)[0])
+    for location, line in sources:
         try:
             record = json.loads(line)
         except ValueError as e:
