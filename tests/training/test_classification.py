@@ -705,6 +705,17 @@ def test_help_keeps_the_examples_lines_and_lists_each_choice_once():
            "multi_label}" in help_text
 
 
+def test_every_flag_of_every_pipeline_says_what_it_does():
+    # --dropout, --seed, --padding, ... said "default: None" and nothing else
+    from tfbert.training.run_config import MaskedLMRunConfig, QARunConfig, TokenClassifierRunConfig, build_parser
+    from tfbert.tuning import TuneRunConfig
+
+    for cls in (ClassifierRunConfig, TokenClassifierRunConfig, QARunConfig, MaskedLMRunConfig, TuneRunConfig):
+        for action in build_parser(cls)._actions:
+            assert action.help and not action.help.startswith("default:"), (cls.__name__, action.dest)
+            assert "(default: None)" not in action.help, (cls.__name__, action.dest)
+
+
 def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, capsys):
     assert ClassifierRunConfig().problem_type == "single_label_classification"
     assert ClassifierRunConfig(problem_type="regression").task == "regression"
@@ -807,6 +818,9 @@ def test_a_run_too_short_for_one_update_is_refused_before_training(tmp_path, tin
     capsys.readouterr()
     assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=5), 8) == 4
     assert "4 updates of 5 batches; the last 4 batches of the run fill no group" in capsys.readouterr().out
+    assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=23), 8) == 1
+    assert "1 update of 23 batches; the last batch of the run fills no group and is not applied" \
+        in capsys.readouterr().out
     assert check_updates(dataclasses.replace(config, gradient_accumulation_steps=4), 8) == 6
     assert capsys.readouterr().out == ""
 

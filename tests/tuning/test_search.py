@@ -332,7 +332,8 @@ def test_a_second_search_on_the_same_folder_is_refused(tmp_path, tiny_model_dir)
     # a group of batches per update that no trial fills (the smallest batch size, 8, and the most epochs, 2)
     (dict(), "gradient_accumulation_steps: {type: choice, values: [1, 40]}\n",
      r"space.yaml: gradient_accumulation_steps: 40 batches per optimizer update, but a trial has at most \d batches "
-     r"per epoch \(batch_size 8\) x 2 epochs: no trial with it would make an update"),
+     r"per epoch \(batch_size 8\) x 2 epochs: no trial with it would make an update; lower it \(any value above "
+     r"\d+ fails the same\)"),
     (dict(gradient_accumulation_steps=40), "", r"^--gradient_accumulation_steps: 40 batches per optimizer update"),
 ])
 def test_settings_the_model_cannot_take_fail_before_the_first_trial(tmp_path, tiny_model_dir, flags, space_extra,

@@ -36,6 +36,48 @@ LORA_DEFAULT_TARGETS = ["query", "value"]  # PEFT's default for BERT
 PLACEMENT_FIELDS = ("strategy", "devices", "tpu", "worker_hosts", "task_index")
 # How often a run is backed up changes where a killed run can resume from, not what it trains.
 BACKUP_FIELDS = ("backup_every_n_steps",)
+# The flags' help where a field's metadata has none (subclasses redefine fields such as epochs with other defaults).
+FIELD_HELP = {
+    "model": "a preset name (minilm-l6), a Hugging Face model directory or hub id, or a Google BERT checkpoint folder",
+    "train_file": "training data (CSV, TSV or JSON Lines; the task's formats); unset: the built-in default data",
+    "validation_file": "validation data; unset: --validation_fraction of the training data is held out",
+    "test_file": "test data, evaluated once after training (metrics.json's test_* metrics)",
+    "dataset": "tfds:<name> for a prepared TensorFlow Datasets dataset, instead of --train_file",
+    "tfds_data_dir": "where the TFDS datasets are prepared (TFDS' own default when unset)",
+    "skip_bad_rows": "leave out (and report) rows that cannot be read, instead of stopping at the first",
+    "validation_fraction": "the part of the training data held out for validation without --validation_file (0: "
+                           "none, the last epoch is kept)",
+    "max_train_examples": "train on N training examples drawn with --seed (0 or unset: all)",
+    "max_seq_length": "tokens per example, [CLS] and [SEP] included; longer texts are cut (question answering: "
+                      "long contexts are split into windows)",
+    "padding": "bucket: batches of examples of similar length, each padded to its longest; batch: padded to each "
+               "batch's longest; max_length: every example padded to --max_seq_length",
+    "batch_size": "examples per batch, over all replicas",
+    "epochs": "passes over the training data",
+    "learning_rate": "peak learning rate of AdamW, reached after the warmup",
+    "warmup_ratio": "the part of the updates over which the learning rate rises linearly from 0",
+    "weight_decay": "AdamW's decoupled weight decay (not applied to biases and LayerNorm weights)",
+    "dropout": "dropout before the task head; unset: the checkpoint's hidden_dropout_prob, as transformers does",
+    "layerwise_lr_decay": "encoder layer i of L learns at learning_rate x decay^(L - i), the embeddings at "
+                          "decay^(L + 1); unset: one rate for all",
+    "mixed_precision": "compute in float16 (GPUs, with loss scaling) or bfloat16 (TPUs, recent CPUs); the "
+                       "weights stay float32",
+    "jit_compile": "compile the training step with XLA",
+    "seed": "seeds the weights of the head, the shuffles, the splits and dropout",
+    "strategy": "auto: all GPUs mirrored when there are several, else one device (README: Several devices)",
+    "devices": "the devices of --strategy mirrored or one_device, comma-separated (e.g. GPU:0,GPU:1)",
+    "tpu": "--strategy tpu: 'local' (a TPU VM), a TPU name or grpc:// address",
+    "early_stopping_patience": "stop after N epochs without improving --metric_for_best (0 or unset: never)",
+    "metric_for_best": "the validation metric that chooses the best epoch's weights (unset: the task's, e.g. "
+                       "val_accuracy, val_f1)",
+    "run_name": "names the run's folders (unset: <task>-<data>-<model>; the same command resumes the same run)",
+    "output_dir": "the run's folder (unset: runs/<run_name>)",
+    "log_dir": "the TensorBoard folder (unset: tensorboard_logs/<run_name>)",
+    "log_every_n_steps": "write the training loss, learning rate and speed to TensorBoard every N batches",
+    "label_delimiter": "multi-label: the separator of the labels in one CSV/TSV cell",
+    "threshold": "multi-label: a label is predicted when its probability is above this (metrics and export)",
+    "test_fraction": TEST_FRACTION_HELP,
+}
 
 
 def without_placement(values: dict[str, Any], *also: str) -> dict[str, Any]:
@@ -708,7 +750,11 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
         flag = f"--{field.name}"
         default = field.default
         # Subclasses (e.g. tfbert.tuning.TuneRunConfig) describe their own flags in the field metadata.
-        help_text = f"{field.metadata['help']} (default: {default})" if "help" in field.metadata else f"default: {default}"
+        described = field.metadata.get("help") or FIELD_HELP.get(field.name)
+        if described:  # (an unset field's help says what unset means)
+            help_text = described if default is None else f"{described} (default: {default})"
+        else:
+            help_text = f"default: {default}"
         if kind is bool and default is None:
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool_or_auto,
                                 help=f"{help_text}; `{flag} auto` unsets a value from --config")

@@ -239,8 +239,11 @@ def check_updates(config: RunConfig, steps: int) -> int:
                           "gradient_accumulation_steps or batch_size, or train more epochs (the flags, or a "
                           "search's space)")
     if batches % group:
-        print(f"gradient accumulation: {batches // group} updates of {group} batches; the last {batches % group} "
-              f"batch{'es' if batches % group > 1 else ''} of the run fill no group and are not applied", flush=True)
+        left = "the last batch of the run fills no group and is not" if batches % group == 1 else \
+            f"the last {batches % group} batches of the run fill no group and are not"
+        updates = batches // group
+        print(f"gradient accumulation: {updates} update{'s' if updates > 1 else ''} of {group} batches; {left} applied",
+              flush=True)
     return batches // group
 
 

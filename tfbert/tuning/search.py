@@ -254,9 +254,10 @@ def check_accumulation(config: TuneRunConfig, space, prepared: runner.PreparedDa
     if counts and max(counts) * epochs < group:
         where = (f"{config.search_space or 'default search space'}: gradient_accumulation_steps" if spec
                  else "--gradient_accumulation_steps")
+        most = max(counts) * epochs
         raise ConfigError(f"{where}: {group} batches per optimizer update, but a trial has at most {max(counts)} "
                           f"batches per epoch (batch_size {batch_size}) x {epochs} epoch{'s' if epochs > 1 else ''}: "
-                          "no trial with it would make an update; lower it")
+                          f"no trial with it would make an update; lower it (any value above {most} fails the same)")
 
 
 def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: str, log_dir: str) -> dict:
