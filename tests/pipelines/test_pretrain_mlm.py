@@ -176,9 +176,11 @@ def test_from_scratch_with_a_trained_vocabulary(tmp_path, tiny_model_dir):
                                         "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
                                         "max_position_embeddings": 64}), encoding="utf-8")
     out = tmp_path / "scratch"
+    validation = write_english_corpus(tmp_path / "dev.txt", 20, seed=5)
     # --model only names the run here: the tokenizer is the trained vocabulary, the weights are random
     result = _run([sys.executable, SCRIPT, "--model", tiny_model_dir, "--model_config", str(model_config),
-                   "--train_vocab", "200", "--train_file", corpus, "--epochs", "1", "--batch_size", "8",
+                   "--train_vocab", "200", "--train_file", corpus, "--validation_file", validation,
+                   "--epochs", "1", "--batch_size", "8",
                    "--max_seq_length", "32", "--output_dir", str(out), "--log_dir", str(tmp_path / "tb"),
                    "--seed", "3"])
     assert "trained a WordPiece vocabulary" in result.stdout + result.stderr
@@ -196,6 +198,11 @@ def test_from_scratch_with_a_trained_vocabulary(tmp_path, tiny_model_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["before_training"]) == set(metrics["validation"]) == {"loss", "accuracy", "perplexity"}
     assert metrics["before_training"]["perplexity"] > 0.5 * len(vocab)  # a random model: about uniform
+    # evaluated on its validation file afterwards, the run scores it as it did (the trained vocabulary, the same
+    # seeded masks)
+    from tfbert.training.evaluation import evaluate_run
+
+    assert evaluate_run(str(out), validation)["test"] == metrics["validation"]
     # TensorBoard: the untrained figures one step before the first epoch's, on the same tag
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -4,12 +4,14 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from conftest import kill_after_first_epoch
+from tfbert.data.readers import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILLER = "the a movie film good bad was is very it this that".split()
@@ -62,6 +64,20 @@ def test_train_kill_resume_and_serve(tmp_path, tiny_model_dir):
     assert metrics["validation"]["f1"] > 0.9, metrics["validation"]
     assert set(metrics["test"]["per_type"]) == {"PER", "LOC"}
     assert metrics["truncation"]["truncated"] == 0 and metrics["label_vocab"] == ["O", "B-LOC", "B-PER", "I-PER"]
+    # evaluate.py on its test file afterwards: the same scores; a tag the model never learnt is named
+    evaluated = subprocess.run([sys.executable, os.path.join(ROOT, "pipelines", "evaluate.py"), "--checkpoint",
+                                str(out), "--test_file", str(tmp_path / "test.conll")],
+                               capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "micro avg" in evaluated.stdout
+    assert json.loads((out / "evaluations" / "test" / "metrics.json").read_text())["test"] == metrics["test"]
+    from tfbert.training.evaluation import evaluate_run
+
+    unknown = tmp_path / "unknown.conll"
+    unknown.write_text("Ada B-PER\nmet O\n\nParis B-ORG\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{unknown}:4: tag 'B-ORG' of token 1 ('Paris') of the sentence "
+                                                  "does not occur in the training data")):
+        evaluate_run(str(out), str(unknown))
 
     # transformers reads the HF directory as a BertForTokenClassification with the tag names
     transformers = pytest.importorskip("transformers")

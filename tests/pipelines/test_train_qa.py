@@ -129,6 +129,15 @@ def test_squad_v1_kill_resume_and_serve(tmp_path, tiny_model_dir):
     assert not (out / "test_null_odds.json").exists()
     predictions, nbest = check_predictions(out, "test", test_document)
     check_predictions(out, "validation", json.loads((tmp_path / "dev.json").read_text()))
+    # evaluated on its test file afterwards, the run gives the same scores and predictions files
+    from tfbert.training.evaluation import evaluate_run
+
+    assert evaluate_run(str(out), str(tmp_path / "test.json"))["test"] == metrics["test"]
+    evaluated = out / "evaluations" / "test"
+    assert json.loads((evaluated / "test_predictions.json").read_text()) == predictions
+    again = json.loads((evaluated / "test_nbest_predictions.json").read_text())
+    assert {qid: [(c["text"], c["start"], c["end"]) for c in candidates] for qid, candidates in again.items()} == \
+        {qid: [(c["text"], c["start"], c["end"]) for c in candidates] for qid, candidates in nbest.items()}
 
     # the windows of a long test context, as training and serving make them
     import tensorflow as tf

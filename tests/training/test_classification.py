@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -596,13 +597,23 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     for length, expected in ((0, "a positive integer"), (2, "at least 3")):
         with pytest.raises(ExportError, match=rf"^--max_seq_length: field 'max_seq_length' must be {expected}"):
             runner.export_run(str(run), str(tmp_path / "serving"), max_seq_length=length)
-    # a later run stopped while writing its outputs (config.yaml first, metrics.json last): not exported as a mix
+    # a copied run folder (cp -r, scp: the files get new times, in any order) exports: the times were taken
+    # for a later run stopped while writing its outputs
     finished_at = os.path.getmtime(run / "metrics.json")
     os.utime(run / "config.yaml", (finished_at + 5, finished_at + 5))
-    with pytest.raises(ExportError, match=r"a later run there was stopped while writing its outputs \(.*config.yaml "
-                                          r"newer than metrics.json\): run its training command again"):
-        runner.export_run(str(run), str(tmp_path / "serving"))
-    (run / "metrics.json").unlink()
+    assert os.path.isdir(runner.export_run(str(run), str(tmp_path / "serving")))
+    # a later run stopped while writing its outputs (config.yaml first, metrics.json last) removed metrics.json
+    # before its first one: not exported as a mix of two runs
+    shutil.rmtree(run / "backup")
+
+    def stopped_while_writing(model, prepared, config, *args):
+        config.save_yaml(os.path.join(config.resolved_output_dir(), "config.yaml"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_outputs", stopped_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        runner.fit_and_evaluate(config, runner.prepare(config))
+    monkeypatch.undo()
     with pytest.raises(ExportError, match=r"not a finished training run \(missing .*metrics.json\); if it was "
                                           "stopped, run its training command again to finish it"):
         runner.export_run(str(run), str(tmp_path / "serving"))

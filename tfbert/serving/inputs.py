@@ -185,8 +185,8 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
     sources = read_sources(None, file, stdin) if file is not None or not questions else []
     if sources and _is_squad_json(sources):
         raise DataError('is SQuAD JSON ({"data": [...]}); predict.py reads one {"question": ..., "context": ...} '
-                        "object per line (train_qa.py reads SQuAD JSON: its --test_file is answered into "
-                        "test_predictions.json)",
+                        "object per line; pipelines/evaluate.py --checkpoint <run> --test_file <file> answers a SQuAD "
+                        "file's questions (its test_predictions.json) and scores them",
                         sources[0][0].rsplit(":", 1)[0])
     for location, line in sources:
         try:

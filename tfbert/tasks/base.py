@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfbert import fileio
 from tfbert.backbone import BertBackbone
+from tfbert.data.examples import DataError
 from tfbert.layers import Dropout
 from tfbert.tasks.losses import loss_items, weighting_batch
 
@@ -385,6 +386,34 @@ class Task:
             tfbert.data.readers.DataError: naming the file and line of the first bad row.
         """
         raise NotImplementedError
+
+    def read_file(self, config, path: str):
+        """One data file in the task's formats, read as the config says (columns, tag scheme, ...) and
+        checked: what `load_data` reads for each of --train_file, --validation_file and --test_file.
+
+        Raises:
+            tfbert.data.readers.DataError: naming the file and line of the first bad row.
+        """
+        raise NotImplementedError
+
+    def check_labels(self, config, examples, data: TaskData, path: str) -> None:
+        """Refuses `examples` with a label or tag the model does not know (`data.label_names`), naming
+        its row; nothing to check for tasks without labels."""
+
+    def evaluation_data(self, config, path: str, run_data: TaskData) -> TaskData:
+        """A finished run's data with the file at `path` as its test split (the run's labels and the
+        rest of `run_data`, `data_for_export`'s), for evaluating the run on it.
+
+        Raises:
+            tfbert.data.readers.DataError: a bad row, or a label the run's model does not know.
+        """
+        test = self.read_file(config, path)
+        for skipped in getattr(test, "skipped", None) or []:
+            logger.warning("skipped %s", skipped)
+        if not len(test):
+            raise DataError("no examples to evaluate", path)
+        self.check_labels(config, test, run_data, path)
+        return dataclasses.replace(run_data, test=test, description=path)
 
     def load_tokenizer(self, config, data: TaskData, work_dir: str | None = None):
         """The run's tokenizer: the one of `config.model`'s checkpoint. `work_dir` is where this process

@@ -84,10 +84,21 @@ class ClassificationTask(Task):
 
     name = "classification"
 
-    def load_data(self, config) -> ClassificationData:
-        read = dict(text_column=config.text_column, text_pair_column=config.text_pair_column,
+    @staticmethod
+    def _read_options(config) -> dict:
+        return dict(text_column=config.text_column, text_pair_column=config.text_pair_column,
                     label_column=config.label_column, task=config.task, label_delimiter=config.label_delimiter,
                     skip_bad_rows=config.skip_bad_rows)
+
+    def read_file(self, config, path: str):
+        return readers.read_examples(path, has_header=config.has_header, **self._read_options(config))
+
+    def check_labels(self, config, examples, data: ClassificationData, path: str) -> None:
+        if data.label_vocab is not None:  # (an unknown label is an error naming its row)
+            encode_labels(examples, data.label_vocab, config.task)
+
+    def load_data(self, config) -> ClassificationData:
+        read = self._read_options(config)
         fractions = (1 - config.validation_fraction - config.test_fraction, config.validation_fraction,
                      config.test_fraction)
         if config.dataset:
@@ -107,7 +118,7 @@ class ClassificationTask(Task):
             description = f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
-                config, lambda path: readers.read_examples(path, has_header=config.has_header, **read),
+                config, lambda path: self.read_file(config, path),
                 lambda examples: readers.train_validation_split(examples, config.validation_fraction, config.seed))
             description = config.train_file
         else:

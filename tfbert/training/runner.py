@@ -31,9 +31,9 @@ from tfbert.export import find_versions, has_lora, merged_copy, next_version
 from tfbert.tasks import Task, TaskData, task_for
 from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
-from tfbert.training import distribution, model_file, parameter_efficient, resume, tensorboard_logs
+from tfbert.training import distribution, finished_run, parameter_efficient, resume, tensorboard_logs
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import (RunConfig, check_has_header, config_class_for, with_new_fields,
+from tfbert.training.run_config import (RunConfig, check_has_header, with_new_fields,
                                         without_placement)
 
 logger = logging.getLogger("tfbert")
@@ -699,11 +699,7 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
     if data.test is not None and evaluate_test:
         results["test"] = task.evaluate(model, prepared.dataset("test", config), data, "test", prepared.tokenizer,
                                         config, with_loss=with_loss)
-    for split, split_metrics in results.items():
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
-        print(f"{split}: {shown}", flush=True)
-        if "report" in split_metrics:
-            print(split_metrics["report"], flush=True)
+    print_results(results)
     truncation = prepared.truncation_report(config.max_seq_length)
     summary = {
         "run_name": config.resolved_run_name(),
@@ -718,6 +714,10 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
         **{k: {m: v for m, v in r.items() if m != "report"} for k, r in results.items()},
     }
     if write_exports:
+        # metrics.json says the folder holds a finished run (written last): gone before the first output is
+        # replaced, so that a run stopped while writing them is not taken for the earlier one (export, evaluate)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(output_dir, "metrics.json"))
         write_outputs(model, prepared, config, results, shown_as, hparams_session)
         written = (os.path.abspath(os.path.join(output_dir, "saved_model", str(export_version)))
                    if export_version is not None else None)
@@ -730,6 +730,16 @@ def finish_run(model: keras.Model, config: RunConfig, prepared: PreparedData, su
               + (" (written before the run was stopped)" if before else ""), flush=True)
     fileio.write_json(os.path.join(output_dir, "metrics.json"), summary, default=float)
     return summary
+
+
+def print_results(results: dict) -> None:
+    """Each split's numbers on a line (`test: accuracy=0.9640  macro_f1=...`), then its report (NER's
+    per-type table, ...)."""
+    for split, split_metrics in results.items():
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in split_metrics.items() if isinstance(v, float))
+        print(f"{split}: {shown}", flush=True)
+        if "report" in split_metrics:
+            print(split_metrics["report"], flush=True)
 
 
 def _shown(path: str, output_dir: str, shown_as: str | None) -> str:
@@ -783,36 +793,7 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
     """
     from tfbert.export import ExportError
 
-    if not os.path.isdir(run_dir):
-        raise ExportError(f"{run_dir}: no such run folder")
-    if os.path.exists(os.path.join(run_dir, "search.json")):  # a search's output folder (tfbert.tuning)
-        raise ExportError(f"{run_dir}: a search's folder, not a training run: its best model is the run "
-                          f"{os.path.join(run_dir, 'best_model')}")
-    # metrics.json is written last: a run killed while writing its outputs (labels.txt, ...) has none
-    needed = [os.path.join(run_dir, name) for name in ("model.keras", "config.yaml", "hf_model", "metrics.json")]
-    missing = [path for path in needed if not os.path.exists(path)]
-    if missing:
-        raise ExportError(f"{run_dir}: not a finished training run (missing {', '.join(missing)}); if it was "
-                          "stopped, run its training command again to finish it")
-    # metrics.json is the finished run's last file: a later run there (the same command again) stopped while
-    # writing its outputs left newer ones beside it, and one stopped in training, a newer backup
-    finished_at = os.path.getmtime(needed[-1])
-    newer = [path for path in needed[:-1] if os.path.getmtime(path) > finished_at]
-    if newer:
-        raise ExportError(f"{run_dir}: a later run there was stopped while writing its outputs ({', '.join(newer)} "
-                          f"newer than metrics.json): run its training command again to finish it")
-    backup = os.path.join(run_dir, "backup")
-    if os.path.isdir(backup) and any(os.path.getmtime(os.path.join(backup, name)) > finished_at
-                                     for name in os.listdir(backup)):
-        logger.warning("%s holds an interrupted run besides the finished one: this exports the run that finished "
-                       "on %s; run the training command again to finish the later one and export that", run_dir,
-                       time.strftime("%Y-%m-%d %H:%M", time.localtime(finished_at)))
-    with open(os.path.join(run_dir, "hf_model", "config.json"), encoding="utf-8") as f:
-        config_cls = config_class_for(json.load(f).get("architectures") or [])
-    try:
-        config = config_cls(**config_cls.load_yaml(os.path.join(run_dir, "config.yaml")))
-    except (TypeError, ValueError) as e:
-        raise ExportError(f"{os.path.join(run_dir, 'config.yaml')}: {e}") from None
+    config = finished_run.read_config(run_dir, "exports", error=ExportError)
     if max_seq_length is not None:  # (0 too is a value given, and refused, not the run's length)
         try:
             config.max_seq_length = operator.index(max_seq_length)  # (an int of numpy's too)
@@ -820,7 +801,6 @@ def export_run(run_dir: str, base_dir: str | None = None, version: int | None = 
         except (TypeError, ValueError) as e:
             raise ExportError(f"--max_seq_length: {e}" if isinstance(e, TypeError) else str(e)) from None
     task = task_for(config)
-    model = model_file.load_model(run_dir, compile=False)
-    tokenizer = BertTokenizer.from_pretrained(os.path.join(run_dir, "hf_model"))
+    model, tokenizer = finished_run.load_model(run_dir)
     return task.export(model, tokenizer, task.data_for_export(run_dir, config), config,
                        base_dir or os.path.join(run_dir, "saved_model"), version, overwrite=overwrite)

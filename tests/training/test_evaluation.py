@@ -1,0 +1,94 @@
+"""A finished run evaluated on a file it has not seen (`tfbert.training.evaluation`, `pipelines/evaluate.py`):
+the file's metrics are the ones the run reports when that file is its test split, the labels are the run's,
+and the results are written whole. (NER, question answering and masked LM: tests/pipelines/test_train_ner.py,
+test_train_qa.py and test_pretrain_mlm.py evaluate their runs too.)"""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import write_sentiment_csv
+from tfbert.data.readers import DataError
+from tfbert.training.evaluation import evaluate_run
+from tfbert.training.finished_run import RunFolderError
+from tfbert.training.run_config import ClassifierRunConfig
+from tfbert.training.runner import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load_cli():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "pipelines", "evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path, tiny_model_dir, capsys,
+                                                                       monkeypatch):
+    from tfbert import fileio
+
+    train_file = write_sentiment_csv(tmp_path / "train.csv", 160, seed=1)
+    test_file = write_sentiment_csv(tmp_path / "test.csv", 21, seed=2)
+    run = tmp_path / "run"
+    metrics = train(ClassifierRunConfig(model=tiny_model_dir, train_file=train_file, test_file=test_file,
+                                        validation_fraction=0.1, epochs=4, batch_size=8, max_seq_length=32,
+                                        learning_rate=3e-3, output_dir=str(run), log_dir=str(tmp_path / "tb")))
+    assert metrics["test"]["accuracy"] > 0.75  # (learnt: the comparisons below compare predictions of both classes)
+    capsys.readouterr()
+
+    summary = evaluate_run(str(run), test_file)
+    assert summary["test"] == metrics["test"]  # exactly, confusion matrix and per-class figures included
+    written = run / "evaluations" / "test"
+    assert json.loads((written / "metrics.json").read_text())["test"] == metrics["test"]
+    assert summary["num_examples"] == 21 and summary["test_file"] == test_file
+    out = capsys.readouterr().out
+    assert f"test: accuracy={metrics['test']['accuracy']:.4f}" in out
+    assert f"results: {written / 'metrics.json'}" in out
+    # other batches (padding) give the same answers
+    other = evaluate_run(str(run), test_file, output_dir=str(tmp_path / "by3"), batch_size=3)
+    assert other["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+
+    # the file's labels are the run's: one it never trained on is named with its row, before the model loads
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("text,label\ngood film,pos\na film,maybe\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{unknown}:3: label 'maybe' is not in the label vocabulary")):
+        evaluate_run(str(run), str(unknown))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{empty}: no examples")):
+        evaluate_run(str(run), str(empty))
+    assert sorted(os.listdir(run / "evaluations")) == ["test"]
+
+    # killed while writing: the previous results stay whole, and no half folder is left
+    before = (written / "metrics.json").read_text()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(str(run), test_file)
+    monkeypatch.undo()
+    assert (written / "metrics.json").read_text() == before
+    assert sorted(os.listdir(run / "evaluations")) == ["test"]
+
+    # the command line: one line per error, and a search's folder is pointed to its best model
+    cli = _load_cli()
+    assert cli.main(["--checkpoint", str(run), "--test_file", test_file, "--output_dir", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["test"] == metrics["test"]
+    capsys.readouterr()
+    assert cli.main(["--checkpoint", str(tmp_path / "nope"), "--test_file", test_file]) == 1
+    assert capsys.readouterr().err == f"evaluate.py: error: {tmp_path / 'nope'}: no such run folder\n"
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "search.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(RunFolderError, match="a search's folder, not a training run: its best model is the run "):
+        evaluate_run(str(tmp_path / "search"), test_file)
+    with pytest.raises(RunFolderError, match=r"not a finished training run \(missing"):
+        evaluate_run(str(tmp_path / "cli"), test_file)
+
