@@ -155,7 +155,8 @@ def test_predict_reads_pre_split_sentences_for_a_tagger(exported, tmp_path, caps
 
     bad = tmp_path / "bad.jsonl"
     for second, message in (('{"tokens": ["a", ""]}', r'"tokens" must be a list of non-empty strings'),
-                            ('{"words": ["a"]}', r'expected \{"tokens": \[...\]\} as on the first line'),
+                            ('{"words": ["a"]}', r"no \"tokens\" field \(found 'words'\)"),
+                            ('["a"]', r'expected \{"tokens": \[...\]\} \(as on the first line\), found an array'),
                             ("the movie", r"expected a JSON object")):
         bad.write_text('{"tokens": ["the", "movie"]}\n' + second + "\n", encoding="utf-8")
         assert cli.main(["--export_dir", version_dir, "--input_file", str(bad)]) == 1

@@ -126,21 +126,34 @@ def words_of(sources: Sequence[tuple[str, str]]) -> list[list[str]] | None:
     if not sources or not _is_words_line(sources[0][1]):
         return None
     sentences = []
-    for location, line in sources:
-        try:
-            record = json.loads(line)
-        except ValueError as e:
-            raise DataError(f'expected a JSON object with "tokens" (as the first line): {getattr(e, "msg", e)}',
-                            location) from None
-        if not isinstance(record, dict) or "tokens" not in record:
-            raise DataError(f'expected {{"tokens": [...]}} as on the first line, found {preview(line, 60)!r}',
-                            location)
+    for location, record in _json_objects(sources, '{"tokens": [...]} (as on the first line)'):
+        if "tokens" not in record:
+            others = ", ".join(repr(k) for k in record)
+            raise DataError('no "tokens" field' + (f" (found {others})" if others else ""), location)
         words = record["tokens"]
         if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
             raise DataError(f'"tokens" must be a list of non-empty strings, found {preview(json.dumps(words), 60)}',
                             location)
         sentences.append(words)
     return sentences
+
+
+def _json_objects(sources: Sequence[tuple[str, str]], expected: str):
+    """(location, object) of each line, a JSON object.
+
+    Raises:
+        DataError: a line that is not JSON, or not an object (names `file:line` and what was `expected`).
+    """
+    for location, line in sources:
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"expected a JSON object {expected}: {getattr(e, 'msg', e)}", location) from None
+        if not isinstance(record, dict):
+            found = {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(type(record),
+                                                                                              "a number")
+            raise DataError(f"expected {expected}, found {found}", location)
+        yield location, record
 
 
 def _is_words_line(line: str) -> bool:
@@ -188,16 +201,7 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
                         "object per line; pipelines/evaluate.py --checkpoint <run> --test_file <file> answers a SQuAD "
                         "file's questions (its test_predictions.json) and scores them",
                         sources[0][0].rsplit(":", 1)[0])
-    for location, line in sources:
-        try:
-            record = json.loads(line)
-        except ValueError as e:
-            raise DataError(f"expected a JSON object with question and context: {getattr(e, 'msg', e)}",
-                            location) from None
-        if not isinstance(record, dict):
-            found = {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(type(record),
-                                                                                              "a number")
-            raise DataError(f'expected {{"question": "...", "context": "..."}}, found {found}', location)
+    for location, record in _json_objects(sources, '{"question": "...", "context": "..."}'):
         for key in ("question", "context"):
             if key not in record:
                 others = ", ".join(repr(k) for k in record if k not in ("question", "context"))
