@@ -32,6 +32,9 @@ def evaluation_dir(run_dir: str, test_file: str) -> str:
 def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, batch_size: int | None = None) -> dict:
     """Evaluates the finished run in `run_dir` on `test_file`; returns what it writes to metrics.json.
 
+    Seeds the process as the run did (`runner.seed_everything`: Python, numpy, TensorFlow, op determinism),
+    so that what is drawn at random in an evaluation (masked LM's masks) is what the run drew.
+
     Args:
         output_dir: where the results go; defaults to `evaluation_dir(run_dir, test_file)`. What is
             there is replaced whole once the new results are written.
