@@ -54,6 +54,21 @@ def test_detected_v2_and_an_empty_held_out_split_are_said(tmp_path, caplog):
     assert f"{path}: --validation_fraction 0.15 held out nothing" in said and "give --validation_file" in said
 
 
+def test_a_training_file_holds_out_its_validation_fraction(tmp_path):
+    # it held out validation_fraction / (1 - test_fraction): 0.5 / 0.85 of the articles, a test share
+    # taken off a file that has no test split
+    from tfbert.tasks.question_answering import QuestionAnsweringTask
+    from tfbert.training.run_config import QARunConfig
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "title": f"article {i}", "question": "Which city?",
+                                        "context": "Paris is big.", "answers": {"text": ["Paris"], "answer_start": [0]}})
+                            + "\n" for i in range(40)), encoding="utf-8")
+    for fraction, held in ((0.5, 20), (0.25, 10)):
+        data = QuestionAnsweringTask().load_data(QARunConfig(train_file=str(path), validation_fraction=fraction))
+        assert (len(data.train), len(data.validation)) == (40 - held, held)
+
+
 @pytest.mark.slow
 def test_train_qa_runs_on_its_default_data(tmp_path, tiny_model_dir):
     out = tmp_path / "run"

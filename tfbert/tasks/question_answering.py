@@ -114,6 +114,9 @@ class QuestionAnsweringTask(Task):
         read = dict(version_2=config.version_2_with_negative, skip_bad_rows=config.skip_bad_rows)
         split_fractions = (1 - config.validation_fraction - config.test_fraction, config.validation_fraction,
                            config.test_fraction)
+        # a training file or dataset loses --validation_fraction of its questions (test_fraction is the built-in
+        # data's: it was taken off the training share too, holding out v / (1 - t))
+        held_out = (1 - config.validation_fraction, config.validation_fraction)
         if config.dataset:
             name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
             train = squad.read_tfds_squad(name, "train", config.tfds_data_dir, **read)
@@ -122,15 +125,15 @@ class QuestionAnsweringTask(Task):
             except DataError as e:
                 if "no split" not in str(e):
                     raise
-                train, validation = squad.split_by_title(train, split_fractions[:2], config.seed)
+                train, validation = squad.split_by_title(train, held_out, config.seed)
             test, description = None, f"tfds:{name}"
         elif config.train_file:
             train, validation, test = read_file_splits(
                 config, lambda path: self.read_file(config, path),
-                lambda examples: tuple(squad.split_by_title(examples, split_fractions[:2], config.seed)))
+                lambda examples: tuple(squad.split_by_title(examples, held_out, config.seed)))
             description = config.train_file
         else:
-            everything = squad.read_squad(datasets.path(*XQUAD_FILE), **read)
+            everything = self.read_file(config, datasets.path(*XQUAD_FILE))
             train, validation, test = squad.split_by_title(everything, split_fractions, config.seed)
             description = ("XQuAD-en (1,190 SQuAD v1.1 questions, CC BY-SA 4.0, shipped with tfbert), split by "
                            f"article {split_fractions[0]:.0%}/{split_fractions[1]:.0%}/{split_fractions[2]:.0%} "
