@@ -29,7 +29,9 @@ def main(argv=None) -> int:
                         help="a finished training run's --output_dir (train_cls.py, train_ner.py, train_qa.py, "
                              "pretrain_mlm.py), or a search's best_model")
     parser.add_argument("--test_file", required=True, help="the data to evaluate on, in a format the task trains on")
-    parser.add_argument("--output_dir", help="where the results go (default: <checkpoint>/evaluations/<file name>)")
+    parser.add_argument("--output_dir", help="where the results go, replacing the folder whole: a new or empty folder, "
+                                             "or an earlier evaluation's (default: <checkpoint>/evaluations/<file "
+                                             "name>)")
     parser.add_argument("--batch_size", type=int, help="examples per batch (default: the run's)")
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     args = parser.parse_args(argv)

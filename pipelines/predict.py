@@ -105,9 +105,12 @@ def run(args: argparse.Namespace, stdin=None) -> str:
         texts, pairs = load_text_pairs(args.texts, args.input_file, stdin)
     else:
         sources = read_sources(args.texts, args.input_file, stdin)
-        sentences = words_of(sources) if args.input_file or not args.texts else None
+        sentences = words_of([source for source in sources if not source[0].startswith("argument ")])
         if sentences is not None:
-            return _predict_words(args, version_dir, metadata, sentences)
+            if args.texts:
+                raise ServingClientError(f'TEXT arguments and {{"tokens": [...]}} lines in {sources[-1][0]}: the one '
+                                         "or the other (raw texts, or pre-split sentences)")
+            return _predict_words(args, version_dir, metadata, sentences, sources[0][0].rsplit(":", 1)[0])
         texts, locations = [text for _, text in sources], [location for location, _ in sources]
     if not texts and args.input_file:
         raise DataError("no texts in the file (it is empty or blank): expected one text per line", args.input_file)
@@ -128,12 +131,13 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     return format_table(texts, results, pairs, label_names=metadata.get("labels"), threshold=threshold)
 
 
-def _predict_words(args: argparse.Namespace, version_dir: str | None, metadata: dict, sentences) -> str:
+def _predict_words(args: argparse.Namespace, version_dir: str | None, metadata: dict, sentences, source: str) -> str:
     """`{"tokens": [...]}` lines: pre-split sentences, through a token classifier's `tokens` signature."""
     task = metadata.get("task", "token_classification")
     if task != "token_classification":
-        raise ServingClientError(f'{version_dir}: {{"tokens": [...]}} lines are pre-split sentences for a token '
-                                 f"classifier (NER); this export is a {task} model, which reads raw text lines")
+        raise ServingClientError(f'{source}: {{"tokens": [...]}} lines are pre-split sentences for a token '
+                                 f"classifier (NER); the export {version_dir} is a {task} model, which reads raw "
+                                 "text lines")
     if args.signature != "serving_default":
         raise ServingClientError(f'--signature {args.signature}: {{"tokens": [...]}} lines go to the export\'s '
                                  '"tokens" signature')

@@ -70,7 +70,7 @@ def test_train_kill_resume_and_serve(tmp_path, tiny_model_dir):
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "micro avg" in evaluated.stdout
-    assert json.loads((out / "evaluations" / "test" / "metrics.json").read_text())["test"] == metrics["test"]
+    assert json.loads((out / "evaluations" / "test.conll" / "metrics.json").read_text())["test"] == metrics["test"]
     from tfbert.training.evaluation import evaluate_run
 
     unknown = tmp_path / "unknown.conll"

@@ -133,7 +133,7 @@ def test_squad_v1_kill_resume_and_serve(tmp_path, tiny_model_dir):
     from tfbert.training.evaluation import evaluate_run
 
     assert evaluate_run(str(out), str(tmp_path / "test.json"))["test"] == metrics["test"]
-    evaluated = out / "evaluations" / "test"
+    evaluated = out / "evaluations" / "test.json"
     assert json.loads((evaluated / "test_predictions.json").read_text()) == predictions
     again = json.loads((evaluated / "test_nbest_predictions.json").read_text())
     assert {qid: [(c["text"], c["start"], c["end"]) for c in candidates] for qid, candidates in again.items()} == \

@@ -85,7 +85,10 @@ def test_question_answering_input_and_output_formats(tmp_path):
     assert (questions, contexts) == (["Who?", "When?"], ["Ada wrote it.", "In 1818."])
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "Who?", "context": "Ada."}\n\n{"question": 3, "context": "x"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=re.escape(f'{path}:3: "question" must be a string, found 3')):
+    with pytest.raises(DataError, match=re.escape(f'{path}:3: "question" must be a UTF-8 string, found 3')):
+        load_questions(None, None, str(path))
+    path.write_text('{"question": "Who?", "context": "Ada \\udc80."}\n', encoding="utf-8")  # a lone surrogate
+    with pytest.raises(DataError, match=re.escape(f'{path}:1: "context" must be a UTF-8 string, found "Ada \\udc80."')):
         load_questions(None, None, str(path))
     for line, message in (('{"question": "Who?", "ctx": "Ada."}', """no "context" field (found 'ctx')"""),
                           ('["Who?", "Ada."]', 'expected {"question": "...", "context": "..."}, found an array')):

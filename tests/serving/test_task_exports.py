@@ -154,7 +154,8 @@ def test_predict_reads_pre_split_sentences_for_a_tagger(exported, tmp_path, caps
     assert "hello world is good" in capsys.readouterr().out
 
     bad = tmp_path / "bad.jsonl"
-    for second, message in (('{"tokens": ["a", ""]}', r'"tokens" must be a list of non-empty strings'),
+    for second, message in (('{"tokens": ["a", ""]}', r'"tokens" must be a list of non-empty UTF-8 strings'),
+                            ('{"tokens": ["a", "\\ud800"]}', r'"tokens" must be a list of non-empty UTF-8 strings'),
                             ('{"words": ["a"]}', r"no \"tokens\" field \(found 'words'\)"),
                             ('["a"]', r'expected \{"tokens": \[...\]\} \(as on the first line\), found an array'),
                             ("the movie", r"expected a JSON object")):
@@ -163,8 +164,12 @@ def test_predict_reads_pre_split_sentences_for_a_tagger(exported, tmp_path, caps
         assert capsys.readouterr().err.startswith(f"predict.py: error: {bad}:2: ")
     classifier = exported("classification")  # a classifier reads raw text: such lines are a mistake
     assert cli.main(["--export_dir", classifier, "--input_file", str(lines)]) == 1
-    assert "pre-split sentences for a token classifier (NER); this export is a classification model" in \
-        capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f'predict.py: error: {lines}: {{"tokens": [...]}} lines are pre-split '
+                                              f"sentences for a token classifier (NER); the export {classifier} is a "
+                                              "classification model")
+    # TEXT arguments beside such a file: the lines were tagged as raw JSON text
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(lines), "hello world"]) == 1
+    assert f'TEXT arguments and {{"tokens": [...]}} lines in {lines}:3: the one or the other' in capsys.readouterr().err
 
 
 def test_predict_refuses_what_a_question_answerer_would_not_read(exported, tmp_path, capsys):

@@ -6,10 +6,12 @@ test_train_qa.py and test_pretrain_mlm.py evaluate their runs too.)"""
 import json
 import os
 import re
+import socket
 
 import pytest
 
 from conftest import write_sentiment_csv
+from tfbert.config import ConfigError
 from tfbert.data.readers import DataError
 from tfbert.training.evaluation import evaluate_run
 from tfbert.training.finished_run import RunFolderError
@@ -44,7 +46,7 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
 
     summary = evaluate_run(str(run), test_file)
     assert summary["test"] == metrics["test"]  # exactly, confusion matrix and per-class figures included
-    written = run / "evaluations" / "test"
+    written = run / "evaluations" / "test.csv"
     assert json.loads((written / "metrics.json").read_text())["test"] == metrics["test"]
     assert summary["num_examples"] == 21 and summary["test_file"] == test_file
     out = capsys.readouterr().out
@@ -63,9 +65,10 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
     empty.write_text("text,label\n", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape(f"{empty}: no examples")):
         evaluate_run(str(run), str(empty))
-    assert sorted(os.listdir(run / "evaluations")) == ["test"]
+    assert sorted(os.listdir(run / "evaluations")) == ["test.csv"]
 
-    # killed while writing: the previous results stay whole, and no half folder is left
+    # killed while writing: the previous results stay whole, and no half folder is left (a kill -9's is removed
+    # by the next evaluation)
     before = (written / "metrics.json").read_text()
 
     def killed(*args, **kwargs):
@@ -76,7 +79,24 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
         evaluate_run(str(run), test_file)
     monkeypatch.undo()
     assert (written / "metrics.json").read_text() == before
-    assert sorted(os.listdir(run / "evaluations")) == ["test"]
+    assert sorted(os.listdir(run / "evaluations")) == ["test.csv"]
+    stray = run / "evaluations" / f".test.csv.tmp-0badc0de-pid999999999@{socket.gethostname()}"
+    stray.mkdir()
+    evaluate_run(str(run), test_file)
+    assert sorted(os.listdir(run / "evaluations")) == ["test.csv"]
+
+    # the results replace their folder whole: a folder of other files, the run's above all, is refused untouched
+    for folder in (run, run.parent, run / "hf_model"):
+        with pytest.raises(ConfigError, match=re.escape(f"--output_dir: {folder} ")):
+            evaluate_run(str(run), test_file, output_dir=str(folder))
+    assert (run / "model.keras").exists() and (run / "hf_model" / "config.json").exists()
+    # another file of the same name replaces an earlier evaluation, and says so
+    other_test = tmp_path / "other" / "test.csv"
+    other_test.parent.mkdir()
+    other_test.write_text(open(test_file, encoding="utf-8").read(), encoding="utf-8")
+    capsys.readouterr()
+    evaluate_run(str(run), str(other_test))
+    assert f"{written}: replacing the evaluation of {test_file}" in capsys.readouterr().out
 
     # the command line: one line per error, and a search's folder is pointed to its best model
     cli = _load_cli()
@@ -92,3 +112,20 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
     with pytest.raises(RunFolderError, match=r"not a finished training run \(missing"):
         evaluate_run(str(tmp_path / "cli"), test_file)
 
+    # a run that chose its best epoch by the validation loss reported the test loss too: so does its evaluation
+    import tfbert
+    from tfbert.tasks import task_for
+    from tfbert.text import BertTokenizer
+    from tfbert.training import runner
+
+    config_yaml = run / "config.yaml"
+    config_yaml.write_text(config_yaml.read_text().replace("metric_for_best: null", "metric_for_best: val_loss"))
+    with_loss = evaluate_run(str(run), test_file, output_dir=str(tmp_path / "with_loss"))["test"]
+    config = ClassifierRunConfig.from_args(["--config", str(config_yaml)])
+    task = task_for(config)
+    compiled = tfbert.load_model(str(run))  # as the run evaluated: its compiled loss
+    data = task.evaluation_data(config, test_file, task.data_for_export(str(run), config))
+    prepared = runner.PreparedData(task, data, BertTokenizer.from_pretrained(str(run / "hf_model")))
+    reference = task.evaluate(compiled, prepared.dataset("test", config), data, "test", prepared.tokenizer, config,
+                              with_loss=True)
+    assert with_loss["loss"] == pytest.approx(reference["loss"], rel=1e-6) and "loss" not in metrics["test"]

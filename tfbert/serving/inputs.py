@@ -131,11 +131,21 @@ def words_of(sources: Sequence[tuple[str, str]]) -> list[list[str]] | None:
             others = ", ".join(repr(k) for k in record)
             raise DataError('no "tokens" field' + (f" (found {others})" if others else ""), location)
         words = record["tokens"]
-        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
-            raise DataError(f'"tokens" must be a list of non-empty strings, found {preview(json.dumps(words), 60)}',
-                            location)
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w and _encodable(w)
+                                                                for w in words):
+            raise DataError('"tokens" must be a list of non-empty UTF-8 strings, found '
+                            f"{preview(json.dumps(words), 60)}", location)
         sentences.append(words)
     return sentences
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode (JSON's \\ud800 escapes give lone surrogates, which UTF-8 cannot hold)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_objects(sources: Sequence[tuple[str, str]], expected: str):
@@ -206,8 +216,8 @@ def load_questions(questions: Sequence[str] | None, contexts: Sequence[str] | No
             if key not in record:
                 others = ", ".join(repr(k) for k in record if k not in ("question", "context"))
                 raise DataError(f'no "{key}" field' + (f" (found {others})" if others else ""), location)
-            if not isinstance(record[key], str):
-                raise DataError(f'"{key}" must be a string, found {json.dumps(record[key])}', location)
+            if not isinstance(record[key], str) or not _encodable(record[key]):
+                raise DataError(f'"{key}" must be a UTF-8 string, found {json.dumps(record[key])}', location)
         questions.append(record["question"])
         contexts.append(record["context"])
     return questions, contexts

@@ -396,7 +396,7 @@ class Task:
         """
         raise NotImplementedError
 
-    def check_labels(self, config, examples, data: TaskData, path: str) -> None:
+    def check_labels(self, config, examples, data: TaskData) -> None:
         """Refuses `examples` with a label or tag the model does not know (`data.label_names`), naming
         its row; nothing to check for tasks without labels."""
 
@@ -412,7 +412,7 @@ class Task:
             logger.warning("skipped %s", skipped)
         if not len(test):
             raise DataError("no examples to evaluate", path)
-        self.check_labels(config, test, run_data, path)
+        self.check_labels(config, test, run_data)
         return dataclasses.replace(run_data, test=test, description=path)
 
     def load_tokenizer(self, config, data: TaskData, work_dir: str | None = None):

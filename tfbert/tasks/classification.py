@@ -93,7 +93,7 @@ class ClassificationTask(Task):
     def read_file(self, config, path: str):
         return readers.read_examples(path, has_header=config.has_header, **self._read_options(config))
 
-    def check_labels(self, config, examples, data: ClassificationData, path: str) -> None:
+    def check_labels(self, config, examples, data: ClassificationData) -> None:
         if data.label_vocab is not None:  # (an unknown label is an error naming its row)
             encode_labels(examples, data.label_vocab, config.task)
 
@@ -140,11 +140,12 @@ class ClassificationTask(Task):
             raise readers.DataError(f"the training data has a single label ({vocab.labels[0]!r}); single-label "
                                     "classification needs at least two (for one yes/no label use --multi_label)",
                                     where)
+        data = ClassificationData(train, validation, test, vocab.labels if vocab else None, description, vocab,
+                                  text_pair=train.text_pairs is not None)
         for examples in (validation, test):  # an unknown label fails now, naming its row, not after training
             if examples is not None:
-                encode_labels(examples, vocab, config.task)
-        return ClassificationData(train, validation, test, vocab.labels if vocab else None, description, vocab,
-                                  text_pair=train.text_pairs is not None)
+                self.check_labels(config, examples, data)
+        return data
 
     def make_dataset(self, data: ClassificationData, split: str, tokenizer, config, training: bool):
         examples = data.split(split)
@@ -208,6 +209,8 @@ class ClassificationTask(Task):
 
     def data_for_export(self, run_dir: str, config) -> ClassificationData:
         labels_file = os.path.join(run_dir, "labels.txt")
+        if config.task != "regression" and not os.path.exists(labels_file):
+            raise readers.DataError("missing: the run's labels, which a classification run writes there", labels_file)
         vocab = readers.LabelVocab.load(labels_file) if os.path.exists(labels_file) else None
         return ClassificationData(None, None, None, vocab.labels if vocab else None, run_dir, vocab,
                                   text_pair=bool(config.text_pair_column))

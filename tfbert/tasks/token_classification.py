@@ -193,7 +193,7 @@ class TokenClassificationTask(Task):
         return conll.read_tagged(path, token_column=config.token_column, tag_column=config.tag_column,
                                  scheme=config.tag_scheme, skip_bad_rows=config.skip_bad_rows)
 
-    def check_labels(self, config, examples: conll.TaggedSentences, data: TaskData, path: str) -> None:
+    def check_labels(self, config, examples: conll.TaggedSentences, data: TaskData) -> None:
         """An unknown tag fails naming its line (not after training, nor as a wrong score)."""
         tags = data.label_names
         unknown = next(((tag, k, words[k], source) for sentence, words, source in
@@ -255,7 +255,7 @@ class TokenClassificationTask(Task):
         data = TaggedData(train, validation, test, tags, description)
         for split in (validation, test):
             if split is not None:
-                self.check_labels(config, split, data, description)
+                self.check_labels(config, split, data)
         return data
 
     @staticmethod

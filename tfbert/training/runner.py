@@ -377,6 +377,8 @@ def say_finished_run_is_trained_again(output_dir: str) -> None:
     print(f"{output_dir} holds a run that finished on {when}: training again from the start; its metrics.json and "
           "model files are replaced" + (f", its SavedModel versions ({', '.join(map(str, kept))}) stay and this "
                                         "run's is the next" if kept else "")
+          + (", its evaluations/ (of the earlier model) stay" if os.path.isdir(os.path.join(output_dir, "evaluations"))
+             else "")
           + " (--output_dir or --run_name for a run folder of its own)", flush=True)
 
 
