@@ -186,6 +186,8 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     assert os.listdir(best / "saved_model") == ["1"]
     first_graph = tmp_path / "first_saved_model.pb"  # (a link to the file: is it the same one at the end?)
     os.link(best / "saved_model" / "1" / "saved_model.pb", first_graph)
+    (best / "evaluations" / "dev.csv").mkdir(parents=True)  # what evaluate.py writes there, kept too
+    (best / "evaluations" / "dev.csv" / "metrics.json").write_text("{}", encoding="utf-8")
     # the best model's metrics.json says what its trial's training did, as a run's does
     trial = json.loads((search / "trials" / "trial_0" / "metrics.json").read_text())
     exported = json.loads((best / "metrics.json").read_text())
@@ -233,6 +235,7 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     # a new number, so that a polling server loads it; the earlier version is still there to serve
     assert sorted(os.listdir(best / "saved_model")) == ["1", "2"]
     assert os.path.samefile(best / "saved_model" / "1" / "saved_model.pb", first_graph)
+    assert (best / "evaluations" / "dev.csv" / "metrics.json").read_text() == "{}"
     assert f"SavedModel for TF Serving: {best / 'saved_model' / '2'}\n" in out and f"outputs: {best} (" in out
     assert exported["saved_model"] == str(best / "saved_model" / "2")
     assert "best_model" not in _hparams_session_folders(tmp_path / "tb")  # retrained: still no session of its own

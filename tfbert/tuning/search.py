@@ -327,12 +327,16 @@ def _exported(directory: str, trial_id: str, mode: str) -> bool:
 def _swap_in(staging: str, export_dir: str, output_dir: str) -> None:
     """Puts the finished `staging` folder in place of `export_dir`, carrying over the SavedModel versions
     the previous best models exported (hard links): a server that serves several versions, or a user
-    going back to one, still finds them."""
-    fileio.remove_leftovers(os.path.join(staging, "saved_model"))  # a link_tree killed midway
-    for version in find_versions(os.path.join(export_dir, "saved_model")):
-        kept = os.path.join(staging, "saved_model", str(version))
-        if not os.path.exists(kept):
-            fileio.link_tree(os.path.join(export_dir, "saved_model", str(version)), kept)
+    going back to one, still finds them. Their `evaluations/` (evaluate.py's) stay too, as a run's do
+    when it is trained again."""
+    fileio.remove_leftovers(staging)  # a link_tree killed midway
+    fileio.remove_leftovers(os.path.join(staging, "saved_model"))
+    carried = [os.path.join("saved_model", str(v)) for v in find_versions(os.path.join(export_dir, "saved_model"))]
+    if os.path.isdir(os.path.join(export_dir, "evaluations")):
+        carried.append("evaluations")
+    for name in carried:
+        if not os.path.exists(os.path.join(staging, name)):
+            fileio.link_tree(os.path.join(export_dir, name), os.path.join(staging, name))
     fileio.replace_dir(staging, export_dir, aside=_REPLACED.format(output_dir))
 
 
