@@ -218,6 +218,11 @@ def test_row_errors_name_file_and_line(tmp_path):
         ("empty_text.csv", 'text,label\na,x\n"  ",y\n', "empty_text.csv:3:", "empty text"),
         ("no_label.tsv", "text\tlabel\na\tx\nb\t \n", "no_label.tsv:3:", "missing label"),
         ("extra.csv", "text,label\na,b,c\n", "extra.csv:2:", "too many fields"),
+        # without a header too: an unquoted comma made "shares rose" a label of its own
+        ("noheader.csv", "stocks fell,money\nbank, shares rose,money\ngoal,sport\n", "noheader.csv:2:",
+         "too many fields: expected 2 as in the other rows, found 3; quote fields that contain commas"),
+        ("noheader.tsv", "stocks fell\tmoney\ngoal\tsport\nbank\tshares\tmoney\n", "noheader.tsv:3:",
+         "too many fields: expected 2 as in the other rows, found 3; a text contains a tab"),
         ("bad.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label: 1}\n', "bad.jsonl:2:",
          "invalid JSON"),
         ("array.json", '[{"text": "a", "label": "x"}]\n', "array.json:1:", "JSON Lines"),

@@ -12,6 +12,7 @@ infers the format of a path from its extension. Pure Python; no TensorFlow.
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import json
 import logging
@@ -123,7 +124,7 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
         else:
             label_index = resolve(DEFAULT_LABEL_COLUMN if label_column is None else label_column,
                                   "label column")
-        records_to_read: Iterator = records
+        records_to_read = records
     else:
         # "1" from a command line is the column's index (a file without a header has no names)
         text_column, pair_column, label_column = (int(c) if isinstance(c, str) and c.isdigit() else c
@@ -145,16 +146,16 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
         else:
             label_index = label_column
 
-        def chain() -> Iterator:
-            yield first
-            yield from records
-        records_to_read = chain()
+        records_to_read = [first, *records]
 
     def name_of(index: int) -> str:
         return f"column {header[index]!r}" if header else f"column {index}"
 
     used = [i for i in (text_index, pair_index, label_index) if i is not None]
     needed = max(used) + 1
+    # Without a header the width is that of most rows: a row wider than them has a text with an unquoted
+    # comma (a tab), whose pieces would be read as other columns, the label among them
+    width = len(header) if header else _usual_width(records_to_read)
     collector = _Collector(path, options, with_labels=label_index is not None,
                            with_pairs=pair_index is not None)
     for line, row, bad in records_to_read:
@@ -170,9 +171,9 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                 reason += "; the record spans several lines: is a quote left open?"
             collector.reject(location, reason)
             continue
-        if header and len(row) > len(header) and any(f.strip() for f in row[len(header):]):
-            collector.reject(location, f"too many fields: expected {len(header)} as in the "
-                                       f"header, found {len(row)}; "
+        if width and len(row) > width and any(f.strip() for f in row[width:]):
+            collector.reject(location, f"too many fields: expected {width} as in the "
+                                       f"{'header' if header else 'other rows'}, found {len(row)}; "
                                        + ("quote fields that contain commas"
                                           if fmt == "csv" else "a text contains a tab"))
             continue
@@ -196,6 +197,18 @@ def _read_delimited(path: str, lines: list[tuple[str, str | None]], fmt: str,
                        "header, pass has_header=True (--has_header) or name the columns (text_column, label_column)",
                        path, first_line, first_label)
     return examples
+
+
+def _usual_width(records: list) -> int | None:
+    """The number of fields most rows have (trailing empty fields not counted), or None without rows."""
+    widths = collections.Counter()
+    for _, row, bad in records:
+        if not bad:
+            kept = len(row)
+            while kept and not row[kept - 1].strip():
+                kept -= 1
+            widths[kept] += 1
+    return widths.most_common(1)[0][0] if widths else None
 
 
 def _column_index(header: list[str], name: str) -> int | None:
