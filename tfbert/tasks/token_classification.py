@@ -26,7 +26,7 @@ from tfbert import metrics as metric_fns
 from tfbert.data import conll, pipeline
 from tfbert.data.readers import DataError
 from tfbert.export import export_saved_model
-from tfbert.tasks.base import Task, TaskData, predict_batches, read_file_splits
+from tfbert.tasks.base import Task, TaskData, predict_batches, read_file_splits, report_skipped
 from tfbert.tasks.ner_serving import tagging_signatures
 from tfbert.tasks.token_classifier import IGNORE_LABEL, BertTokenClassifier
 
@@ -208,17 +208,17 @@ class TokenClassificationTask(Task):
         if config.dataset:
             name = config.dataset[len("tfds:"):] if config.dataset.startswith("tfds:") else config.dataset
             tfds_read = dict(data_dir=config.tfds_data_dir, scheme=config.tag_scheme)
-            train = conll.read_tfds_tagged(name, "train", **tfds_read)
+            train = report_skipped(conll.read_tfds_tagged(name, "train", **tfds_read))
             validation = test = None
             for split in ("validation", "dev"):
                 try:
-                    validation = conll.read_tfds_tagged(name, split, **tfds_read)
+                    validation = report_skipped(conll.read_tfds_tagged(name, split, **tfds_read))
                     break
                 except DataError as e:
                     if "no split" not in str(e):
                         raise
             try:
-                test = conll.read_tfds_tagged(name, "test", **tfds_read)
+                test = report_skipped(conll.read_tfds_tagged(name, "test", **tfds_read))
             except DataError as e:
                 if "no split" not in str(e):
                     raise
@@ -234,12 +234,9 @@ class TokenClassificationTask(Task):
             description = config.train_file
         else:
             held_out = False
-            train, validation, test = (self.read_file(config, datasets.path("wnut17", f"{split}.conll"))
+            train, validation, test = (report_skipped(self.read_file(config, datasets.path("wnut17", f"{split}.conll")))
                                        for split in ("train", "validation", "test"))
             description = "WNUT-17 (emerging entities, CC BY 4.0, shipped with tfbert)"
-        for split in (train, validation, test):
-            for skipped in (split.skipped if split is not None else []):
-                logger.warning("skipped %s", skipped)
         # The label set is that of the whole training file (before --max_train_examples), and of a
         # validation split held out of it (a rare tag may land only there); a validation file of its
         # own must not bring tags the model never trains on.
@@ -376,5 +373,4 @@ def _split(sentences: conll.TaggedSentences, fraction: float, seed: int, path: s
     if cut >= len(sentences):
         raise DataError(f"{len(sentences)} sentence(s) are too few to hold out {fraction:.0%} for validation", path)
     train, validation = sentences.select(np.sort(order[cut:])), sentences.select(np.sort(order[:cut]))
-    train.skipped = sentences.skipped  # reported once, with the training split
     return train, validation
