@@ -128,3 +128,21 @@ def test_folders_made_for_a_block_that_fails_are_removed_if_still_empty(tmp_path
     with fileio.made_dirs(str(tmp_path / "runs" / "c")):
         pass
     assert sorted(os.listdir(tmp_path / "runs")) == ["b", "c"]  # kept when the block succeeds
+
+
+def test_files_written_atomically_are_as_readable_as_open_makes_them(tmp_path):
+    # safetensors writes its files 0600: hf_model/model.safetensors was unreadable to other users and services
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    old = os.umask(0o022)
+    try:
+        with fileio.atomic_path(str(tmp_path / "model.safetensors")) as path:
+            save_file({"w": np.zeros(2, "float32")}, path)
+        assert os.stat(tmp_path / "model.safetensors").st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        with fileio.atomic_write(str(tmp_path / "private.json")) as f:
+            f.write("{}")
+        assert os.stat(tmp_path / "private.json").st_mode & 0o777 == 0o600  # the umask still rules
+    finally:
+        os.umask(old)

@@ -150,6 +150,13 @@ def made_dirs(path: str) -> Iterator[str]:
         raise
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path to write; renamed over `path` when the block ends without an error."""
@@ -159,6 +166,8 @@ def atomic_path(path: str) -> Iterator[str]:
     temporary = temporary_path(path)
     try:
         yield temporary
+        if os.path.isfile(temporary):  # as `open` makes a file: some writers (safetensors) make theirs 0600
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -132,7 +132,8 @@ def save_adapters(model: keras.Model, directory: str, base_model: str, settings:
         config["lora_targets"] = parse_targets(config["lora_targets"])
     tmp = fileio.scratch_path(directory)
     os.makedirs(tmp)
-    save_file(tensors, os.path.join(tmp, ADAPTER_WEIGHTS))
+    with fileio.atomic_path(os.path.join(tmp, ADAPTER_WEIGHTS)) as weights:  # (readable as other files are)
+        save_file(tensors, weights)
     fileio.write_json(os.path.join(tmp, ADAPTER_CONFIG), config)
     fileio.replace_dir(tmp, directory, aside=fileio.scratch_path(directory, "old"))
 
