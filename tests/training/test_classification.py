@@ -257,8 +257,13 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
     (tmp_path / "train.csv").write_text(original + "so so film,meh\n" * 10, encoding="utf-8")
     from tfbert.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"started with other settings \(contents of train_file: 'sha256:"):
+    with pytest.raises(ConfigError, match=r"started with other settings \(contents of train_file: 'sha256:.*\); to "
+                                          r"resume it, restore the contents train_file had; or pass another"):
         runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False)
+    with pytest.raises(ConfigError, match=r"\(contents of train_file: .*, learning_rate: 1e-09 -> 0.5\); to resume it, "
+                                          r"restore the contents train_file had and run the command it started with"):
+        runner.fit_and_evaluate(dataclasses.replace(config, learning_rate=0.5), runner.prepare(config),
+                                write_exports=False)
     # a backup without the data's hash (written before tfbert kept one) is still checked by its variables
     import yaml
 

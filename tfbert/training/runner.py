@@ -285,10 +285,15 @@ def check_backup_matches(backup_dir: str, config: RunConfig) -> None:
         changed = sorted(k for k in current if saved.get(k) != current[k] and k not in moved
                          and not (k.startswith(prefix) and k not in saved))
         if changed:
+            # to resume: the settings it started with (its flags, and its data files' contents as they were)
+            data = [k[len(prefix):] for k in changed if k.startswith(prefix)]
+            again = ("restore " + " and ".join(f"the contents {name} had" for name in data)
+                     + (" and run the command it started with" if len(data) < len(changed) else "")
+                     if data else "run the command it started with")
             raise ConfigError(
                 f"{backup_dir}: holds an interrupted run started with other settings "
-                f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in changed)}); run the same "
-                f"command to resume it, pass another --output_dir, or delete {backup_dir} to start over")
+                f"({', '.join(f'{k}: {saved.get(k)!r} -> {current[k]!r}' for k in changed)}); to resume it, "
+                f"{again}; or pass another --output_dir, or delete {backup_dir} to start over")
         return
     os.makedirs(backup_dir, exist_ok=True)
     with fileio.atomic_write(path) as f:
