@@ -94,7 +94,7 @@ print("RESULT", stored, model.count_params(), gap)
 
 
 @pytest.mark.slow
-def test_layout_versions_and_overwrite(tmp_path, tokenizer):
+def test_layout_versions_and_overwrite(tmp_path, tokenizer, caplog):
     model = _model()
     base = tmp_path / "export"
     first = export_saved_model(model, tokenizer, str(base), label_names=LABELS)
@@ -122,6 +122,11 @@ def test_layout_versions_and_overwrite(tmp_path, tokenizer):
                                               rf"this is a {shown}: TF Serving serves the versions"):
             export_saved_model(model, tokenizer, str(base), label_names=LABELS, **kwargs)
     assert sorted(os.listdir(base)) == ["1", "2"]
+    assert "answers with the labels" not in caplog.text  # the same labels so far
+    # other labels (a class added, or another order): said, as the clients of label_id get other answers
+    export_saved_model(model, tokenizer, str(base), version=2, overwrite=True, label_names=LABELS[::-1])
+    assert (f"{base}: version 1 answers with the labels neg, neutral, pos, this version with pos, neutral, neg: a "
+            "client that reads label_id or probabilities by position gets other labels from it") in caplog.text
     # signatures of a caller's own, without a task named: nothing to compare, written beside the others
     def own_signature(archive, serving_model, tokenizer, max_seq_length):
         archive.add_endpoint("serving_default", lambda text: {"characters": tf.strings.length(text)},

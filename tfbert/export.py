@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -38,6 +39,8 @@ import tensorflow as tf
 from tfbert import fileio
 from tfbert.errors import TfbertError
 from tfbert.text import BertTokenizer
+
+logger = logging.getLogger("tfbert")
 
 ALLOWLIST_FILE = os.path.join(os.path.dirname(__file__), "serving_ops_allowlist.txt")
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -168,6 +171,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         if len(label_names) != num_outputs:
             raise ExportError(f"{base_dir}: {len(label_names)} label names for a model with {num_outputs} outputs")
 
+    _say_labels_changed(base_dir, version, label_names if signatures is None else (metadata or {}).get("labels"))
     serving_model = float32_copy(model)
     fileio.remove_leftovers(base_dir)  # killed exports' folders
     # A hidden sibling of the versions: TF Serving only loads numeric folder names.
@@ -239,6 +243,23 @@ def _check_same_interface(base_dir: str, version: int, task: str | None, text_pa
                               f"{shown(task, text_pair if pair is not None else None)}: TF Serving serves the "
                               "versions of a base path as one model, so its clients would get other inputs "
                               "and outputs; export into another directory")
+
+
+def _say_labels_changed(base_dir: str, version: int, labels: Sequence[str] | None) -> None:
+    """Warns when the labels differ from those of the newest other version of the base path: TF Serving
+    moves its clients to this version, whose `label_id` and `probabilities` positions mean other labels."""
+    for other in reversed(find_versions(base_dir)):
+        if other == version:
+            continue
+        try:
+            existing = read_metadata(os.path.join(base_dir, str(other))).get("labels")
+        except (OSError, ValueError, AttributeError):
+            return
+        if labels and existing and list(existing) != list(labels):
+            logger.warning("%s: version %d answers with the labels %s, this version with %s: a client that reads "
+                           "label_id or probabilities by position gets other labels from it", base_dir, other,
+                           ", ".join(existing), ", ".join(labels))
+        return
 
 
 @contextlib.contextmanager
