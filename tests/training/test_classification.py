@@ -732,6 +732,18 @@ def test_every_flag_of_every_pipeline_says_what_it_does():
             assert "(default: None)" not in action.help, (cls.__name__, action.dest)
 
 
+def test_a_config_for_anywhere_names_its_inputs_by_absolute_paths(tmp_path, monkeypatch):
+    # a search's best_hparams.yaml kept "train.csv" as typed: its printed command failed from another folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.csv").write_text("text,label\n", encoding="utf-8")
+    (tmp_path / "model").mkdir()
+    config = ClassifierRunConfig(model="model", train_file="train.csv", test_file="missing.csv")
+    moved = config.with_absolute_paths()
+    assert (moved.model, moved.train_file) == (str(tmp_path / "model"), str(tmp_path / "train.csv"))
+    assert moved.test_file == "missing.csv" and ClassifierRunConfig().with_absolute_paths().model == "minilm-l6"
+    assert config.train_file == "train.csv"  # (a copy)
+
+
 def test_problem_type_as_transformers_names_it_and_old_task_field(tmp_path, capsys):
     assert ClassifierRunConfig().problem_type == "single_label_classification"
     assert ClassifierRunConfig(problem_type="regression").task == "regression"

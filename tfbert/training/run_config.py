@@ -377,6 +377,14 @@ class RunConfig:
     def resolved_log_dir(self) -> str:
         return self.log_dir or os.path.join("tensorboard_logs", self.resolved_run_name())
 
+    def with_absolute_paths(self) -> "RunConfig":
+        """A copy whose input paths that exist from here (data files, a model folder) are absolute, for a
+        config file meant to be run from anywhere (a search's best_hparams.yaml)."""
+        fields = ("model", "train_file", "validation_file", "test_file", "tfds_data_dir", "model_config")
+        changed = {name: os.path.abspath(getattr(self, name)) for name in fields
+                   if isinstance(getattr(self, name, None), str) and os.path.exists(getattr(self, name))}
+        return dataclasses.replace(self, **changed)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

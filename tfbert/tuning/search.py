@@ -283,7 +283,7 @@ def _finish_search(tuner: BertTuner, config: TuneRunConfig, space, output_dir: s
     with fileio.atomic_write(best_hparams) as f:
         f.write(f"# Best trial {best.trial_id} of the search {config.resolved_run_name()}: "
                 f"{oracle.objective.name}={best.score:.6g}\n# python pipelines/{config.TRAIN_SCRIPT} --config {best_hparams}\n")
-        yaml.safe_dump(best_config.to_dict(), f, sort_keys=False)
+        yaml.safe_dump(best_config.with_absolute_paths().to_dict(), f, sort_keys=False)  # (run from anywhere)
     print(f"best trial {best.trial_id}: {oracle.objective.name}={format_value(best.score)}; "
           f"{', '.join(f'{k}={format_value(v)}' for k, v in hypermodel.values(best.hyperparameters).items())}",
           flush=True)
