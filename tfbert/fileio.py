@@ -130,6 +130,17 @@ def lock_dir(directory: str, what: str = "run"):
         handle.close()  # (releases the lock)
 
 
+def check_free(directory: str, what: str = "run") -> None:
+    """Refuses now, before long work that will need the lock, a folder another process holds (`lock_dir`).
+
+    Raises:
+        DirectoryInUse: as `lock_dir`.
+    """
+    if fcntl is not None and os.path.exists(os.path.join(directory, ".lock")):
+        with lock_dir(directory, what):
+            pass
+
+
 @contextlib.contextmanager
 def made_dirs(path: str) -> Iterator[str]:
     """Creates the folder `path` (and its missing parents) for the block; when the block raises, the

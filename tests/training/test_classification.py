@@ -588,6 +588,10 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
         with pytest.raises(fileio.DirectoryInUse, match=r"in use by another process \(pid\d+@.*\); a second "
                                                         "training run there would mix its files"):
             runner.fit_and_evaluate(config, runner.prepare(config))
+        with monkeypatch.context() as patched:  # the command: refused before it reads the data, builds the model
+            patched.setattr(runner, "prepare", lambda config: pytest.fail("read the data of a run it then refused"))
+            with pytest.raises(fileio.DirectoryInUse, match=r"in use by another process"):
+                runner.train(config)
     (run / "backup").mkdir()
     (run / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
     with pytest.raises(ConfigError, match=r"backup: an incomplete backup \(no latest.weights.h5\): it cannot be "

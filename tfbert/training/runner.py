@@ -411,6 +411,8 @@ def train(config: RunConfig) -> dict:
     strategy = distribution.strategy_for(config)  # first: splitting the CPU into devices must precede any TF op
     # (start_run checks it again, for a search's trials; here before the data is read)
     distribution.check_run_fits(strategy, config.batch_size, config.steps_per_execution)
+    if distribution.is_chief(strategy):  # a folder another run holds: refused before the data is read
+        fileio.check_free(config.resolved_output_dir(), "training run")
     # a run refused before it trains (its data, its settings) leaves no empty run folder
     with fileio.made_dirs(config.resolved_output_dir()):
         seed_everything(config)
