@@ -66,3 +66,15 @@ def test_a_pipeline_reports_a_user_error_or_ctrl_c_in_one_line(capsys, monkeypat
     sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)  # what the interpreter calls: prints nothing
     sys.excepthook(ValueError, ValueError("other"), None)  # other errors still print
     assert capsys.readouterr().err == "ValueError: other\n"
+
+
+def test_ctrl_c_while_a_pipeline_imports_is_one_line_and_ends_by_sigint():
+    # before run_pipeline catches it (TensorFlow's imports, a few seconds) it was a traceback of the imports
+    import signal
+
+    script = ("import sys; sys.argv = ['/x/pipelines/train_cls.py']\n"
+              "from tfbert.cli import quiet_native_logs\nquiet_native_logs()\n"
+              "def importing():\n    raise KeyboardInterrupt\nimporting()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stderr == "\ntrain_cls.py: interrupted\n"
+    assert result.returncode == -signal.SIGINT  # a shell loop around the command stops

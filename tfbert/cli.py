@@ -1,4 +1,5 @@
-"""What every command-line pipeline does before it imports TensorFlow: quiet native logs.
+"""What every command-line pipeline does before it imports TensorFlow: quiet native logs (and a Ctrl-C
+while it imports ends with one line, not a traceback).
 
 TensorFlow's C++ runtime writes its own lines to the process's stderr (oneDNN notes, "Could not find
 cuda drivers", `cuInit` errors on machines without a GPU, absl's "All log messages before
@@ -37,6 +38,7 @@ def quiet_native_logs(argv: list[str] | None = None) -> bool:
     `sys.argv`); also keeps TensorFlow's Python INFO messages out of the log. Returns whether it
     filters. Call it before TensorFlow is imported."""
     global _installed
+    _one_line_interrupts()
     if verbose_requested(argv):
         return False
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
@@ -79,6 +81,23 @@ def quiet_native_logs(argv: list[str] | None = None) -> bool:
 
     atexit.register(restore)
     return True
+
+
+def _one_line_interrupts() -> None:
+    """Ctrl-C before a pipeline's main catches it (while TensorFlow imports, a few seconds) prints one line,
+    not the traceback through the importing modules; the interpreter still ends by SIGINT."""
+    if getattr(sys.excepthook, "tfbert_one_line", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print(f"\n{os.path.basename(sys.argv[0] or 'python')}: interrupted", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    hook.tfbert_one_line = True
+    sys.excepthook = hook
 
 
 def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog: str) -> int:
