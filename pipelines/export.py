@@ -20,7 +20,8 @@ from tfbert.training.runner import export_run  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a training run's --output_dir (train_cls.py, train_ner.py)")
+    parser.add_argument("--checkpoint", required=True, help="a finished training run's --output_dir (train_cls.py, train_ner.py, "
+                                                          "train_qa.py, pretrain_mlm.py), or a search's best_model")
     parser.add_argument("--export_dir", help="the model base path TF Serving polls (default: <checkpoint>/saved_model)")
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")

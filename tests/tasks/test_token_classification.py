@@ -114,3 +114,19 @@ def test_label_set_is_the_whole_training_files(tmp_path):
         train_file=str(tmp_path / "train.conll"), validation_fraction=0.3, max_train_examples=2, seed=0))
     # the rare tag is known wherever the split and the subset put its sentence
     assert data.label_names == ["O", "B-PER", "B-RARE"] and len(data.train) == 2 and len(data.validation) == 3
+
+
+def test_the_tag_scheme_read_is_said(tmp_path):
+    # IOB1 or BIOES files were converted without a word: the log and metrics.json now say what was found
+    from tfbert.tasks.token_classification import TokenClassificationTask
+    from tfbert.training.run_config import TokenClassifierRunConfig
+
+    files = {"iob2.conll": "Ada B-PER\nLovelace I-PER\n", "bioes.conll": "Ada B-PER\nLovelace E-PER\n\nBob S-PER\n",
+             "iob1.conll": "Ada I-PER\nLovelace I-PER\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text((text + "\nmet O\n") * 3, encoding="utf-8")
+        data = TokenClassificationTask().load_data(TokenClassifierRunConfig(train_file=str(tmp_path / name),
+                                                                            validation_fraction=0))
+        assert data.description == {"iob2.conll": f"{tmp_path / name} (IOB2 tags)",
+                                    "bioes.conll": f"{tmp_path / name} (BIOES tags, trained as IOB2)",
+                                    "iob1.conll": f"{tmp_path / name} (IOB1 tags, trained as IOB2)"}[name]

@@ -249,6 +249,9 @@ class TokenClassificationTask(Task):
         if len(tags) < 2:
             raise DataError(f"the training data has only the tag(s) {tags}; token classification needs at "
                             "least two (e.g. O and B-PER)", config.train_file or "train")
+        # the tag scheme read (detected, or --tag_scheme), which metrics.json's "data" and the log say too
+        schemes = list(dict.fromkeys(split.scheme.upper() for split in (train, validation, test) if split is not None))
+        description += f" ({', '.join(schemes)} tags" + (", trained as IOB2)" if schemes != ["IOB2"] else ")")
         data = TaggedData(train, validation, test, tags, description)
         for split in (validation, test):
             if split is not None:
