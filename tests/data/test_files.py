@@ -180,6 +180,7 @@ def test_folder_errors_name_the_file(tmp_path):
     write(root, "neg/bad.txt", b"line one\nline \xff two\n")
     message = str(pytest.raises(DataError, read_examples, str(root)).value)
     assert "bad.txt:2:" in message and "offset 5" in message
+    assert message.endswith("(the whole file, one example)")  # not only its line 2 (--skip_bad_rows)
     write(root, "neg/bad.txt", "   \n")
     message = str(pytest.raises(DataError, read_examples, str(root)).value)
     assert "bad.txt:1:" in message and "empty text" in message

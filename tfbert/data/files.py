@@ -388,8 +388,8 @@ def _read_folder(path: str, options: _RowOptions) -> Examples:
                 data = f.read()
             text, problem = _decode_document(data)
             if problem:
-                line, reason = problem
-                collector.reject(f"{file_path}:{line}", reason)
+                line, reason = problem  # (one file, one example: the whole file is left out)
+                collector.reject(f"{file_path}:{line}", f"{reason} (the whole file, one example)")
                 continue
             location = f"{file_path}:1"
             try:
