@@ -49,8 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     where.add_argument("--grpc_address", help="TF Serving's gRPC API, e.g. localhost:8500")
     parser.add_argument("--model_name", help="the served model's name (with --rest_url / --grpc_address)")
     parser.add_argument("--model_version", type=int, help="a model version (default: the latest)")
-    parser.add_argument("--signature", default="serving_default", choices=("serving_default", "classify"),
-                        help="serving_default: labels and probabilities; classify: the tf.Example classify API")
+    parser.add_argument("--signature", default="serving_default", choices=("serving_default", "classify", "regress"),
+                        help="serving_default: labels and probabilities; classify: the tf.Example classify API; "
+                             "regress: a regression export's tf.Example regress API")
     parser.add_argument("--format", default="table", choices=("table", "jsonl"), help="output format")
     parser.add_argument("--question", action="append",
                         help="question answering: a question (repeatable; each goes with the --context at its place, "
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     with _predictor(args, version_dir) as predictor:
         if args.signature == "classify":
             results = predictor.classify(texts, pairs)
+        elif args.signature == "regress":
+            results = [{"score": value} for value in predictor.regress(texts, pairs)]
         else:
             results = predictor.predict(texts, pairs, signature=args.signature)
     if metadata.get("task") == "masked_lm" or (results and isinstance(results[0], dict) and "num_masks" in results[0]):

@@ -230,6 +230,21 @@ def test_rest_request_bodies_are_tf_serving_row_and_example_formats():
         rest_predict_request(["\udcff"])
 
 
+def test_regress_requests_and_answers_are_tf_servings():
+    from tfbert.serving import ServingClientError, grpc_regress_request, parse_rest_regressions, rest_regress_request
+
+    assert rest_regress_request(["good", "bad"], ["a", "b"]) == {"signature_name": "regress", "examples": [
+        {"text": "good", "text_pair": "a"}, {"text": "bad", "text_pair": "b"}]}
+    # TF Serving's MakeJsonFromRegressionResult: {"results": [...]}, non-finite values as strings
+    assert parse_rest_regressions({"results": [0.25, "NaN", -1]}, 3)[::2] == [0.25, -1.0]
+    with pytest.raises(ServingClientError, match=r"u:regress: expected 'results' with 2 values, found 1 values"):
+        parse_rest_regressions({"results": [0.5]}, 2, "u:regress")
+    request = grpc_regress_request("m", ["good"], version=3)
+    assert request.model_spec.signature_name == "regress" and request.model_spec.version.value == 3
+    (example,) = request.input.example_list.examples
+    assert example.features.feature["text"].bytes_list.value == [b"good"]
+
+
 def test_pre_split_sentences_go_padded_to_the_tokens_signature_in_batches():
     from tfbert.serving import Predictor, rest_inputs_request
 

@@ -47,6 +47,9 @@ def _export(task, tmp_path, tiny_vocab_file, text_pair=False):
     if task == "classification":
         return export_saved_model(BertClassifier(backbone, num_classes=2), tokenizer, base, label_names=["a", "b"],
                                   text_pair=text_pair, max_seq_length=32)
+    if task == "regression":
+        return export_saved_model(BertClassifier(backbone, num_classes=1, task="regression"), tokenizer, base,
+                                  task="regression", text_pair=text_pair, max_seq_length=32)
     model, signatures = {
         "token_classification": lambda: (BertTokenClassifier(backbone, num_labels=3), tagging_signatures(NER_LABELS)),
         "question_answering": lambda: (BertQuestionAnswerer(backbone), qa_signatures(8, 8, 10, 5, True)),
@@ -192,3 +195,29 @@ def test_predict_refuses_what_a_question_answerer_would_not_read(exported, tmp_p
     # --context is a question answerer's: with a classifier it was ignored
     assert cli.main(["--export_dir", exported("classification"), "--context", "c", "good movie"]) == 1
     assert "--context without --question: this export is a classification model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text_pair", [False, True])
+def test_a_regression_export_answers_the_regress_api_as_its_serving_default(text_pair, exported, capsys):
+    # predict.py offered classify only, and named `regress` among the export's signatures
+    import json
+
+    from serving_checks import load_predict_cli
+
+    from tfbert.serving import LocalPredictor
+
+    version_dir = exported("regression", text_pair)
+    texts, pairs = ["good film", "a bad film", "hello world"], (["yes", "no", "maybe"] if text_pair else None)
+    predictor = LocalPredictor(version_dir, batch_size=2)
+    scores = [row["score"] for row in predictor.predict(texts, pairs)]
+    assert predictor.regress(texts, pairs) == pytest.approx(scores, abs=1e-6) and len(set(scores)) == 3
+    lines = [f"{t}\t{p}" for t, p in zip(texts, pairs)] if text_pair else texts
+    cli = load_predict_cli()
+    assert cli.main(["--export_dir", version_dir, "--signature", "regress", "--format", "jsonl", *lines]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["score"] for r in records] == pytest.approx(scores, abs=1e-6)
+    assert cli.main(["--export_dir", version_dir, "--signature", "regress", *lines]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["text", *(["text_pair"] if text_pair else []), "score"]
+    assert cli.main(["--export_dir", exported("classification"), "--signature", "regress", "good film"]) == 1
+    assert "no signature 'regress'; the export has" in capsys.readouterr().err
+

@@ -12,6 +12,7 @@ from tfbert.errors import TfbertError
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
+REGRESS_SIGNATURE = "regress"  # a regression export's tf.Example signature (TF Serving's Regress API)
 WORDS_SIGNATURE = "tokens"  # a token classifier's signature taking pre-split words
 SAVED_MODEL_FILE = "saved_model.pb"
 # The order outputs are listed in (the rest follow alphabetically): the answer first.
@@ -178,6 +179,15 @@ class Predictor:
         """
         return self._in_batches(self._classify_batch, texts, pairs, signature)
 
+    def regress(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                signature: str = REGRESS_SIGNATURE) -> list[float]:
+        """One number per text, from a regression export's tf.Example `regress` signature.
+
+        Raises:
+            ServingClientError: the model cannot be reached or refuses the request.
+        """
+        return self._in_batches(self._regress_batch, texts, pairs, signature)
+
     def _in_batches(self, request, texts, pairs, signature) -> list:
         texts, pairs = check_texts(texts, pairs)
         results = []
@@ -190,6 +200,9 @@ class Predictor:
         raise NotImplementedError
 
     def _classify_batch(self, texts, pairs, signature) -> list[Classification]:
+        raise NotImplementedError
+
+    def _regress_batch(self, texts, pairs, signature) -> list[float]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, Predictor, ServingClientError, check_inputs,
-                                 check_texts, make_example)
+from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, REGRESS_SIGNATURE, Predictor,
+                                 ServingClientError, check_inputs, check_texts, make_example)
 from tfbert.serving.results import rows_from_columns
 
 
@@ -59,13 +59,32 @@ def grpc_classify_request(model_name: str, texts: Sequence[str], pairs: Sequence
     Returns:
         `tensorflow_serving.apis.classification_pb2.ClassificationRequest`.
     """
-    from tensorflow_serving.apis import classification_pb2, input_pb2
+    from tensorflow_serving.apis import classification_pb2
+
+    return classification_pb2.ClassificationRequest(model_spec=_model_spec(model_name, signature_name, version),
+                                                    input=_example_input(texts, pairs))
+
+
+def grpc_regress_request(model_name: str, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                         signature_name: str = REGRESS_SIGNATURE, version: int | None = None):
+    """A `RegressionRequest` whose `input.example_list` holds one tf.Example per text.
+
+    Returns:
+        `tensorflow_serving.apis.regression_pb2.RegressionRequest`.
+    """
+    from tensorflow_serving.apis import regression_pb2
+
+    return regression_pb2.RegressionRequest(model_spec=_model_spec(model_name, signature_name, version),
+                                            input=_example_input(texts, pairs))
+
+
+def _example_input(texts: Sequence[str], pairs: Sequence[str] | None):
+    """The `Input` of a Classify or Regress request: one tf.Example per text (and pair)."""
+    from tensorflow_serving.apis import input_pb2
 
     texts, pairs = check_texts(texts, pairs)
     examples = [make_example(text, None if pairs is None else pairs[i]) for i, text in enumerate(texts)]
-    return classification_pb2.ClassificationRequest(
-        model_spec=_model_spec(model_name, signature_name, version),
-        input=input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples)))
+    return input_pb2.Input(example_list=input_pb2.ExampleList(examples=examples))
 
 
 class GrpcPredictor(Predictor):
@@ -137,6 +156,15 @@ class GrpcPredictor(Predictor):
             raise ServingClientError(f"{self.address}: Predict answered {len(rows)} rows for {size} examples",
                                      target=self.address)
         return rows
+
+    def _regress_batch(self, texts, pairs, signature):
+        request = grpc_regress_request(self.model_name, texts, pairs, signature, self.version)
+        response = self._rpc(self._stub.Regress, request, "Regress")
+        results = [float(regression.value) for regression in response.result.regressions]
+        if len(results) != len(texts):
+            raise ServingClientError(f"{self.address}: Regress answered {len(results)} values for {len(texts)} "
+                                     "texts", target=self.address)
+        return results
 
     def _classify_batch(self, texts, pairs, signature):
         request = grpc_classify_request(self.model_name, texts, pairs, signature, self.version)

@@ -132,6 +132,18 @@ class LocalPredictor(Predictor):
         return rows_from_columns(self._call(function, signature, **inputs))
 
     def _classify_batch(self, texts, pairs, signature):
+        outputs = self._call_examples(texts, pairs, signature)
+        return classifications(outputs.get("classes"), outputs.get("scores"), len(texts))
+
+    def _regress_batch(self, texts, pairs, signature):
+        outputs = self._call_examples(texts, pairs, signature)
+        if "outputs" not in outputs:
+            raise ServingClientError(f"{self.export_dir}: signature {signature!r} has no `outputs` to regress "
+                                     f"(it answers {', '.join(sorted(outputs))})", target=self.export_dir)
+        return [float(value) for value in outputs["outputs"].reshape(len(texts), -1)[:, 0]]
+
+    def _call_examples(self, texts, pairs, signature) -> dict:
+        """A tf.Example signature (`classify`, `regress`) called on the texts as serialized Examples."""
         function = self._signature(signature)
         inputs = self._input_names(function)
         if inputs != ["inputs"]:
@@ -142,5 +154,4 @@ class LocalPredictor(Predictor):
                                      "a pair for every text", target=self.export_dir)
         serialized = [make_example(text, None if pairs is None else pairs[i]).SerializeToString()
                       for i, text in enumerate(texts)]
-        outputs = self._call(function, signature, inputs=serialized)
-        return classifications(outputs.get("classes"), outputs.get("scores"), len(texts))
+        return self._call(function, signature, inputs=serialized)

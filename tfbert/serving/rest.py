@@ -10,8 +10,9 @@ import urllib.parse
 import urllib.request
 from typing import Sequence
 
-from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, SINGLE_OUTPUT_NAME, Classification, Predictor,
-                                 Result, ServingClientError, check_inputs, check_texts, preview)
+from tfbert.serving.base import (CLASSIFY_SIGNATURE, DEFAULT_SIGNATURE, REGRESS_SIGNATURE, SINGLE_OUTPUT_NAME,
+                                 Classification, Predictor, Result, ServingClientError, check_inputs, check_texts,
+                                 preview)
 from tfbert.serving.results import ordered
 
 
@@ -41,7 +42,7 @@ def rest_inputs_request(inputs: dict[str, Sequence[str]], signature_name: str = 
 
 def rest_classify_request(texts: Sequence[str], pairs: Sequence[str] | None = None,
                           signature_name: str = CLASSIFY_SIGNATURE) -> dict:
-    """The JSON body of a TF Serving `:classify` call: one Example object per text.
+    """The JSON body of a TF Serving `:classify` (or `:regress`) call: one Example object per text.
 
     >>> rest_classify_request(["good"])
     {'signature_name': 'classify', 'examples': [{'text': 'good'}]}
@@ -52,6 +53,16 @@ def rest_classify_request(texts: Sequence[str], pairs: Sequence[str] | None = No
     else:
         examples = [{"text": text, "text_pair": pair} for text, pair in zip(texts, pairs)]
     return {"signature_name": signature_name, "examples": examples}
+
+
+def rest_regress_request(texts: Sequence[str], pairs: Sequence[str] | None = None,
+                         signature_name: str = REGRESS_SIGNATURE) -> dict:
+    """The JSON body of a TF Serving `:regress` call (a regression export's `regress` signature).
+
+    >>> rest_regress_request(["good"])
+    {'signature_name': 'regress', 'examples': [{'text': 'good'}]}
+    """
+    return rest_classify_request(texts, pairs, signature_name)
 
 
 class RestPredictor(Predictor):
@@ -130,6 +141,10 @@ class RestPredictor(Predictor):
         answer = self.post("classify", rest_classify_request(texts, pairs, signature))
         return parse_rest_classifications(answer, len(texts), f"{self.model_url}:classify")
 
+    def _regress_batch(self, texts, pairs, signature):
+        answer = self.post("regress", rest_regress_request(texts, pairs, signature))
+        return parse_rest_regressions(answer, len(texts), f"{self.model_url}:regress")
+
 
 def _http_error_message(error: urllib.error.HTTPError) -> str:
     try:
@@ -175,3 +190,17 @@ def parse_rest_classifications(answer: dict, size: int, url: str = "") -> list[C
     except (TypeError, ValueError):
         raise ServingClientError(f"{url}: expected [class, score] pairs in 'results', found "
                                  f"{preview(json.dumps(results))}", target=url) from None
+
+
+def parse_rest_regressions(answer: dict, size: int, url: str = "") -> list[float]:
+    """`{"results": [value, ...]}` of a `:regress` answer as numbers (TF Serving writes non-finite ones as
+    strings: "NaN", "Infinity")."""
+    results = answer.get("results")
+    if not isinstance(results, list) or len(results) != size:
+        found = f"{len(results)} values" if isinstance(results, list) else preview(json.dumps(answer))
+        raise ServingClientError(f"{url}: expected 'results' with {size} values, found {found}", target=url)
+    try:
+        return [float(value) for value in results]
+    except (TypeError, ValueError):
+        raise ServingClientError(f"{url}: expected numbers in 'results', found {preview(json.dumps(results))}",
+                                 target=url) from None
