@@ -130,3 +130,20 @@ def test_the_tag_scheme_read_is_said(tmp_path):
         assert data.description == {"iob2.conll": f"{tmp_path / name} (IOB2 tags)",
                                     "bioes.conll": f"{tmp_path / name} (BIOES tags, trained as IOB2)",
                                     "iob1.conll": f"{tmp_path / name} (IOB1 tags, trained as IOB2)"}[name]
+
+
+def test_tensorflows_retracing_warning_about_the_evaluation_functions_is_dropped(caplog):
+    # a search printed it while exporting its best model: one trace per batch length and per trial's model is
+    # the design (bucket padding), not the mistake the warning is about
+    import logging
+
+    import tfbert.tasks.base  # noqa: F401  (installs the filter)
+
+    tensorflow_logger = logging.getLogger("tensorflow")
+    ours = ("5 out of the last 8 calls to <function _predictions.<locals>.<lambda> at 0x7f> triggered tf.function "
+            "retracing. Tracing is expensive")
+    theirs = "5 out of the last 5 calls to <function user_step at 0x7f> triggered tf.function retracing."
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        tensorflow_logger.warning(ours)
+        tensorflow_logger.warning(theirs)
+    assert [r.getMessage() for r in caplog.records] == [theirs]

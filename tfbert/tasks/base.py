@@ -282,6 +282,19 @@ def _distributes(strategy: tf.distribute.Strategy) -> bool:
         strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
 
 
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's retracing warning about the evaluation functions below: their batches come in a
+    few lengths (bucket padding), one trace each, and a search makes one function per trial's model."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and ("_predictions.<locals>" in message or "distributed_step" in message))
+
+
+logging.getLogger("tensorflow").addFilter(_ExpectedRetracing())
+
+
 def _predictions(model: keras.Model, dataset: tf.data.Dataset):
     predict = getattr(model, "_tfbert_predict_fn", None)
     if predict is None:
