@@ -33,12 +33,14 @@ def main(argv=None) -> int:
                                              "or an earlier evaluation's (default: <checkpoint>/evaluations/<file "
                                              "name>)")
     parser.add_argument("--batch_size", type=int, help="examples per batch (default: the run's)")
+    parser.add_argument("--skip_bad_rows", action="store_true",
+                        help="leave out (and report) the rows of --test_file that cannot be read, instead of stopping")
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, found {args.batch_size}")
     try:
-        evaluate_run(args.checkpoint, args.test_file, args.output_dir, args.batch_size)
+        evaluate_run(args.checkpoint, args.test_file, args.output_dir, args.batch_size, args.skip_bad_rows)
     except USER_ERRORS as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -31,8 +31,8 @@ quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log li
 from tfbert.data.readers import DataError  # noqa: E402
 from tfbert.errors import USER_ERRORS  # noqa: E402
 from tfbert.serving import (GrpcPredictor, LocalPredictor, RestPredictor, ServingClientError,  # noqa: E402
-                            format_answers, format_fills, format_jsonl, format_table, load_questions, load_text_pairs,
-                            mask_token_of, read_export_metadata, read_sources, resolve_export_dir, warn_cut_masks,
+                            format_answers, format_fills, format_jsonl, format_table, load_questions, mask_token_of,
+                            pairs_of, read_export_metadata, read_sources, resolve_export_dir, texts_of, warn_cut_masks,
                             words_of)
 
 PROG = "predict.py"
@@ -100,19 +100,22 @@ def run(args: argparse.Namespace, stdin=None) -> str:
             results = predictor.predict_inputs({"question": questions, "context": contexts}, args.signature)
         return format_answers(questions, contexts, results, args.format == "jsonl")
     text_pair = args.text_pair or bool(metadata.get("text_pair"))
-    pairs = None
-    locations = None
-    if text_pair:
-        texts, pairs = load_text_pairs(args.texts, args.input_file, stdin)
+    sources = read_sources(args.texts, args.input_file, stdin)
+    locations = [location for location, _ in sources]
+    # JSON Lines as the training pipelines read them: {"tokens": [...]} (NER), {"text": ...} (the others)
+    from_file = [source for source in sources if not source[0].startswith("argument ")]
+    sentences, objects = words_of(from_file), texts_of(from_file)
+    if (sentences is not None or objects is not None) and args.texts:
+        kind = '{"tokens": [...]}' if sentences is not None else '{"text": ...}'
+        raise ServingClientError(f"TEXT arguments and {kind} lines in {sources[-1][0]}: the one or the other")
+    if sentences is not None:
+        return _predict_words(args, version_dir, metadata, sentences, sources[0][0].rsplit(":", 1)[0])
+    if objects is not None:
+        texts, pairs = objects
+    elif text_pair:
+        texts, pairs = pairs_of(sources)
     else:
-        sources = read_sources(args.texts, args.input_file, stdin)
-        sentences = words_of([source for source in sources if not source[0].startswith("argument ")])
-        if sentences is not None:
-            if args.texts:
-                raise ServingClientError(f'TEXT arguments and {{"tokens": [...]}} lines in {sources[-1][0]}: the one '
-                                         "or the other (raw texts, or pre-split sentences)")
-            return _predict_words(args, version_dir, metadata, sentences, sources[0][0].rsplit(":", 1)[0])
-        texts, locations = [text for _, text in sources], [location for location, _ in sources]
+        texts, pairs = [text for _, text in sources], None
     if not texts and args.input_file:
         raise DataError("no texts in the file (it is empty or blank): expected one text per line", args.input_file)
     if not texts:

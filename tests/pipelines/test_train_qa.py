@@ -133,6 +133,14 @@ def test_squad_v1_kill_resume_and_serve(tmp_path, tiny_model_dir):
     from tfbert.training.evaluation import evaluate_run
 
     assert evaluate_run(str(out), str(tmp_path / "test.json"))["test"] == metrics["test"]
+    # SQuAD v2.0 questions for a v1.1 run: the error says what the run can be scored on (its flag is the run's)
+    from tfbert.data.readers import DataError
+
+    v2 = tmp_path / "v2.json"
+    write_json(v2, squad_document("f", 2, 4, seed=6, impossible_every=2))
+    with pytest.raises(DataError, match=r"The run was trained without unanswerable questions \(SQuAD v1.1\): it is "
+                                        r"scored on v1.1 data only"):
+        evaluate_run(str(out), str(v2))
     evaluated = out / "evaluations" / "test.json"
     assert json.loads((evaluated / "test_predictions.json").read_text()) == predictions
     again = json.loads((evaluated / "test_nbest_predictions.json").read_text())

@@ -221,3 +221,30 @@ def test_a_regression_export_answers_the_regress_api_as_its_serving_default(text
     assert cli.main(["--export_dir", exported("classification"), "--signature", "regress", "good film"]) == 1
     assert "no signature 'regress'; the export has" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("text_pair", [False, True])
+def test_predict_reads_the_json_lines_a_classifier_trains_on(text_pair, exported, tmp_path, capsys):
+    # {"text": ...} lines were predicted as raw text, braces and all
+    import json
+
+    from serving_checks import load_predict_cli
+
+    from tfbert.serving import LocalPredictor
+
+    version_dir = exported("classification", text_pair)
+    texts, pairs = ["good film", "a bad film"], ["yes", "no"]
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text("".join(json.dumps({"text": t, "label": "a", **({"text_pair": p} if text_pair else {})}) + "\n"
+                             for t, p in zip(texts, pairs)), encoding="utf-8")
+    cli = load_predict_cli()
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(lines), "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = LocalPredictor(version_dir).predict(texts, pairs if text_pair else None)
+    assert [r["text"] for r in records] == texts and [r["label_id"] for r in records] == [e["label_id"] for e in
+                                                                                         expected]
+    for record, want in zip(records, expected):
+        assert record["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
+    lines.write_text('{"text": "good film"}\n{"text": 3}\n', encoding="utf-8")
+    assert cli.main(["--export_dir", version_dir, "--input_file", str(lines)]) == 1
+    assert f'{lines}:2: "text" must be a UTF-8 string (as on the first line), found 3' in capsys.readouterr().err

@@ -44,7 +44,17 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
     assert metrics["test"]["accuracy"] > 0.75  # (learnt: the comparisons below compare predictions of both classes)
     capsys.readouterr()
 
+    # evaluated as the run evaluated (the encoder skipping padding: a padded run's last bits broke ties in a
+    # regression run's Spearman)
+    from tfbert.tasks.classification import ClassificationTask
+
+    skipping, evaluate = [], ClassificationTask.evaluate
+    monkeypatch.setattr(ClassificationTask, "evaluate",
+                        lambda self, model, *a, **k: skipping.append(model.backbone.skip_padding)
+                        or evaluate(self, model, *a, **k))
     summary = evaluate_run(str(run), test_file)
+    monkeypatch.undo()
+    assert skipping == [True]
     assert summary["test"] == metrics["test"]  # exactly, confusion matrix and per-class figures included
     written = run / "evaluations" / "test.csv"
     assert json.loads((written / "metrics.json").read_text())["test"] == metrics["test"]
@@ -61,11 +71,24 @@ def test_a_classifier_run_scores_a_new_file_as_it_scored_its_test_split(tmp_path
     unknown.write_text("text,label\ngood film,pos\na film,maybe\n", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape(f"{unknown}:3: label 'maybe' is not in the label vocabulary")):
         evaluate_run(str(run), str(unknown))
+    # --skip_bad_rows leaves such rows out and says so, as the error advises
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,pos\n\"  \",neg\nbad film,neg\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{bad}:3: empty text")):
+        evaluate_run(str(run), str(bad))
+    assert evaluate_run(str(run), str(bad), output_dir=str(tmp_path / "skipped"), skip_bad_rows=True)[
+        "num_examples"] == 2
     empty = tmp_path / "empty.csv"
     empty.write_text("text,label\n", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape(f"{empty}: no examples")):
         evaluate_run(str(run), str(empty))
     assert sorted(os.listdir(run / "evaluations")) == ["test.csv"]
+    # a folder dataset given as "." is named after the folder (it was "evaluations/.", the evaluations folder)
+    from tfbert.training.evaluation import evaluation_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert evaluation_dir(str(run), ".") == str(run / "evaluations" / tmp_path.name)
+    monkeypatch.undo()
 
     # killed while writing: the previous results stay whole, and no half folder is left (a kill -9's is removed
     # by the next evaluation)

@@ -243,6 +243,19 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     assert ClassifierRunConfig.from_args(["--config", str(best / "config.yaml")]).output_dir == str(best)
     assert not [name for name in os.listdir(search) if name.startswith(".best_model")]
 
+    # --overwrite starts the search over: the best model stays, served, until the new search's best replaces it
+    # (it was deleted at the start), and its versions and evaluations/ are carried over
+    monkeypatch.setattr(fileio, "replace_dir", real_replace)
+    during = []
+    monkeypatch.setattr(runner, "fit_and_evaluate",
+                        lambda *a, **k: during.append(sorted(os.listdir(best / "saved_model"))) or real_fit(*a, **k))
+    run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial",
+                            overwrite=True))
+    assert during == [["1", "2"]]  # the trial's training
+    assert sorted(os.listdir(best / "saved_model")) == ["1", "2", "3"]
+    assert json.loads((best / "metrics.json").read_text())["export"] == "best_trial"  # the new search's, not kept
+    assert (best / "evaluations" / "dev.csv").is_dir() and not (best / ".previous_search").exists()
+
 
 @pytest.mark.slow
 def test_the_best_trial_of_a_loss_scaled_search_loads_with_its_optimizer_state(tmp_path, tiny_model_dir):

@@ -484,8 +484,8 @@ def _infer_format(path: str, file_format: str | None) -> str:
     fmt = _EXTENSION_FORMATS.get(extension)
     if fmt is None:
         raise DataError(f"cannot tell the format from the extension {extension!r}; expected "
-                        f"{', '.join(_EXTENSION_FORMATS)}, a folder or 'tfds:<name>', or pass "
-                        "file_format", path)
+                        f"{', '.join(_EXTENSION_FORMATS)}, a folder or 'tfds:<name>' (rename the file; in Python, "
+                        "read_examples(file_format=...) reads it as another format)", path)
     return fmt
 
 

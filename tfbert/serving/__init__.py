@@ -35,7 +35,8 @@ from tfbert.serving.formats import (format_answers, format_fills, format_jsonl, 
                                     warn_cut_masks)
 from tfbert.serving.grpc_client import (GrpcPredictor, grpc_classify_request, grpc_inputs_request, grpc_predict_request,
                                        grpc_regress_request)
-from tfbert.serving.inputs import load_questions, load_text_pairs, load_texts, read_sources, words_of
+from tfbert.serving.inputs import (load_questions, load_text_pairs, load_texts, pairs_of, read_sources, texts_of,
+                                   words_of)
 from tfbert.serving.local import LocalPredictor, read_export_metadata, resolve_export_dir
 from tfbert.serving.rest import (RestPredictor, parse_rest_classifications, parse_rest_predictions,
                                  parse_rest_regressions, rest_classify_request, rest_inputs_request,
@@ -49,5 +50,5 @@ __all__ = ["ServingClientError", "Predictor", "LocalPredictor", "RestPredictor",
            "parse_rest_predictions", "REGRESS_SIGNATURE",
            "parse_rest_classifications", "make_example", "resolve_export_dir", "read_export_metadata",
            "rows_from_columns", "is_tagging", "entities_of", "tagged_words", "load_texts", "load_text_pairs",
-           "load_questions", "read_sources", "words_of", "format_table", "format_jsonl", "format_answers", "format_fills",
+           "load_questions", "read_sources", "words_of", "texts_of", "pairs_of", "format_table", "format_jsonl", "format_answers", "format_fills",
            "warn_cut_masks", "mask_token_of"]

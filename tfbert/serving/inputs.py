@@ -54,8 +54,17 @@ def load_text_pairs(texts: Sequence[str] | None = None, file: str | None = None,
     Raises:
         DataError: as `load_texts`, or a line without a TAB (names `file:line`).
     """
+    return pairs_of(read_sources(texts, file, stdin))
+
+
+def pairs_of(sources: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(texts, text_pairs) of `read_sources` lines `text<TAB>text_pair`, split at the first TAB.
+
+    Raises:
+        DataError: a line without a TAB (names `file:line`).
+    """
     firsts, seconds = [], []
-    for location, line in read_sources(texts, file, stdin):
+    for location, line in sources:
         if "\t" not in line:
             raise DataError(f"expected a text, a TAB and its text pair, found no TAB in {preview(line)!r}", location)
         first, second = line.split("\t", 1)
@@ -166,14 +175,42 @@ def _json_objects(sources: Sequence[tuple[str, str]], expected: str):
         yield location, record
 
 
-def _is_words_line(line: str) -> bool:
+def texts_of(sources: Sequence[tuple[str, str]]) -> tuple[list[str], list[str] | None] | None:
+    """(texts, text_pairs or None) of JSON Lines `{"text": ..., ["text_pair": ...]}` (what train_cls.py reads,
+    labels ignored), or None when the first line is not such an object (the lines are raw texts then).
+
+    Raises:
+        DataError: a later line is not such an object, or a field is not a string (names `file:line`).
+    """
+    first = _json_object(sources[0][1]) if sources else None
+    if first is None or "text" not in first:
+        return None
+    with_pairs = "text_pair" in first
+    texts, pairs = [], []
+    for location, record in _json_objects(sources, '{"text": ...} (as on the first line)'):
+        for key in ("text", "text_pair") if with_pairs else ("text",):
+            if not isinstance(record.get(key), str) or not _encodable(record[key]):
+                found = json.dumps(record[key]) if key in record else "none"
+                raise DataError(f'"{key}" must be a UTF-8 string (as on the first line), found {found}', location)
+        texts.append(record["text"])
+        pairs.append(record.get("text_pair"))
+    return texts, (pairs if with_pairs else None)
+
+
+def _json_object(line: str) -> dict | None:
+    """`line` as a JSON object, else None."""
     if not line.lstrip().startswith("{"):
-        return False
+        return None
     try:
         record = json.loads(line)
     except ValueError:
-        return False
-    return isinstance(record, dict) and "tokens" in record
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _is_words_line(line: str) -> bool:
+    record = _json_object(line)
+    return record is not None and "tokens" in record
 
 
 def _is_squad_json(sources: Sequence[tuple[str, str]]) -> bool:

@@ -190,8 +190,11 @@ class TokenClassificationTask(Task):
     name = "token_classification"
 
     def read_file(self, config, path: str) -> conll.TaggedSentences:
-        return conll.read_tagged(path, token_column=config.token_column, tag_column=config.tag_column,
-                                 scheme=config.tag_scheme, skip_bad_rows=config.skip_bad_rows)
+        sentences = conll.read_tagged(path, token_column=config.token_column, tag_column=config.tag_column,
+                                      scheme=config.tag_scheme, skip_bad_rows=config.skip_bad_rows)
+        if sentences.scheme != "iob2":
+            logger.info("%s: %s tags, read as IOB2", path, sentences.scheme.upper())
+        return sentences
 
     def check_labels(self, config, examples: conll.TaggedSentences, data: TaskData) -> None:
         """An unknown tag fails naming its line (not after training, nor as a wrong score)."""

@@ -22,13 +22,14 @@ import time
 
 from tfbert import fileio
 from tfbert.config import ConfigError
+from tfbert.data.examples import DataError
 from tfbert.tasks import task_for
 from tfbert.training import finished_run, runner
 
 
 def evaluation_dir(run_dir: str, test_file: str) -> str:
     """Where `evaluate_run` writes by default: `<run_dir>/evaluations/<the file's name>`."""
-    name = os.path.basename(os.path.normpath(test_file)).replace(":", "_") or "data"
+    name = os.path.basename(os.path.abspath(test_file)).replace(":", "_") or "data"  # (".": the folder's name)
     return os.path.join(run_dir, "evaluations", name)
 
 
@@ -63,7 +64,8 @@ def check_output_dir(output_dir: str, run_dir: str) -> None:
                               "folder whole: give a new or empty folder, or an earlier evaluation's")
 
 
-def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, batch_size: int | None = None) -> dict:
+def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, batch_size: int | None = None,
+                 skip_bad_rows: bool = False) -> dict:
     """Evaluates the finished run in `run_dir` on `test_file`; returns what it writes to metrics.json.
 
     Seeds the process as the run did (`runner.seed_everything`: Python, numpy, TensorFlow, op determinism),
@@ -74,6 +76,7 @@ def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, ba
             is replaced whole once the new results are written, so it must be new, empty or an earlier
             evaluation's (`check_output_dir`).
         batch_size: examples per batch (default: the run's).
+        skip_bad_rows: leave out (and report) the file's rows that cannot be read, instead of stopping.
 
     Raises:
         tfbert.training.finished_run.RunFolderError: not a finished run's folder.
@@ -88,10 +91,21 @@ def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, ba
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive integer, found {batch_size!r}")
         config = dataclasses.replace(config, batch_size=batch_size)
+    if skip_bad_rows:
+        config = dataclasses.replace(config, skip_bad_rows=True)
     runner.seed_everything(config)  # (masked LM's evaluation masks are drawn from the run's seed, as in the run)
     task = task_for(config)
-    data = task.evaluation_data(config, test_file, task.data_for_export(run_dir, config))
+    try:
+        data = task.evaluation_data(config, test_file, task.data_for_export(run_dir, config))
+    except DataError as e:
+        if "--version_2_with_negative" not in str(e):
+            raise
+        raise DataError(f"{e}. The run was trained without unanswerable questions (SQuAD v1.1): it is scored on "
+                        "v1.1 data only") from None
     model, tokenizer = finished_run.load_model(run_dir)
+    # run as the run evaluated it: padded or not changes the outputs in their last bits, which a regression
+    # run's Spearman turns into another ranking where scores tie
+    model.backbone.skip_padding = runner.skips_padding(config, task)
     # the loss too where the run reported it (its best epoch was chosen by it), with the run's loss function
     with_loss = runner.best_metric_of(config, task) == "val_loss"
     if with_loss:
@@ -101,7 +115,9 @@ def evaluate_run(run_dir: str, test_file: str, output_dir: str | None = None, ba
     results = {"test": task.evaluate(model, prepared.dataset("test", config), data, "test", tokenizer, config,
                                      with_loss=with_loss)}
     runner.print_results(results)
-    summary = {"run": os.path.abspath(run_dir), "test_file": os.path.abspath(test_file),
+    finished = time.localtime(os.path.getmtime(os.path.join(run_dir, "metrics.json")))  # which model: the run's then
+    finished = time.strftime("%Y-%m-%d %H:%M:%S", finished)
+    summary = {"run": os.path.abspath(run_dir), "run_finished": finished, "test_file": os.path.abspath(test_file),
                "num_examples": len(data.test), "batch_size": config.batch_size,
                "max_seq_length": config.max_seq_length, "seconds": round(time.time() - started, 1),
                "test": {k: v for k, v in results["test"].items() if k != "report"}}

@@ -88,7 +88,11 @@ def _remove_previous_search(output_dir: str, project_dir: str, log_dir: str) -> 
         for entry in os.listdir(log_dir):
             if entry.startswith("events.out.tfevents"):
                 os.remove(os.path.join(log_dir, entry))
-    shutil.rmtree(os.path.join(output_dir, "best_model"), ignore_errors=True)
+    # the previous best model stays, served, until the new search's best is swapped in (which carries over its
+    # SavedModel versions and evaluations/): marked, so that it is not taken for the new search's export
+    if os.path.isdir(os.path.join(output_dir, "best_model")):
+        with open(os.path.join(output_dir, "best_model", _PREVIOUS_SEARCH), "w", encoding="utf-8") as f:
+            f.write("the best model of a search started over with --overwrite\n")
     _remove_unfinished_exports(output_dir)
     for name in ("results.csv", "results.md", "best_hparams.yaml", "search.json"):
         if os.path.exists(os.path.join(output_dir, name)):
@@ -304,6 +308,7 @@ def _best_execution(tuner: BertTuner, trial_id: str) -> int:
 
 
 _REPLACED = "{}/.best_model-replaced"  # where the previous best_model/ goes where no atomic swap exists
+_PREVIOUS_SEARCH = ".previous_search"  # in a best_model/ of the search before an --overwrite
 
 
 def _remove_unfinished_exports(output_dir: str, keep: str | None = None) -> None:
@@ -317,7 +322,7 @@ def _exported(directory: str, trial_id: str, mode: str) -> bool:
     """Whether `directory` holds a finished export of `trial_id` made by `mode` (its metrics.json,
     written last, says so)."""
     marker = os.path.join(directory, "metrics.json")
-    if not os.path.exists(marker):
+    if not os.path.exists(marker) or os.path.exists(os.path.join(directory, _PREVIOUS_SEARCH)):
         return False
     with open(marker, encoding="utf-8") as f:
         exported = json.load(f)
