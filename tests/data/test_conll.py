@@ -159,7 +159,7 @@ def test_tfds_token_datasets(ner_tfds_dir):
     data = TokenClassificationTask().load_data(TokenClassifierRunConfig(dataset="tfds:tiny_tfbert_ner",
                                                                         tfds_data_dir=ner_tfds_dir))
     assert (len(data.train), len(data.validation), len(data.test)) == (2, 1, 1)  # 'dev' is the validation split
-    assert data.label_names == ["O", "B-LOC", "B-PER", "I-PER"] and data.description == "tfds:tiny_tfbert_ner"
+    assert data.label_names == ["O", "B-LOC", "B-PER", "I-PER"] and data.description == "tfds:tiny_tfbert_ner (IOB2 tags)"
 
 
 def test_invalid_utf8_names_the_line(tmp_path):
