@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--text_pair", action="store_true",
                         help="the model reads sentence pairs: split each text at its first TAB")
     parser.add_argument("--batch_size", type=int, default=64, help="texts per request")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server's answer")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for a server's answer (default: 30)")
     parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's native log lines")
     return parser.parse_args(argv)
 
@@ -73,6 +73,11 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     """
     if args.export_dir is None and not args.model_name:
         raise ServingClientError("--model_name is needed with --rest_url and --grpc_address")
+    if args.export_dir is not None:
+        for flag in ("model_name", "timeout"):
+            if getattr(args, flag) is not None:
+                raise ServingClientError(f"--{flag} is for a server (--rest_url, --grpc_address); --export_dir "
+                                         "loads the model here")
     if args.batch_size < 1:
         raise ServingClientError(f"--batch_size must be at least 1, found {args.batch_size}")
     metadata, version_dir = {}, None
@@ -104,7 +109,8 @@ def run(args: argparse.Namespace, stdin=None) -> str:
     locations = [location for location, _ in sources]
     # JSON Lines as the training pipelines read them: {"tokens": [...]} (NER), {"text": ...} (the others)
     from_file = [source for source in sources if not source[0].startswith("argument ")]
-    sentences, objects = words_of(from_file), texts_of(from_file)
+    sentences = words_of(from_file)
+    objects = texts_of(from_file) if sentences is None else None
     if (sentences is not None or objects is not None) and args.texts:
         kind = '{"tokens": [...]}' if sentences is not None else '{"text": ...}'
         raise ServingClientError(f"TEXT arguments and {kind} lines in {sources[-1][0]}: the one or the other")
@@ -158,9 +164,10 @@ def _predict_words(args: argparse.Namespace, version_dir: str | None, metadata: 
 def _predictor(args: argparse.Namespace, version_dir: str | None):
     if version_dir is not None:
         return LocalPredictor(version_dir, batch_size=args.batch_size)
+    timeout = 30.0 if args.timeout is None else args.timeout
     if args.rest_url is not None:
-        return RestPredictor(args.rest_url, args.model_name, args.model_version, args.timeout, args.batch_size)
-    return GrpcPredictor(args.grpc_address, args.model_name, args.model_version, args.timeout, args.batch_size)
+        return RestPredictor(args.rest_url, args.model_name, args.model_version, timeout, args.batch_size)
+    return GrpcPredictor(args.grpc_address, args.model_name, args.model_version, timeout, args.batch_size)
 
 
 def main(argv=None) -> int:

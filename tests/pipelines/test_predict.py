@@ -83,6 +83,11 @@ def test_cli_errors_are_one_line(export, monkeypatch, capsys):
         and err.count("\n") == 1
     assert cli.main(["--rest_url", "http://127.0.0.1:1", "x"]) == 1
     assert "--model_name is needed" in capsys.readouterr().err
+    # a server's flags with a local export: refused, not ignored (before the folder is even looked at)
+    for flag, value in (("--model_name", MODEL_NAME), ("--timeout", "5")):
+        assert cli.main(["--export_dir", "nowhere", flag, value, "x"]) == 1
+        assert capsys.readouterr().err == (f"predict.py: error: {flag} is for a server (--rest_url, --grpc_address); "
+                                           "--export_dir loads the model here\n")
 
 
 def test_empty_input_files_are_named(tmp_path, monkeypatch):

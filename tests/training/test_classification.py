@@ -14,7 +14,8 @@ import yaml
 from conftest import transformers_learning_rates, write_sentiment_csv
 from tfbert.data.readers import DataError
 from tfbert.training.runner import train as train_classifier
-from tfbert.training.run_config import ClassifierRunConfig, MaskedLMRunConfig
+from tfbert.training.run_config import (ClassifierRunConfig, MaskedLMRunConfig, QARunConfig,
+                                        TokenClassifierRunConfig)
 
 
 class Interrupt(Exception):
@@ -502,6 +503,73 @@ def test_auto_unsets_an_optional_flag_given_by_config(tmp_path, capsys):
             prepare(cls.from_args(config + files))
     help_text = build_parser(ClassifierRunConfig).format_help()
     assert "--has_header auto` unsets a value from --config" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("cls, flags, refused", [
+    # forgot --train_file: the run would train on the built-in data, with the files and columns unread
+    (ClassifierRunConfig, ["--test_file", "t.csv", "--text_column", "body", "--skip_bad_rows", "true"],
+     {"test_file": "it is read with --train_file, and the run reads the built-in data (bbc_news) with its own splits",
+      "text_column": "it says how to read your own data (--train_file), and the run reads the built-in data",
+      "skip_bad_rows": "it says how to read your own data"}),
+    (ClassifierRunConfig, ["--dataset", "tfds:imdb_reviews", "--validation_file", "v.csv"],
+     {"validation_file": "the run reads --dataset tfds:imdb_reviews with its own splits"}),
+    (ClassifierRunConfig, ["--train_file", "a.csv", "--test_fraction", "0.2", "--threshold", "0.3",
+                           "--label_delimiter", ";", "--tfds_data_dir", "tfds"],
+     {"test_fraction": "it holds out part of the built-in data: with --train_file or --dataset a test split comes "
+                       "from --test_file",
+      "threshold": "in multi-label runs (--multi_label), and this run is classification",
+      "label_delimiter": "it separates a text's labels in multi-label runs",
+      "tfds_data_dir": "the run reads none (no --dataset)"}),
+    (ClassifierRunConfig, ["--train_file", "a.csv", "--validation_file", "v.csv", "--validation_fraction", "0.3"],
+     {"validation_fraction": "validation_file is the validation data"}),
+    (TokenClassifierRunConfig, ["--validation_fraction", "0.2", "--tag_column", "2", "--test_fraction", "0.3"],
+     {"validation_fraction": "the built-in data (wnut17) has a validation split",
+      "tag_column": "the run reads the built-in data (wnut17)",
+      "test_fraction": "WNUT-17 ships its own test split, and other data has one only from --test_file"}),
+    (TokenClassifierRunConfig, ["--dataset", "tfds:conll2003", "--token_column", "1"],
+     {"token_column": "it is for data files, and --dataset tfds:conll2003 is read by its features"}),
+    (QARunConfig, ["--train_file", "a.json", "--test_fraction", "0.2"], {"test_fraction": "built-in data"}),
+    (MaskedLMRunConfig, ["--text_column", "body", "--test_fraction", "0.1"],
+     {"text_column": "the run reads the built-in data (bbc_news)", "test_fraction": "a test split comes only from"}),
+], ids=["cls-no-train-file", "cls-dataset", "cls-train-file", "cls-validation-file", "ner-default", "ner-dataset",
+        "qa-train-file", "mlm-default"])
+def test_a_field_the_run_would_not_read_is_refused_before_the_data(tmp_path, cls, flags, refused):
+    """A flag given where the run reads nothing of it (a test file without --train_file trained on the built-in
+    data, silently) is refused, each named with why, before any data is read; the config itself loads (a
+    finished run's config.yaml that holds one still exports)."""
+    from tfbert.config import ConfigError
+    from tfbert.training.runner import prepare
+
+    config = cls.from_args(flags + ["--output_dir", str(tmp_path / "run")])
+    with pytest.raises(ConfigError) as error:
+        prepare(config)
+    message = str(error.value)
+    assert message.count("has no effect here") == len(refused), message
+    for name, why in refused.items():
+        assert re.search(rf"field '{name}' has no effect here \([^;]*{re.escape(why)}[^;]*\): leave it out, found "
+                         rf"{re.escape(repr(getattr(config, name)))}", message), (name, message)
+
+
+def test_fields_are_refused_only_where_the_run_does_not_read_them(tmp_path):
+    # the same fields where they are read: past the check, to the reading of the (missing) files
+    from tfbert.training.runner import prepare
+
+    for cls, flags in ((ClassifierRunConfig, ["--train_file", "a.csv", "--test_file", "t.csv", "--text_column",
+                                              "body", "--multi_label", "--threshold", "0.3"]),
+                       (TokenClassifierRunConfig, ["--train_file", "a.conll", "--tag_column", "2",
+                                                   "--validation_fraction", "0.3"]),
+                       (MaskedLMRunConfig, ["--train_file", "a.csv", "--validation_file", "v.csv", "--text_column",
+                                            "body"])):
+        with pytest.raises(DataError, match="not found|no such file"):
+            prepare(cls.from_args(flags + ["--output_dir", str(tmp_path / "run")]))
+    for cls, flags in ((ClassifierRunConfig, ["--train_file", "tfds:glue/sst2", "--tfds_data_dir", "tfds"]),
+                       (QARunConfig, ["--test_fraction", "0.3", "--validation_fraction", "0.2"]),  # the built-in data's
+                       (MaskedLMRunConfig, ["--validation_file", "v.txt", "--test_file", "t.txt"])):
+        assert cls.from_args(flags).unused_fields() == {}, flags
+    # test_fraction counts against validation_fraction only where it is read
+    assert TokenClassifierRunConfig(train_file="a.conll", validation_fraction=0.95).validation_fraction == 0.95
+    with pytest.raises(ValueError, match="'validation_fraction' must be < 1 - test_fraction"):
+        ClassifierRunConfig(validation_fraction=0.95)
 
 
 def test_no_validation_split_trains_on_everything_and_keeps_the_last_epoch(tmp_path, tiny_model_dir, capsys):

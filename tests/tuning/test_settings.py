@@ -55,6 +55,12 @@ def test_flags_and_defaults(tmp_path):
         TuneRunConfig(role="chief", oracle_address="localhost")
     with pytest.raises(ValueError, match="--role worker needs --worker_index"):
         TuneRunConfig(role="worker", oracle_address="127.0.0.1:8000")
+    # given where nothing reads them: the search would run in this process, or as the chief
+    with pytest.raises(ValueError, match=r"field 'oracle_address' must be given with --role chief or worker \(without "
+                                         r"it the search runs in this process\), found '127.0.0.1:8000'"):
+        TuneRunConfig(oracle_address="127.0.0.1:8000")
+    with pytest.raises(ValueError, match=r"field 'worker_index' must be given with --role worker \(role is chief\)"):
+        TuneRunConfig(role="chief", oracle_address="127.0.0.1:8000", worker_index=1)
 
 
 @pytest.mark.parametrize("text, expected", [

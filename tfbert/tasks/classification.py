@@ -91,7 +91,8 @@ class ClassificationTask(Task):
                     skip_bad_rows=config.skip_bad_rows)
 
     def read_file(self, config, path: str):
-        return readers.read_examples(path, has_header=config.has_header, **self._read_options(config))
+        return readers.read_examples(path, has_header=config.has_header, data_dir=config.tfds_data_dir,
+                                     **self._read_options(config))
 
     def check_labels(self, config, examples, data: ClassificationData) -> None:
         if data.label_vocab is not None:  # (an unknown label is an error naming its row)

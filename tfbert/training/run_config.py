@@ -145,6 +145,17 @@ class RunConfig:
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "data"  # the name of the default data in run names
     # A task's own help for a flag, where its meaning differs from FIELD_HELP's or the field's.
     FLAG_HELP: typing.ClassVar[dict] = {}
+    # Which data fields a run reads (`unused_fields`): the fields that say how to read the user's own data
+    # (--train_file, or --dataset), which the built-in data does not read ...
+    OWN_DATA_FIELDS: typing.ClassVar[tuple[str, ...]] = ("skip_bad_rows",)
+    # ... and of those, the ones a TFDS dataset does not read either
+    FILE_ONLY_FIELDS: typing.ClassVar[tuple[str, ...]] = ()
+    # whether validation_file and test_file are read beside the built-in data or a --dataset too
+    SPLIT_FILES_WITHOUT_TRAIN_FILE: typing.ClassVar[bool] = False
+    # whether test_fraction holds out part of the built-in data (False: the task reads it nowhere)
+    TEST_FRACTION_OF_DEFAULT_DATA: typing.ClassVar[bool] = True
+    # whether the built-in data brings its own validation split (validation_fraction is then not read)
+    DEFAULT_DATA_HAS_VALIDATION: typing.ClassVar[bool] = False
 
     model: str = "minilm-l6"
     # data
@@ -292,7 +303,7 @@ class RunConfig:
         for name in ("validation_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 fail(name, "in [0, 1)", getattr(self, name))
-        if self.validation_fraction + self.test_fraction >= 1:
+        if self.splits_test_fraction() and self.validation_fraction + self.test_fraction >= 1:
             fail("validation_fraction", "< 1 - test_fraction (something must be left to train on)",
                  self.validation_fraction)
         if self.lora_rank is not None and (not isinstance(self.lora_rank, int) or self.lora_rank < 1):
@@ -325,6 +336,46 @@ class RunConfig:
                 fail(name, "a directory (or a path to create), not an existing file", path)
         if self.train_file and self.dataset:
             raise ValueError(f"{source}: give either 'train_file' or 'dataset', not both")
+
+    def splits_test_fraction(self) -> bool:
+        """Whether the run holds out test_fraction of its data (the built-in data's, in tasks that do)."""
+        return self.TEST_FRACTION_OF_DEFAULT_DATA and not self.train_file and not self.dataset
+
+    def given(self, name: str) -> bool:
+        """Whether field `name` holds another value than its default (a flag or a config file set it)."""
+        field = next(f for f in dataclasses.fields(self) if f.name == name)
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        return getattr(self, name) != default
+
+    def unused_fields(self) -> dict[str, str]:
+        """The fields given a value (`given`) that this run would not read, each with why: a user who passes
+        one means something the run would silently not do (train on the built-in data for want of
+        --train_file, above all). A task's config adds its own (`super().unused_fields()`)."""
+        unused = {}
+        reads = f"--dataset {self.dataset}" if self.dataset else None if self.train_file else \
+            f"the built-in data ({self.DEFAULT_DATA_NAME})"
+        if reads and not self.SPLIT_FILES_WITHOUT_TRAIN_FILE:
+            for name in ("validation_file", "test_file"):
+                unused[name] = f"it is read with --train_file, and the run reads {reads} with its own splits"
+        if not self.train_file and not self.dataset:
+            for name in self.OWN_DATA_FIELDS:
+                unused[name] = f"it says how to read your own data (--train_file), and the run reads {reads}"
+        elif not self.train_file:
+            for name in self.FILE_ONLY_FIELDS:
+                unused[name] = f"it is for data files, and --dataset {self.dataset} is read by its features"
+        if not self.splits_test_fraction():
+            unused["test_fraction"] = (
+                "it holds out part of the built-in data: with --train_file or --dataset a test split comes from "
+                "--test_file or the dataset's own" if self.TEST_FRACTION_OF_DEFAULT_DATA
+                else self.FLAG_HELP.get("test_fraction", "the task holds out no test split").removeprefix("not used: "))
+        if self.validation_file:
+            unused["validation_fraction"] = "validation_file is the validation data"
+        elif self.DEFAULT_DATA_HAS_VALIDATION and not self.train_file and not self.dataset:
+            unused["validation_fraction"] = f"the built-in data ({self.DEFAULT_DATA_NAME}) has a validation split"
+        if not self.dataset and not any(str(getattr(self, name) or "").startswith("tfds:")
+                                        for name in self.DATA_FILE_FIELDS):
+            unused["tfds_data_dir"] = "it is where TensorFlow Datasets are, and the run reads none (no --dataset)"
+        return {name: why for name, why in unused.items() if self.given(name)}
 
     DATA_FILE_FIELDS = ("train_file", "validation_file", "test_file")
 
@@ -482,6 +533,9 @@ class ClassifierRunConfig(RunConfig):
     label_delimiter: str = ","
     threshold: float = 0.5
 
+    OWN_DATA_FIELDS: typing.ClassVar[tuple[str, ...]] = RunConfig.OWN_DATA_FIELDS + (
+        "text_column", "text_pair_column", "label_column", "label_delimiter")
+
     def __post_init__(self):
         self.problem_type = dict(zip(TASKS, PROBLEM_TYPES)).get(self.problem_type, self.problem_type)
         if self.multi_label:
@@ -500,6 +554,15 @@ class ClassifierRunConfig(RunConfig):
             self.fail(source, "threshold", "in (0, 1) (a label is predicted when its sigmoid is above it)",
                       self.threshold)
         super().validate(source)
+
+    def unused_fields(self) -> dict[str, str]:
+        unused = super().unused_fields()
+        if self.task != "multi_label":
+            for name, does in (("label_delimiter", "separates a text's labels"),
+                               ("threshold", "is the sigmoid a label is predicted above")):
+                if self.given(name):
+                    unused[name] = f"it {does} in multi-label runs (--multi_label), and this run is {self.task}"
+        return unused
 
     @property
     def task(self) -> str:
@@ -545,6 +608,12 @@ class TokenClassifierRunConfig(RunConfig):
         "help": "tag scheme of the files, converted to IOB2 for training", "choices": TAG_SCHEMES})
     label_all_subtokens: bool = dataclasses.field(default=False, metadata={
         "help": "label every sub-token of a word, not only its first (B- becomes I- after the first)"})
+
+    OWN_DATA_FIELDS: typing.ClassVar[tuple[str, ...]] = RunConfig.OWN_DATA_FIELDS + (
+        "token_column", "tag_column", "tag_scheme")
+    FILE_ONLY_FIELDS: typing.ClassVar[tuple[str, ...]] = ("skip_bad_rows", "token_column", "tag_column")
+    TEST_FRACTION_OF_DEFAULT_DATA: typing.ClassVar[bool] = False  # (WNUT-17 has a test split)
+    DEFAULT_DATA_HAS_VALIDATION: typing.ClassVar[bool] = True
 
     def validate(self, source: str = "run config") -> None:
         if self.tag_scheme not in TAG_SCHEMES:
@@ -615,6 +684,9 @@ class MaskedLMRunConfig(RunConfig):
 
     TASK: typing.ClassVar[str] = "masked_lm"
     TABULAR_EXTENSIONS: typing.ClassVar[tuple[str, ...]] = (".csv", ".tsv")  # (.txt is plain text here)
+    OWN_DATA_FIELDS: typing.ClassVar[tuple[str, ...]] = RunConfig.OWN_DATA_FIELDS + ("text_column",)
+    SPLIT_FILES_WITHOUT_TRAIN_FILE: typing.ClassVar[bool] = True  # (beside the built-in articles too)
+    TEST_FRACTION_OF_DEFAULT_DATA: typing.ClassVar[bool] = False
     RUN_PREFIX: typing.ClassVar[str] = "mlm"
     ARCHITECTURE: typing.ClassVar[str] = "BertForMaskedLM"
     DEFAULT_DATA_NAME: typing.ClassVar[str] = "bbc_news"
@@ -676,6 +748,25 @@ def check_has_header(config: RunConfig) -> None:
              else "the built-in data (no --train_file)")
     raise ConfigError(f"run config: field 'has_header' must be unset (`auto`): it is for CSV/TSV files "
                       f"({', '.join(tabular)}), and the run reads {reads}; found {config.has_header!r}")
+
+
+def check_unused_fields(config: RunConfig) -> None:
+    """Refuses a run config with a field given that the run would not read (`RunConfig.unused_fields`,
+    and `has_header` for a run without CSV/TSV files): the user meant something the run would silently
+    not do. Checked when a run reads its data (`runner.prepare`), as `check_has_header`: a finished run's
+    config.yaml that holds such a field (accepted before) still loads for export and evaluation.
+
+    Raises:
+        ConfigError: naming each field, why it has no effect, and the value found.
+    """
+    from tfbert.config import ConfigError
+
+    check_has_header(config)
+    unused = config.unused_fields()
+    if unused:
+        raise ConfigError("run config: " + "; ".join(
+            f"field '{name}' has no effect here ({why}): leave it out, found {getattr(config, name)!r}"
+            for name, why in unused.items()))
 
 
 def config_class_for(architectures: list[str]) -> type:

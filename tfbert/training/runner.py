@@ -33,7 +33,7 @@ from tfbert.text import BertTokenizer
 from tfbert.training import callbacks as cbs
 from tfbert.training import distribution, finished_run, parameter_efficient, resume, tensorboard_logs
 from tfbert.training.optimization import create_optimizer
-from tfbert.training.run_config import (RunConfig, check_has_header, with_new_fields,
+from tfbert.training.run_config import (RunConfig, check_unused_fields, with_new_fields,
                                         without_placement)
 
 logger = logging.getLogger("tfbert")
@@ -164,7 +164,7 @@ class RunInputs:
 def prepare(config: RunConfig) -> PreparedData:
     """Reads (and checks) every split and loads the tokenizer a run config names; prints what was read."""
     task = task_for(config)
-    check_has_header(config)
+    check_unused_fields(config)
     data = task.load_data(config)
     strategy = distribution.strategy_for(config)
     output_dir = config.resolved_output_dir()

@@ -110,6 +110,12 @@ class SearchSettings:
                  "multi_worker", self.strategy)
         if self.role and not self.oracle_address:
             raise ValueError(f"{source}: --role {self.role} needs --oracle_address host:port (the chief's)")
+        alone = " (without it the search runs in this process)"
+        if self.oracle_address is not None and not self.role:
+            fail("oracle_address", "given with --role chief or worker" + alone, self.oracle_address)
+        if self.worker_index is not None and self.role != "worker":
+            fail("worker_index", "given with --role worker" + (f" (role is {self.role})" if self.role else alone),
+                 self.worker_index)
         if self.oracle_address:
             parse_address(self.oracle_address, source)
         if self.role == "worker" and self.worker_index is None and "KERASTUNER_TUNER_ID" not in os.environ:
