@@ -368,7 +368,7 @@ class RunConfig:
                 "it holds out part of the built-in data: with --train_file or --dataset a test split comes from "
                 "--test_file or the dataset's own" if self.TEST_FRACTION_OF_DEFAULT_DATA
                 else self.FLAG_HELP.get("test_fraction", "the task holds out no test split").removeprefix("not used: "))
-        if self.validation_file:
+        if self.validation_file and self.validation_fraction:  # (0 says no split: true, and harmless)
             unused["validation_fraction"] = "validation_file is the validation data"
         elif self.DEFAULT_DATA_HAS_VALIDATION and not self.train_file and not self.dataset:
             unused["validation_fraction"] = f"the built-in data ({self.DEFAULT_DATA_NAME}) has a validation split"
