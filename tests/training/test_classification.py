@@ -286,16 +286,17 @@ def test_a_resumed_run_keeps_the_best_epoch_of_before_the_interruption(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task, stop, settings, resumed_at", [
-    ("classification", (2, 0), {}, (1, 0)),
-    ("classification", (2, 5), {}, (1, 3)),  # within epoch 2: from its step backup, resumed with backups off
-    ("mlm", (1, 5), {}, (0, 3)),  # within the first epoch: no epoch backup yet
-    ("classification", (2, 5), {"gradient_accumulation_steps": 2}, (1, 3)),  # between two updates
-    ("classification", (2, 4), {"steps_per_execution": 2}, (1, 4)),  # the first call past 3 batches
-], ids=["classification-after-epoch-1", "classification-within-epoch-2",
-        "mlm-within-epoch-1", "classification-within-an-accumulated-update", "classification-steps-per-execution"])
-def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task, stop, settings,
-                                                               resumed_at, capsys):
+@pytest.mark.parametrize("task, stops, settings", [
+    # (where the run is stopped, where it resumes) for each interrupted run, compared with one uninterrupted run
+    ("classification", [((2, 0), (1, 0)),
+                        ((2, 5), (1, 3))], {}),  # within epoch 2: from its step backup, resumed with backups off
+    ("mlm", [((1, 5), (0, 3))], {}),  # within the first epoch: no epoch backup yet
+    ("classification", [((2, 5), (1, 3))], {"gradient_accumulation_steps": 2}),  # between two updates
+    ("classification", [((2, 4), (1, 4))], {"steps_per_execution": 2}),  # the first call past 3 batches
+], ids=["classification-after-epoch-1-and-within-epoch-2", "mlm-within-epoch-1",
+        "classification-within-an-accumulated-update", "classification-steps-per-execution"])
+def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vocab_file, task, stops, settings,
+                                                               capsys):
     """Shuffled batches, dropout masks and (MLM) the masked tokens: the batches after the resume see what
     the uninterrupted run saw, so the trained weights are the same bit for bit (the runner is the same
     for every task; masked LM draws its masks in the input pipeline). Killed within an epoch, the run
@@ -331,7 +332,8 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
             weights.append([w.copy() for w in self.model.get_weights()])
 
     weights, losses = [], []
-    for name in ("uninterrupted", "interrupted"):
+    names = ["uninterrupted"] + [f"interrupted{i}" for i in range(len(stops))]
+    for name, (stop, resumed_at) in zip(names, [(None, None)] + stops):
         losses.append({})
         if task == "mlm":
             config = MaskedLMRunConfig(model=str(model_dir), train_file=corpus, epochs=2, batch_size=4,
@@ -341,11 +343,11 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
             config = _config(tmp_path, str(model_dir), train_file=train, epochs=2, output_dir=str(tmp_path / name),
                              log_dir=str(tmp_path / f"tb-{name}"), metric_for_best="val_loss", backup_every_n_steps=3,
                              **settings)
-        extra = (Keep(), stop_before_epoch(*stop)) if name == "interrupted" else (Keep(),)
+        extra = (Keep(), stop_before_epoch(*stop)) if stop else (Keep(),)
         try:
             summary = runner.fit_and_evaluate(config, runner.prepare(config), write_exports=False,
                                               extra_callbacks=extra)
-            assert summary["steps_per_epoch"] > 6  # room for two backups within an epoch
+            assert summary["steps_per_epoch"] > 6 and stop is None  # (room for two backups within an epoch)
         except Interrupt:
             backup = tmp_path / name / "backup"
             assert (backup / "step.weights.h5").exists() == bool(resumed_at[1])
@@ -361,23 +363,24 @@ def test_a_resumed_run_trains_exactly_as_the_uninterrupted_run(tmp_path, tiny_vo
             assert summary["optimizer_steps"] == 2 * summary["steps_per_epoch"] // settings.get(
                 "gradient_accumulation_steps", 1)
             assert not (tmp_path / name / "backup").exists()
-    uninterrupted, resumed = weights
-    assert len(uninterrupted) == len(resumed) > 0
-    for a, b in zip(uninterrupted, resumed):
-        np.testing.assert_array_equal(a, b)
-    assert losses[1] == {epoch: losses[0][epoch] for epoch in losses[1]}  # the same figures, to the bit
+    assert len(weights) == len(names) and len(weights[0]) > 0
+    for resumed, resumed_losses in zip(weights[1:], losses[1:]):
+        assert len(resumed) == len(weights[0])
+        for a, b in zip(weights[0], resumed):
+            np.testing.assert_array_equal(a, b)
+        assert resumed_losses == {epoch: losses[0][epoch] for epoch in resumed_losses}  # the same figures, to the bit
     import tensorflow as tf
 
     # TensorBoard: the points of the uninterrupted run, none twice (the killed run's points past its backup
     # were logged again after the resume); examples/s is a time, not compared
     for run in ("train", "validation"):
         logged = []
-        for name in ("uninterrupted", "interrupted"):
+        for name in names:
             events = _scalars(str(tmp_path / f"tb-{name}" / run))
             logged.append(sorted((tag, e.step, float(tf.make_ndarray(e.tensor_proto)))
                                  for tag in events.Tags()["tensors"] if "per_second" not in tag
                                  for e in events.Tensors(tag)))
-        assert logged[1] == logged[0], run
+        assert all(other == logged[0] for other in logged[1:]), run
 
 
 def test_training_a_finished_run_again_is_said_with_what_stays(tmp_path, capsys):
@@ -665,7 +668,11 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     with pytest.raises(ConfigError, match=r"backup: an incomplete backup \(no latest.weights.h5\): it cannot be "
                                           r"resumed; delete .*backup to train from the start"):
         runner.fit_and_evaluate(config, runner.prepare(config))
-    # the export of the finished run says that a later one there was stopped (it exports the finished one)
+    # the export of the finished run says that a later one there was stopped (it exports the finished one);
+    # in a copied run folder too (cp -r, scp: the files get new times, in any order), whose times were taken
+    # for a later run stopped while writing its outputs
+    finished_at = os.path.getmtime(run / "metrics.json")
+    os.utime(run / "config.yaml", (finished_at + 5, finished_at + 5))
     caplog.set_level(logging.WARNING, logger="tfbert")
     assert os.path.isdir(runner.export_run(str(run), str(tmp_path / "serving")))
     assert f"{run} holds an interrupted run besides the finished one: this exports the run that finished on " \
@@ -674,11 +681,6 @@ def test_a_run_stopped_after_its_export_keeps_one_version_and_a_bad_backup_is_re
     for length, expected in ((0, "a positive integer"), (2, "at least 3")):
         with pytest.raises(ExportError, match=rf"^--max_seq_length: field 'max_seq_length' must be {expected}"):
             runner.export_run(str(run), str(tmp_path / "serving"), max_seq_length=length)
-    # a copied run folder (cp -r, scp: the files get new times, in any order) exports: the times were taken
-    # for a later run stopped while writing its outputs
-    finished_at = os.path.getmtime(run / "metrics.json")
-    os.utime(run / "config.yaml", (finished_at + 5, finished_at + 5))
-    assert os.path.isdir(runner.export_run(str(run), str(tmp_path / "serving")))
     # a later run stopped while writing its outputs (config.yaml first, metrics.json last) removed metrics.json
     # before its first one: not exported as a mix of two runs
     shutil.rmtree(run / "backup")

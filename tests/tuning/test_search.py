@@ -243,22 +243,10 @@ def test_the_best_model_is_swapped_in_whole_and_a_killed_retrain_resumes(tmp_pat
     assert ClassifierRunConfig.from_args(["--config", str(best / "config.yaml")]).output_dir == str(best)
     assert not [name for name in os.listdir(search) if name.startswith(".best_model")]
 
-    # --overwrite starts the search over: the best model stays, served, until the new search's best replaces it
-    # (it was deleted at the start), and its versions and evaluations/ are carried over
-    monkeypatch.setattr(fileio, "replace_dir", real_replace)
-    during = []
-    monkeypatch.setattr(runner, "fit_and_evaluate",
-                        lambda *a, **k: during.append(sorted(os.listdir(best / "saved_model"))) or real_fit(*a, **k))
-    run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial",
-                            overwrite=True))
-    assert during == [["1", "2"]]  # the trial's training
-    assert sorted(os.listdir(best / "saved_model")) == ["1", "2", "3"]
-    assert json.loads((best / "metrics.json").read_text())["export"] == "best_trial"  # the new search's, not kept
-    assert (best / "evaluations" / "dev.csv").is_dir() and not (best / ".previous_search").exists()
-
 
 @pytest.mark.slow
-def test_the_best_trial_of_a_loss_scaled_search_loads_with_its_optimizer_state(tmp_path, tiny_model_dir):
+def test_the_best_trial_of_a_loss_scaled_search_loads_with_its_optimizer_state(tmp_path, tiny_model_dir,
+                                                                              monkeypatch):
     # mixed_float16: Keras' LossScaleOptimizer, built twice, had 2 variables more than the trial saved, so
     # Keras skipped the optimizer's state with a warning (the weights themselves loaded)
     import warnings
@@ -271,7 +259,25 @@ def test_the_best_trial_of_a_loss_scaled_search_loads_with_its_optimizer_state(t
         run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1,
                                 export="best_trial", mixed_precision="mixed_float16"))
     assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
-    assert (tmp_path / "search" / "best_model" / "saved_model" / "1").is_dir()
+    best = tmp_path / "search" / "best_model"
+    assert os.listdir(best / "saved_model") == ["1"]
+
+    # --overwrite starts the search over: the best model stays, served, until the new search's best replaces it
+    # (it was deleted at the start), and its versions and evaluations/ (evaluate.py's) are carried over
+    from tfbert.training import runner
+
+    (best / "evaluations" / "dev.csv").mkdir(parents=True)
+    (best / "evaluations" / "dev.csv" / "metrics.json").write_text("{}", encoding="utf-8")
+    real_fit, during = runner.fit_and_evaluate, []
+    monkeypatch.setattr(runner, "fit_and_evaluate",
+                        lambda *a, **k: during.append((os.listdir(best / "saved_model"),
+                                                       (best / ".previous_search").exists())) or real_fit(*a, **k))
+    run_search(_tune_config(tmp_path, tiny_model_dir, train, space, tuner="grid", max_trials=1, export="best_trial",
+                            mixed_precision="mixed_float16", overwrite=True))
+    assert during == [(["1"], True)]  # the trial's training: the old best model there, marked as the old search's
+    assert not (best / ".previous_search").exists()
+    assert sorted(os.listdir(best / "saved_model")) == ["1", "2"]
+    assert (best / "evaluations" / "dev.csv" / "metrics.json").read_text() == "{}"
 
 
 def test_failed_trials_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, tiny_model_dir, capsys):
