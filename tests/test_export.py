@@ -367,3 +367,33 @@ def test_lora_adapters_are_merged_into_a_float32_export(tmp_path, tokenizer):
     expected = tf.nn.softmax(merged(features)).numpy()
     assert np.abs(served["probabilities"].numpy() - expected).max() < 1e-5
     assert not [v for v in tf.train.list_variables(f"{path}/variables/variables") if "lora" in v[0]]
+
+
+def test_an_export_beaten_to_its_version_number_takes_the_next_one(tmp_path, caplog):
+    """Two exports into one base path at once (export.py twice, no --version): the one that finishes second
+    found its number taken by the other's whole folder; it takes the next free number instead of failing
+    after its whole export. A version asked for is not renumbered, and is replaced only with overwrite."""
+    import logging
+
+    from tfbert.export import _replace_dir
+
+    base = tmp_path / "saved_model"
+
+    def written(name):  # an export's finished hidden folder
+        folder = base / f".{name}.tmp"
+        folder.mkdir(parents=True)
+        (folder / "saved_model.pb").write_text(name)
+        return str(folder)
+
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_text("the other export's")
+    caplog.set_level(logging.WARNING, logger="tfbert")
+    assert _replace_dir(written("ours"), str(base / "1"), overwrite=False, numbered=True) == str(base / "2")
+    assert (base / "2" / "saved_model.pb").read_text() == "ours"
+    assert (base / "1" / "saved_model.pb").read_text() == "the other export's"
+    assert f"{base / '1'}: written by another export meanwhile; this one is version 2" in caplog.text
+    with pytest.raises(ExportError, match=r"2: created by another export while this one was writing"):
+        _replace_dir(written("asked for 2"), str(base / "2"), overwrite=False)
+    assert _replace_dir(written("replacing 2"), str(base / "2"), overwrite=True) == str(base / "2")
+    assert (base / "2" / "saved_model.pb").read_text() == "replacing 2"
+    assert sorted(os.listdir(base)) == [".asked for 2.tmp", "1", "2"]  # (export_saved_model removes its own)

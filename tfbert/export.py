@@ -155,6 +155,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
     if max_positions and max_seq_length > max_positions:
         raise ExportError(f"max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
                           f"({max_positions})")
+    numbered = version is None  # (the next free number, also if another export takes this one meanwhile)
     version = int(version) if version is not None else next_version(base_dir)
     if version < 0:
         raise ExportError(f"{base_dir}: version must be a non-negative integer, found {version}")
@@ -200,7 +201,7 @@ def export_saved_model(model: keras.Model, tokenizer: BertTokenizer, base_dir: s
         with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump({**metadata, "max_seq_length": max_seq_length, "tokenizer": tokenizer.get_config()}, f,
                       indent=2, ensure_ascii=False)
-        _replace_dir(tmp_dir, final_dir, overwrite)
+        final_dir = _replace_dir(tmp_dir, final_dir, overwrite, numbered)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return final_dir
@@ -276,14 +277,27 @@ def padding_skipped(model: keras.Model, skip: bool = True):
         backbone.skip_padding = before
 
 
-def _replace_dir(new_dir: str, final_dir: str, overwrite: bool) -> None:
-    if not os.path.exists(final_dir):
-        os.rename(new_dir, final_dir)  # fails if another export created it meanwhile
-        return
-    if not overwrite:
-        raise ExportError(f"{final_dir}: created by another export while this one was writing")
-    # one atomic exchange on Linux: a server polling the folder always finds a whole version
-    fileio.replace_dir(new_dir, final_dir, fileio.scratch_path(final_dir, "old"))
+def _replace_dir(new_dir: str, final_dir: str, overwrite: bool, numbered: bool = False) -> str:
+    """Puts the written `new_dir` at `final_dir` and returns where it went: with `numbered` (no version
+    given) at the next free number when another export took `final_dir` while this one was writing."""
+    if os.path.exists(final_dir) and overwrite:
+        # one atomic exchange on Linux: a server polling the folder always finds a whole version
+        fileio.replace_dir(new_dir, final_dir, fileio.scratch_path(final_dir, "old"))
+        return final_dir
+    base_dir = os.path.dirname(final_dir)
+    while True:
+        if not os.path.exists(final_dir):
+            try:
+                os.rename(new_dir, final_dir)  # fails if another export created it meanwhile (whole, not empty)
+                return final_dir
+            except OSError:
+                if not os.path.isdir(final_dir):
+                    raise
+        if not numbered:
+            raise ExportError(f"{final_dir}: created by another export while this one was writing")
+        taken, final_dir = final_dir, os.path.join(base_dir, str(next_version(base_dir)))
+        logger.warning("%s: written by another export meanwhile; this one is version %s", taken,
+                       os.path.basename(final_dir))
 
 
 DEFAULT_WARMUP_TEXTS = ["This is a warm-up request.", "", "Short.",

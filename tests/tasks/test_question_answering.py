@@ -69,6 +69,20 @@ def test_a_training_file_holds_out_its_validation_fraction(tmp_path):
         assert (len(data.train), len(data.validation)) == (40 - held, held)
 
 
+def test_a_v2_threshold_on_v1_data_is_said_to_be_unused(tmp_path, caplog):
+    from tfbert.tasks.question_answering import QuestionAnsweringTask
+    from tfbert.training.run_config import QARunConfig
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "title": f"article {i}", "question": "Which city?",
+                                        "context": "Paris is big.", "answers": {"text": ["Paris"], "answer_start": [0]}})
+                            + "\n" for i in range(8)), encoding="utf-8")
+    QuestionAnsweringTask().load_data(QARunConfig(train_file=str(path)))
+    assert "null_score_diff_threshold" not in caplog.text  # (not given)
+    QuestionAnsweringTask().load_data(QARunConfig(train_file=str(path), null_score_diff_threshold=1.5))
+    assert "--null_score_diff_threshold 1.5 is not used: the data is SQuAD v1.1" in caplog.text
+
+
 def test_rows_dropped_under_skip_bad_rows_are_reported_for_every_task(tmp_path, caplog):
     # classification and QA dropped them silently when the validation split was taken from the training file
     # (a split does not carry the file's `skipped`): only the counts showed it

@@ -55,7 +55,11 @@ def test_flags_and_defaults(tmp_path):
         TuneRunConfig(role="chief", oracle_address="localhost")
     with pytest.raises(ValueError, match="--role worker needs --worker_index"):
         TuneRunConfig(role="worker", oracle_address="127.0.0.1:8000")
-    # given where nothing reads them: the search would run in this process, or as the chief
+    # given where nothing reads them: the search would run in this process, or as the chief; a test file
+    # without the best model that alone is scored on it
+    with pytest.raises(ValueError, match=r"field 'test_file' must be unset with --export none: the trials are scored "
+                                         r"on the validation data, and the test data only by the exported best model"):
+        TuneRunConfig(train_file="x.csv", test_file="t.csv", export="none")
     with pytest.raises(ValueError, match=r"field 'oracle_address' must be given with --role chief or worker \(without "
                                          r"it the search runs in this process\), found '127.0.0.1:8000'"):
         TuneRunConfig(oracle_address="127.0.0.1:8000")

@@ -150,6 +150,9 @@ class QuestionAnsweringTask(Task):
             logger.warning("SQuAD v2.0 detected (questions without answers: %s): the model learns to answer "
                            "nothing and is scored on it; --version_2_with_negative false refuses such questions "
                            "instead", ", ".join(f"{n} {c}" for n, c in unanswerable.items()))
+        if not version_2 and config.given("null_score_diff_threshold"):
+            logger.warning("--null_score_diff_threshold %s is not used: the data is SQuAD v1.1 (every question has "
+                           "an answer, and the model always gives one)", config.null_score_diff_threshold)
         # Detected once and kept in the run's config.yaml, so a resumed run and `export_run` agree.
         config.version_2_with_negative = version_2
         if config.max_train_examples and len(train) > config.max_train_examples:

@@ -110,6 +110,9 @@ class SearchSettings:
                  "multi_worker", self.strategy)
         if self.role and not self.oracle_address:
             raise ValueError(f"{source}: --role {self.role} needs --oracle_address host:port (the chief's)")
+        if self.test_file and self.export == "none":
+            fail("test_file", "unset with --export none: the trials are scored on the validation data, and the test "
+                 "data only by the exported best model", self.test_file)
         alone = " (without it the search runs in this process)"
         if self.oracle_address is not None and not self.role:
             fail("oracle_address", "given with --role chief or worker" + alone, self.oracle_address)
