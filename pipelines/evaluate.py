@@ -10,10 +10,9 @@ test_predictions.json in the official format), or to --output_dir.
 """
 
 import argparse
-import logging
 import sys
 
-from tfbert.cli import quiet_native_logs
+from tfbert.cli import quiet_native_logs, show_info_logs
 
 quiet_native_logs()  # before TensorFlow is imported (--verbose shows its log lines)
 
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, found {args.batch_size}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # (as training's)
+    show_info_logs()
     try:
         evaluate_run(args.checkpoint, args.test_file, args.output_dir, args.batch_size, args.skip_bad_rows)
     except USER_ERRORS as e:

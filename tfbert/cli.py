@@ -100,6 +100,11 @@ def _one_line_interrupts() -> None:
     sys.excepthook = hook
 
 
+def show_info_logs() -> None:
+    """tfbert's INFO lines (what the data was read as, and the like) on stderr, as every pipeline shows them."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
 def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog: str) -> int:
     """The body of a training or search pipeline: flags (and `--config`) -> `config_cls`, then
     `run(config)`; a `TfbertError` (bad data, config, checkpoint, vocabulary...) is printed as one line
@@ -107,7 +112,7 @@ def run_pipeline(config_cls, run, argv: list[str] | None, description: str, prog
     saying how to resume instead of a traceback through TensorFlow, still by SIGINT."""
     from tfbert.errors import TfbertError
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    show_info_logs()
     config = config_cls.from_args(argv, description=description)
     try:
         run(config)

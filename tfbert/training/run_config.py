@@ -352,17 +352,17 @@ class RunConfig:
         one means something the run would silently not do (train on the built-in data for want of
         --train_file, above all). A task's config adds its own (`super().unused_fields()`)."""
         unused = {}
-        reads = f"--dataset {self.dataset}" if self.dataset else None if self.train_file else \
-            f"the built-in data ({self.DEFAULT_DATA_NAME})"
-        if reads and not self.SPLIT_FILES_WITHOUT_TRAIN_FILE:
+        built_in = not self.train_file and not self.dataset
+        reads = f"the built-in data ({self.DEFAULT_DATA_NAME})" if built_in else f"--dataset {self.dataset}"
+        if not self.train_file and not self.SPLIT_FILES_WITHOUT_TRAIN_FILE:
             for name in ("validation_file", "test_file"):
                 unused[name] = f"it is read with --train_file, and the run reads {reads} with its own splits"
-        if not self.train_file and not self.dataset:
+        if built_in:
             for name in self.OWN_DATA_FIELDS:
                 unused[name] = f"it says how to read your own data (--train_file), and the run reads {reads}"
         elif not self.train_file:
             for name in self.FILE_ONLY_FIELDS:
-                unused[name] = f"it is for data files, and --dataset {self.dataset} is read by its features"
+                unused[name] = f"it is for data files, and {reads} is read by its features"
         if not self.splits_test_fraction():
             unused["test_fraction"] = (
                 "it holds out part of the built-in data: with --train_file or --dataset a test split comes from "
@@ -370,7 +370,7 @@ class RunConfig:
                 else self.FLAG_HELP.get("test_fraction", "the task holds out no test split").removeprefix("not used: "))
         if self.validation_file and self.validation_fraction:  # (0 says no split: true, and harmless)
             unused["validation_fraction"] = "validation_file is the validation data"
-        elif self.DEFAULT_DATA_HAS_VALIDATION and not self.train_file and not self.dataset:
+        elif self.DEFAULT_DATA_HAS_VALIDATION and built_in:
             unused["validation_fraction"] = f"the built-in data ({self.DEFAULT_DATA_NAME}) has a validation split"
         if not self.dataset and not any(str(getattr(self, name) or "").startswith("tfds:")
                                         for name in self.DATA_FILE_FIELDS):
